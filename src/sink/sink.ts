@@ -1,0 +1,43 @@
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import type { SinkError } from '../errors.ts';
+import type { ChangeEvent } from '../model/change-event.ts';
+
+/** The outcome of one record of a batch. A stale write that a sink refused counts as ok. */
+export type SinkResult = { readonly ok: true } | { readonly ok: false; readonly error: SinkError };
+
+export const OK: SinkResult = Object.freeze({ ok: true });
+
+/**
+ * The sink contract: start (connect), write a batch, close. `write` resolves with one result per
+ * record, in the batch's order; it rejects only when the whole batch failed in transport, with a
+ * SinkError saying whether that is retriable. `close` may be called more than once.
+ */
+export interface Sink {
+  readonly name: string;
+  readonly kind: string;
+  start(): Promise<void>;
+  write(batch: readonly ChangeEvent[]): Promise<readonly SinkResult[]>;
+  close(): Promise<void>;
+}
+
+export interface SinkContext {
+  readonly logger: Logger;
+}
+
+export interface SinkFactory<S extends z.ZodTypeAny = z.ZodTypeAny> {
+  readonly kind: string;
+  /** Schema of the sink's config block (without `kind`). */
+  readonly configSchema: S;
+  create(name: string, config: z.infer<S>, context: SinkContext): Sink;
+}
+
+export function defineSink<S extends z.ZodTypeAny>(factory: SinkFactory<S>): SinkFactory<S> {
+  return factory;
+}
+
+/** Makes `close()` idempotent: every call gets the promise of the first. */
+export function once<T>(fn: () => Promise<T>): () => Promise<T> {
+  let p: Promise<T> | undefined;
+  return () => (p ??= fn());
+}
