@@ -63,3 +63,15 @@ export function parseLsn(value: unknown): bigint | undefined {
   }
   return undefined;
 }
+
+const MAX_LONG = (1n << 63n) - 1n;
+
+/**
+ * A position as one signed 64-bit integer, for stores whose versions are longs (Elasticsearch
+ * external versioning). Only single-part positions fit; others have no order-preserving long form.
+ */
+export function positionToVersion(p: Position): bigint | undefined {
+  if (p.parts.length !== 1) return undefined;
+  const v = p.parts[0]!;
+  return v <= MAX_LONG ? v : undefined;
+}

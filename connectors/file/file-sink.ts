@@ -1,0 +1,72 @@
+import { mkdir, open, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { z } from 'zod';
+import { SinkError } from '../../src/errors.ts';
+import { encodePosition } from '../../src/model/position.ts';
+import { toJsonValue } from '../../src/model/serialize.ts';
+import { defineSink, OK, once, type Sink } from '../../src/sink/sink.ts';
+
+const configSchema = z
+  .object({
+    path: z.string().min(1).describe('JSON-lines file to append to (created with its folder)'),
+    fsync: z.boolean().default(true).describe('acknowledge only after the data reached the disk'),
+  })
+  .strict();
+
+/**
+ * Appends one JSON line per change: the debugging sink. A line is acknowledged once written (and
+ * synced, by default), so what the file holds is what the router may commit.
+ */
+export const fileSink = defineSink({
+  kind: 'file',
+  configSchema,
+  create(name, config, { logger }): Sink {
+    let handle: FileHandle | undefined;
+    const log = logger.child({ component: 'sink', sink: name, kind: 'file' });
+    return {
+      name,
+      kind: 'file',
+      async start() {
+        await mkdir(dirname(config.path), { recursive: true });
+        handle = await open(config.path, 'a');
+        log.info({ path: config.path }, 'file sink opened');
+      },
+      async write(batch) {
+        if (!handle) throw new SinkError(name, 'write before start', { code: 'NOT_STARTED', retriable: false });
+        const lines = batch.map(
+          (e) =>
+            JSON.stringify(
+              toJsonValue({
+                op: e.op,
+                table: e.table.id,
+                key: e.key,
+                before: e.before,
+                after: e.after,
+                position: encodePosition(e.position),
+                ts_ms: e.tsMs,
+                topic: e.kafka.topic,
+                partition: e.kafka.partition,
+                offset: e.kafka.offset,
+              }),
+            ) + '\n',
+        );
+        try {
+          await handle.appendFile(lines.join(''));
+          if (config.fsync) await handle.datasync();
+        } catch (err) {
+          // Disk full or I/O errors may clear up; a retry is the safe choice.
+          throw new SinkError(name, `cannot append to ${config.path}: ${String(err)}`, {
+            code: 'FILE_WRITE',
+            retriable: true,
+            cause: err,
+          });
+        }
+        return batch.map(() => OK);
+      },
+      close: once(async () => {
+        await handle?.close();
+        handle = undefined;
+      }),
+    };
+  },
+});

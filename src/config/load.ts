@@ -1,0 +1,195 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError, type ConfigIssue } from '../errors.ts';
+import type { HandlersModule, TableHandler } from '../handler.ts';
+import { builtinSinkKinds } from '../sink/registry.ts';
+import type { SinkFactory } from '../sink/sink.ts';
+import { transformFactories } from '../transform/registry.ts';
+import type { NamedTransform, Transform } from '../transform/transform.ts';
+import { configSchema, type KafkaConfig, type RawConfig, type RetryConfig } from './schema.ts';
+
+export interface SinkSpec {
+  readonly name: string;
+  readonly kind: string;
+  readonly factory: SinkFactory;
+  readonly config: unknown;
+}
+
+export interface RouteSpec {
+  readonly table: string;
+  readonly transforms: readonly NamedTransform[];
+  readonly sinks: readonly string[];
+}
+
+/** The validated, resolved configuration. Read-only after loading. */
+export interface Config {
+  readonly kafka: KafkaConfig;
+  readonly decode: RawConfig['decode'];
+  readonly sinks: readonly SinkSpec[];
+  readonly routes: readonly RouteSpec[];
+  readonly unrouted: RawConfig['unrouted'];
+  readonly maxBatchSize: number;
+  readonly retry: RetryConfig;
+  readonly log: RawConfig['log'];
+}
+
+function zodIssues(error: z.ZodError, prefix: (string | number)[] = []): ConfigIssue[] {
+  return error.issues.map((i) => ({ path: [...prefix, ...i.path].join('.'), message: i.message }));
+}
+
+/**
+ * Replaces `${NAME}` (and `${NAME:-default}`) in every string with the environment's value, so that
+ * secrets stay out of config files. An unset variable without a default is a config error.
+ */
+export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, issues: ConfigIssue[], path = ''): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, dflt?: string) => {
+      const v = env[name];
+      if (v !== undefined) return v;
+      if (dflt !== undefined) return dflt;
+      issues.push({ path, message: `environment variable ${name} is not set` });
+      return '';
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => interpolateEnv(v, env, issues, path ? `${path}.${i}` : String(i)));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env, issues, path ? `${path}.${k}` : k)]),
+    );
+  }
+  return value;
+}
+
+export async function readConfigFile(file: string): Promise<unknown> {
+  const text = await readFile(file, 'utf8');
+  try {
+    return file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new ConfigError([{ path: '', message: `cannot parse ${file}: ${String(err)}` }], file);
+  }
+}
+
+async function loadHandlers(spec: string, baseDir: string): Promise<HandlersModule> {
+  const path = isAbsolute(spec) ? spec : resolve(baseDir, spec);
+  const mod = (await import(pathToFileURL(path).href)) as { default?: HandlersModule };
+  if (!mod.default || typeof mod.default !== 'object') {
+    throw new ConfigError([{ path: 'handlers', message: `${path} has no default export (use defineHandlers)` }]);
+  }
+  return mod.default;
+}
+
+/**
+ * Validates a parsed config document. Every problem is collected and reported together, with its
+ * path; nothing is half-applied.
+ */
+export async function resolveConfig(
+  document: unknown,
+  options: { env?: NodeJS.ProcessEnv; baseDir?: string; source?: string } = {},
+): Promise<Config> {
+  const issues: ConfigIssue[] = [];
+  const interpolated = interpolateEnv(document, options.env ?? process.env, issues);
+  const parsed = configSchema.safeParse(interpolated);
+  if (!parsed.success) issues.push(...zodIssues(parsed.error));
+  if (!parsed.success || issues.length > 0) throw new ConfigError(issues, options.source);
+  const raw = parsed.data;
+
+  let handlers: HandlersModule = {};
+  if (raw.handlers) handlers = await loadHandlers(raw.handlers, options.baseDir ?? process.cwd());
+  const sinkKinds: Record<string, SinkFactory> = { ...builtinSinkKinds, ...handlers.sinkKinds };
+
+  const sinks: SinkSpec[] = [];
+  for (const [name, block] of Object.entries(raw.sinks)) {
+    const factory = sinkKinds[block.kind];
+    if (!factory) {
+      issues.push({
+        path: `sinks.${name}.kind`,
+        message: `unknown sink kind "${block.kind}" (known: ${Object.keys(sinkKinds).join(', ')})`,
+      });
+      continue;
+    }
+    const { kind: _kind, ...rest } = block;
+    const result = factory.configSchema.safeParse(rest);
+    if (!result.success) issues.push(...zodIssues(result.error, ['sinks', name]));
+    else sinks.push({ name, kind: block.kind, factory, config: result.data });
+  }
+
+  const routes = new Map<string, { transforms: NamedTransform[]; sinks: string[] }>();
+  raw.routes.forEach((route, r) => {
+    if (routes.has(route.table)) {
+      issues.push({ path: `routes.${r}.table`, message: `table ${route.table} has more than one route` });
+      return;
+    }
+    const transforms: NamedTransform[] = [];
+    route.transforms.forEach((t, i) => {
+      const factory = (transformFactories as Record<string, (typeof transformFactories)[keyof typeof transformFactories]>)[
+        t.kind
+      ];
+      if (!factory) {
+        issues.push({
+          path: `routes.${r}.transforms.${i}.kind`,
+          message: `unknown transform "${t.kind}" (known: ${Object.keys(transformFactories).join(', ')})`,
+        });
+        return;
+      }
+      const { kind: _kind, ...rest } = t;
+      const result = factory.configSchema.safeParse(rest);
+      if (!result.success) {
+        issues.push(...zodIssues(result.error, ['routes', r, 'transforms', i]));
+        return;
+      }
+      transforms.push({ name: `${route.table}#${i}:${t.kind}`, apply: (factory.create as (c: unknown) => Transform)(result.data) });
+    });
+    routes.set(route.table, { transforms, sinks: [...route.sinks] });
+  });
+
+  (handlers.handlers ?? []).forEach((h: TableHandler, i) => {
+    const route = routes.get(h.table) ?? { transforms: [], sinks: [] };
+    (h.transforms ?? []).forEach((fn, j) =>
+      route.transforms.push({ name: `${h.table}#handler${i}.${j}:${fn.name || 'anonymous'}`, apply: fn as Transform }),
+    );
+    for (const s of h.sinks ?? []) if (!route.sinks.includes(s)) route.sinks.push(s);
+    if (route.sinks.length === 0) issues.push({ path: `handlers[${i}]`, message: `table ${h.table} has no sinks` });
+    routes.set(h.table, route);
+  });
+
+  const sinkNames = new Set(Object.keys(raw.sinks));
+  raw.routes.forEach((route, r) =>
+    route.sinks.forEach((s, i) => {
+      if (!sinkNames.has(s)) issues.push({ path: `routes.${r}.sinks.${i}`, message: `no sink named "${s}"` });
+    }),
+  );
+  (handlers.handlers ?? []).forEach((h, i) =>
+    (h.sinks ?? []).forEach((s) => {
+      if (!sinkNames.has(s)) issues.push({ path: `handlers[${i}].sinks`, message: `no sink named "${s}"` });
+    }),
+  );
+
+  if (issues.length > 0) throw new ConfigError(issues, options.source);
+  return deepFreeze({
+    kafka: raw.kafka,
+    decode: raw.decode,
+    sinks,
+    routes: [...routes].map(([table, r]) => ({ table, transforms: r.transforms, sinks: r.sinks })),
+    unrouted: raw.unrouted,
+    maxBatchSize: raw.max_batch_size,
+    retry: raw.retry,
+    log: raw.log,
+  });
+}
+
+export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
+  const doc = await readConfigFile(file);
+  return resolveConfig(doc, { env, baseDir: dirname(resolve(file)), source: file });
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    // Factories and functions are shared objects; freezing plain data is enough.
+    for (const v of Object.values(value)) if (typeof v === 'object') deepFreeze(v);
+  }
+  return value;
+}

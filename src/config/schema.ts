@@ -1,0 +1,117 @@
+import { z } from 'zod';
+import { OPS } from '../model/change-event.ts';
+
+const opSchema = z.enum(OPS as [string, ...string[]]);
+
+const tlsSchema = z
+  .object({
+    ca_file: z.string().optional().describe('PEM file of the CA that signed the brokers\' certificates'),
+    cert_file: z.string().optional().describe('client certificate (PEM) for mutual TLS'),
+    key_file: z.string().optional().describe('client private key (PEM) for mutual TLS'),
+    reject_unauthorized: z.boolean().default(true).describe('verify the brokers\' certificates'),
+  })
+  .strict();
+
+const saslSchema = z
+  .object({
+    mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']),
+    username: z.string().min(1),
+    password: z.string().min(1).describe('use ${ENV_VAR}: secrets come from the environment'),
+  })
+  .strict();
+
+export const kafkaSchema = z
+  .object({
+    brokers: z.array(z.string().regex(/^[^:\s]+:\d+$/, 'expected host:port')).min(1).describe('bootstrap brokers'),
+    client_id: z.string().default('cdc-router'),
+    group_id: z.string().min(1).default('cdc-router'),
+    topics: z.array(z.string().min(1)).optional().describe('topics to consume, by name'),
+    topic_pattern: z
+      .string()
+      .optional()
+      .describe('topics to consume, by regular expression (Debezium names them <prefix>.<schema>.<table>)'),
+    from_beginning: z.boolean().default(true).describe('where a new group starts: earliest (true) or latest'),
+    tls: z.union([z.boolean(), tlsSchema]).default(false),
+    sasl: saslSchema.optional(),
+    session_timeout_ms: z.number().int().positive().default(30_000),
+    heartbeat_interval_ms: z.number().int().positive().default(3_000),
+    rebalance_timeout_ms: z.number().int().positive().default(60_000),
+    partitions_consumed_concurrently: z.number().int().min(1).max(64).default(4),
+    max_bytes_per_partition: z.number().int().positive().default(1_048_576),
+    connection_timeout_ms: z.number().int().positive().default(3_000),
+  })
+  .strict()
+  .superRefine((k, ctx) => {
+    if (!k.topics && !k.topic_pattern) {
+      ctx.addIssue({ code: 'custom', path: ['topics'], message: 'set topics or topic_pattern' });
+    }
+    if (k.topics && k.topic_pattern) {
+      ctx.addIssue({ code: 'custom', path: ['topic_pattern'], message: 'set topics or topic_pattern, not both' });
+    }
+    if (k.topic_pattern) {
+      try {
+        new RegExp(k.topic_pattern);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', path: ['topic_pattern'], message: `not a regular expression: ${String(err)}` });
+      }
+    }
+    if (k.heartbeat_interval_ms >= k.session_timeout_ms) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['heartbeat_interval_ms'],
+        message: 'must be lower than session_timeout_ms',
+      });
+    }
+  });
+
+/** A transform entry; its own fields are checked against the transform kind's schema later. */
+export const transformEntrySchema = z.object({ kind: z.string().min(1) }).passthrough();
+
+export const routeSchema = z
+  .object({
+    table: z.string().min(1).describe('table id (<schema>.<table> or <db>.<table>); "*" matches any table'),
+    transforms: z.array(transformEntrySchema).default([]),
+    sinks: z.array(z.string().min(1)).min(1).describe('names of sinks declared under `sinks`'),
+  })
+  .strict();
+
+export const retrySchema = z
+  .object({
+    initial_ms: z.number().int().positive().default(200),
+    max_ms: z.number().int().positive().default(30_000),
+    factor: z.number().min(1).default(2),
+    jitter: z.number().min(0).max(1).default(0.2),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    kafka: kafkaSchema,
+    decode: z
+      .object({
+        heartbeat_topic_prefix: z.string().default('__debezium-heartbeat'),
+        transaction_topic_suffix: z.string().default('.transaction'),
+      })
+      .strict()
+      .default({}),
+    /** Sinks by name; each block is checked against its kind's schema once kinds are known. */
+    sinks: z.record(z.string().regex(/^[A-Za-z0-9_-]+$/), z.object({ kind: z.string().min(1) }).passthrough()),
+    routes: z.array(routeSchema).default([]),
+    unrouted: z
+      .enum(['skip', 'fail'])
+      .default('skip')
+      .describe('a change of a table no route matches: skip (and count) or treat as a failed record'),
+    handlers: z.string().optional().describe('TypeScript/JavaScript module exporting table handlers'),
+    max_batch_size: z.number().int().positive().default(5_000).describe('records per sink write'),
+    retry: retrySchema.default({}),
+    log: z
+      .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+export type RawConfig = z.infer<typeof configSchema>;
+export type KafkaConfig = z.infer<typeof kafkaSchema>;
+export type RetryConfig = z.infer<typeof retrySchema>;
+export type OpName = z.infer<typeof opSchema>;
