@@ -6,7 +6,7 @@ import type { Transform, TypedTransform } from './transform/transform.ts';
  * A table handler written in TypeScript. Its transforms run after the ones the config file gives the
  * same table; `sinks` adds sinks (by name) to that route, or makes a route when the config has none.
  */
-export interface TableHandler<R extends Row = Row> {
+export interface TableHandler<R extends object = Row> {
   readonly table: string;
   readonly transforms?: readonly TypedTransform<R>[];
   readonly sinks?: readonly string[];
@@ -19,7 +19,7 @@ export interface HandlersModule {
   readonly sinkKinds?: Readonly<Record<string, SinkFactory>>;
 }
 
-export function defineHandler<R extends Row>(handler: TableHandler<R>): TableHandler {
+export function defineHandler<R extends object>(handler: TableHandler<R>): TableHandler {
   // A handler typed for its row is applied only to events of its table; widening is safe here.
   return handler as unknown as TableHandler;
 }

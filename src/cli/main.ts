@@ -5,6 +5,7 @@ import { ConfigError } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import { startService } from '../service.ts';
 import { runDecode } from './decode-command.ts';
+import { startProgress } from './progress.ts';
 
 const program = new Command()
   .name('cdc-router')
@@ -14,10 +15,12 @@ program
   .command('run')
   .description('consume, transform and write until stopped (SIGTERM/SIGINT: drain, commit, exit)')
   .requiredOption('-c, --config <file>', 'config file (YAML or JSON)')
-  .action(async (opts: { config: string }) => {
+  .option('--progress', 'print a progress line every 2 s')
+  .action(async (opts: { config: string; progress?: boolean }) => {
     const config = await loadConfig(opts.config);
     const logger = createLogger({ level: config.log.level });
     const service = await startService(config, { logger });
+    if (opts.progress) startProgress(service.events, process.stdout);
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals) => {
       signals++;

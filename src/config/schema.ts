@@ -1,7 +1,4 @@
 import { z } from 'zod';
-import { OPS } from '../model/change-event.ts';
-
-const opSchema = z.enum(OPS as [string, ...string[]]);
 
 const tlsSchema = z
   .object({
@@ -114,4 +111,3 @@ export const configSchema = z
 export type RawConfig = z.infer<typeof configSchema>;
 export type KafkaConfig = z.infer<typeof kafkaSchema>;
 export type RetryConfig = z.infer<typeof retrySchema>;
-export type OpName = z.infer<typeof opSchema>;

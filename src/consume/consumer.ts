@@ -12,7 +12,17 @@ export interface HandledBatch {
   readonly halt: boolean;
 }
 
-export type BatchHandler = (records: readonly RawRecord[], control: { signal: AbortSignal }) => Promise<HandledBatch>;
+export interface BatchControl {
+  /** Fires on shutdown (after the drain timeout) or when a rebalance takes the partition away. */
+  readonly signal: AbortSignal;
+  /**
+   * Everything before `offset` is finished: commit it now, while the rest of the batch is still
+   * being written (a sink retrying one record must not hold back the commits of those before it).
+   */
+  progress(offset: bigint): void;
+}
+
+export type BatchHandler = (records: readonly RawRecord[], control: BatchControl) => Promise<HandledBatch>;
 
 /**
  * The narrow consumer module: the one place that talks to kafkajs's consumer, so the client can be
@@ -87,26 +97,33 @@ export function createChangeConsumer(kafka: Kafka, config: KafkaConfig, events: 
         controller.abort(err);
       });
     }, Math.max(500, Math.floor(config.heartbeat_interval_ms / 2)));
-    try {
-      const result = await handler(records, { signal: controller.signal });
-      if (result.commitOffset !== undefined) {
-        const lastDone = (result.commitOffset - 1n).toString();
+    // Commits run one at a time, always for the highest finished offset seen so far.
+    let committed = -1n;
+    let wanted = -1n;
+    let chain: Promise<void> = Promise.resolve();
+    const commit = (offset: bigint) => {
+      if (offset <= wanted) return chain;
+      wanted = offset;
+      chain = chain.then(async () => {
+        const target = wanted;
         // A revoked partition belongs to another member now: commit nothing for it.
-        if (!payload.isStale()) {
-          payload.resolveOffset(lastDone);
-          try {
-            const t0 = performance.now();
-            await consumer.commitOffsets([
-              { topic: batch.topic, partition: batch.partition, offset: result.commitOffset.toString() },
-            ]);
-            log.debug({ topic: batch.topic, partition: batch.partition, offset: result.commitOffset.toString(), ms: performance.now() - t0 }, 'committed');
-            events.emit('batch.committed', { topic: batch.topic, partition: batch.partition, offset: result.commitOffset.toString() });
-          } catch (err) {
-            // The records stay uncommitted and will be read again (by us or the next owner); sinks are idempotent.
-            log.warn({ err, topic: batch.topic, partition: batch.partition }, 'commit failed');
-          }
+        if (target <= committed || payload.isStale()) return;
+        payload.resolveOffset((target - 1n).toString());
+        try {
+          await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: target.toString() }]);
+          committed = target;
+          events.emit('batch.committed', { topic: batch.topic, partition: batch.partition, offset: target.toString() });
+        } catch (err) {
+          // Uncommitted records are read again (by us or the next owner); sinks are idempotent.
+          log.warn({ err, topic: batch.topic, partition: batch.partition, offset: target.toString() }, 'commit failed');
         }
-      }
+      });
+      return chain;
+    };
+    try {
+      const result = await handler(records, { signal: controller.signal, progress: (o) => void commit(o) });
+      if (result.commitOffset !== undefined) await commit(result.commitOffset);
+      await chain;
       if (result.halt && !payload.isStale()) consumer.pause([{ topic: batch.topic, partitions: [batch.partition] }]);
     } finally {
       clearInterval(beat);

@@ -89,15 +89,15 @@ export function formatTimeOfDay(units: number, unit: TimeUnit): string {
   return `${negative ? '-' : ''}${formatClock(secs)}.${formatFraction(frac, unit)}`;
 }
 
-function formatEpochSeconds(secs: number, frac: number, unit: TimeUnit): string {
-  const days = Math.floor(secs / SECONDS_PER_DAY);
-  return `${formatDate(days)}T${formatClock(secs - days * SECONDS_PER_DAY)}.${formatFraction(frac, unit)}`;
+function formatEpoch(days: number, secondOfDay: number, frac: number, unit: TimeUnit): string {
+  return `${formatDate(days)}T${formatClock(secondOfDay)}.${formatFraction(frac, unit)}`;
 }
 
 /** 'YYYY-MM-DDTHH:MM:SS.fff' (no zone) of a safe integer count of units since the epoch. */
 export function formatTimestamp(units: number, unit: TimeUnit): string {
   const [secs, frac] = splitSeconds(units, unit);
-  return formatEpochSeconds(secs, frac, unit);
+  const days = Math.floor(secs / SECONDS_PER_DAY);
+  return formatEpoch(days, secs - days * SECONDS_PER_DAY, frac, unit);
 }
 
 /** Same as formatTimestamp for counts beyond 2^53 (nanoseconds since 1970-04-15 are). */
@@ -108,6 +108,11 @@ export function formatTimestampBig(units: bigint, unit: TimeUnit): string {
     secs -= 1n;
     frac += unit.perSecondBig;
   }
-  // Seconds of any int64 count of ms, µs or ns fit a double exactly (|secs| < 2^53).
-  return formatEpochSeconds(Number(secs), Number(frac), unit);
+  let days = secs / 86400n;
+  let secondOfDay = secs % 86400n;
+  if (secondOfDay < 0n) {
+    days -= 1n;
+    secondOfDay += 86400n;
+  }
+  return formatEpoch(Number(days), Number(secondOfDay), Number(frac), unit);
 }

@@ -61,7 +61,7 @@ export interface ColumnSchema {
   readonly items: ColumnSchema | undefined;
 }
 
-export interface ChangeEvent<R extends Row = Row> {
+export interface ChangeEvent<R extends object = Row> {
   readonly kind: 'change';
   readonly op: Op;
   readonly table: TableId;

@@ -3,8 +3,8 @@
  * whose position is not newer than the stored one, which makes replays and redeliveries harmless.
  *
  * It is a tuple of unsigned integers compared left to right:
- * - PostgreSQL: [lastCommitLsn, lsn] from Debezium's `sequence` (commit order, then order within
- *   the transaction); when `sequence` is absent, [lsn, lsn].
+ * - PostgreSQL: [lsn], the change's own WAL position. Per key it follows commit order, because a
+ *   row can only be changed again after its previous writer committed.
  * - MySQL: [binlog file number, pos, row].
  * - anything else: [kafka offset] (only ordered within one partition).
  */

@@ -25,6 +25,8 @@ export type FailureHandler = (failure: RecordFailure) => Promise<boolean>;
 export interface BatchControl {
   /** Fires on shutdown or when the partition is revoked: stop retrying, commit nothing more. */
   readonly signal: AbortSignal;
+  /** Reports that everything before `offset` is finished, while the batch goes on. */
+  progress(offset: bigint): void;
 }
 
 export interface BatchOutcome {
@@ -66,7 +68,7 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
     offsets: readonly bigint[],
     failures: Map<number, RecordFailure>,
     records: readonly RawRecord[],
-    signal: AbortSignal,
+    control: BatchControl,
   ): Promise<void> {
     for (let start = 0; start < items.length; start += deps.maxBatchSize) {
       let pending = items.slice(start, start + deps.maxBatchSize);
@@ -101,6 +103,8 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
             else failures.set(p.index, { record: records[p.index]!, error: r.error, sink: sink.name, attempts: attempt + 1 });
           });
           pending = again;
+          const point = tracker.commitPoint();
+          if (point !== undefined) control.progress(point);
           if (again.length > 0) {
             throw new SinkError(sink.name, `${again.length} record(s) failed; first: ${firstError?.message}`, {
               code: 'PARTIAL_RETRIABLE',
@@ -110,7 +114,7 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
           }
         },
         {
-          signal,
+          signal: control.signal,
           onRetry: (error, attempt, delayMs) => {
             deps.events.emit('sink.retry', { sink: sink.name, attempt, delayMs, error });
             log.warn({ sink: sink.name, attempt, delayMs, err: error }, 'sink write failed, retrying');
@@ -197,7 +201,7 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
 
     let aborted = false;
     const writes = [...perSink].map(([sink, items]) =>
-      writeSink(sink, items, tracker, offsets, failures, records, control.signal),
+      writeSink(sink, items, tracker, offsets, failures, records, control),
     );
     for (const r of await Promise.allSettled(writes)) {
       if (r.status === 'rejected') {

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import type { ChangeEvent, Row } from '../model/change-event.ts';
+import type { ChangeEvent } from '../model/change-event.ts';
 
 /**
  * A transform is a pure, synchronous function of one event. It returns the event to pass on
@@ -8,7 +8,7 @@ import type { ChangeEvent, Row } from '../model/change-event.ts';
 export type Transform = (event: ChangeEvent) => ChangeEvent | null;
 
 /** A transform as a user writes it in a TypeScript table handler, typed by the table's row. */
-export type TypedTransform<R extends Row> = (event: ChangeEvent<R>) => ChangeEvent<R> | ChangeEvent | null;
+export type TypedTransform<R extends object> = (event: ChangeEvent<R>) => ChangeEvent<R> | ChangeEvent | null;
 
 export interface NamedTransform {
   readonly name: string;

@@ -3,10 +3,13 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { envelope } from '../support/debezium.ts';
+import { envelope } from '../../src/testing/envelope.ts';
 import { BROKER, kafkaFixture, uniqueName, waitUntil, type KafkaFixture } from '../support/kafka.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
+
+/** The router's stderr, kept to explain a failure. */
+let routerLog = '';
 
 function startRouter(configPath: string): ChildProcess {
   const child = spawn(process.execPath, [join(ROOT, 'bin/cdc-router.js'), 'run', '--config', configPath], {
@@ -14,8 +17,18 @@ function startRouter(configPath: string): ChildProcess {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, LOG_LEVEL: 'warn' },
   });
-  child.stderr?.on('data', () => undefined);
+  child.stderr?.on('data', (d: Buffer) => {
+    routerLog = (routerLog + d.toString()).slice(-20_000);
+  });
   return child;
+}
+
+async function waitOrExplain<T>(fn: () => Promise<T>, what: string): Promise<NonNullable<T>> {
+  try {
+    return await waitUntil(fn, 90_000, what);
+  } catch (err) {
+    throw new Error(`${String(err)}\nrouter log tail:\n${routerLog.slice(-4000)}`);
+  }
 }
 
 async function offsetsIn(path: string, partition: number): Promise<bigint[]> {
@@ -76,7 +89,7 @@ describe('crash safety: kill -9 with an unacknowledged record', () => {
     children.push(router);
     let maxCommitted = -1n;
     // The healthy partition completes; the stuck one is written past N but committed only up to N.
-    await waitUntil(
+    await waitOrExplain(
       async () => {
         const c = await kafka.committed(group, topic);
         const stuck = c.get(stuckPartition) ?? -1n;
@@ -84,7 +97,6 @@ describe('crash safety: kill -9 with an unacknowledged record', () => {
         const written = await offsetsIn(first, stuckPartition);
         return c.get(0) === BigInt(perPartition) && stuck === N && written.includes(BigInt(perPartition - 1));
       },
-      90_000,
       'the healthy partition to finish and the stuck one to reach N',
     );
     // Give the router time to (wrongly) commit further, watching all the while.
@@ -111,9 +123,8 @@ describe('crash safety: kill -9 with an unacknowledged record', () => {
     );
     const again = startRouter(cfg2);
     children.push(again);
-    await waitUntil(
+    await waitOrExplain(
       async () => (await kafka.committed(group, topic)).get(stuckPartition) === BigInt(perPartition),
-      90_000,
       'the stuck partition to be fully committed after restart',
     );
     again.kill('SIGTERM');

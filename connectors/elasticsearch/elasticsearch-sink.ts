@@ -1,0 +1,390 @@
+import { readFile } from 'node:fs/promises';
+import { Client, errors, type ClientOptions } from '@elastic/elasticsearch';
+import { SinkError } from '../../src/errors.ts';
+import { isUnavailable, type ChangeEvent, type Row, type TableId } from '../../src/model/change-event.ts';
+import { positionToVersion } from '../../src/model/position.ts';
+import { coalesce, expandResults, keyString, type Segment } from '../../src/sink/coalesce.ts';
+import { defineSink, OK, once, type Sink, type SinkResult } from '../../src/sink/sink.ts';
+import { BulkRequestError, deleteAction, indexAction, sendBulk, type BulkAction, type BulkOptions } from './bulk.ts';
+import { classifyError, describeServerError, type Failure } from './classify.ts';
+import { configSchema, type ElasticsearchSinkConfig } from './config.ts';
+import { documentId, indexNameFor } from './naming.ts';
+
+export { configSchema };
+export { documentId, indexNameFor } from './naming.ts';
+
+const KIND = 'elasticsearch';
+
+/** A change ready to become a bulk action. */
+interface Prepared {
+  readonly slot: number;
+  readonly event: ChangeEvent;
+  readonly index: string;
+  readonly id: string;
+  readonly version: bigint;
+  /** Some columns are the unchanged-TOAST marker: the stored document fills them in. */
+  readonly partial: boolean;
+}
+
+function hasUnavailable(row: Readonly<Row>): boolean {
+  for (const k in row) if (isUnavailable(row[k])) return true;
+  return false;
+}
+
+/** The row as JSON. Unavailable markers are symbols, which JSON.stringify leaves out. */
+function toSource(row: Readonly<Row>): string {
+  try {
+    return JSON.stringify(row);
+  } catch (err) {
+    // Only bigints throw here; the replacer is slower, so it is the fallback, not the rule.
+    if (!(err instanceof TypeError)) throw err;
+    return JSON.stringify(row, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+  }
+}
+
+/**
+ * The row with its unavailable columns taken from the stored document. A null-prototype object, so
+ * that a column named `__proto__` is a column. Columns the stored document lacks are left out.
+ */
+function mergeStored(after: Readonly<Row>, stored: Readonly<Row> | undefined): Row {
+  const doc = Object.create(null) as Row;
+  for (const [col, v] of Object.entries(after)) {
+    if (!isUnavailable(v)) doc[col] = v;
+    else if (stored && Object.hasOwn(stored, col)) doc[col] = stored[col];
+  }
+  return doc;
+}
+
+/** User settings may be written with or without the `index.` prefix; Elasticsearch would see both. */
+function normalizeSettings(settings: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(settings)) out[k.startsWith('index.') ? k : `index.${k}`] = v;
+  return out;
+}
+
+function redactUrl(node: string): string {
+  const url = new URL(node);
+  url.username = '';
+  url.password = '';
+  return url.origin;
+}
+
+/**
+ * Elasticsearch sink: one index per table, the row as the document, the key as `_id`, and the
+ * change's position as the document's external version. Elasticsearch itself then refuses any write
+ * whose version is not higher than the stored one (409), which is the stale-write guard; a delete
+ * leaves a versioned tombstone for `index.gc_deletes`, which the sink sets on the indices it creates
+ * to `tombstone_retention`.
+ *
+ * Unchanged-TOAST columns: a bulk `update` cannot carry an external version and this cluster may
+ * have no scripting, so the sink reads the stored documents of such changes (one realtime mget),
+ * fills the columns in and indexes the full document with the change's version. If the stored
+ * document is as new or newer, the index action is refused with 409 (stale: success). That read and
+ * write are not atomic; it relies on the pipeline writing one key from one partition in order.
+ *
+ * Truncate (`apply`): refresh, scroll every `_id` of the index and bulk-delete them with the
+ * truncate's position as version. Unlike dropping and recreating the index, this keeps the index's
+ * mapping and settings, leaves tombstones so that replayed older inserts stay out, and spares
+ * documents newer than the truncate (their deletes get 409).
+ */
+export const elasticsearchSink = defineSink({
+  kind: KIND,
+  configSchema,
+  create(name, config: ElasticsearchSinkConfig, { logger }): Sink {
+    const log = logger.child({ component: 'sink', sink: name, kind: KIND });
+    let client: Client | undefined;
+    const indexNames = new Map<string, { name: string; json: string }>();
+    /** Indices known to exist, or being created; a failed creation is forgotten so that it is tried again. */
+    const ensured = new Map<string, Promise<Failure | undefined>>();
+    const bulkOptions: BulkOptions = {
+      maxDocs: config.max_docs_per_request,
+      maxBytes: config.max_bytes_per_request,
+      concurrency: config.max_concurrent_requests,
+      refresh: config.refresh,
+    };
+
+    const fail = (failure: Failure, message: string, cause?: unknown): SinkError =>
+      new SinkError(name, `${message}: ${failure.message}`, { code: failure.code, retriable: failure.retriable, cause });
+    const recordError = (event: ChangeEvent, where: string, failure: Failure, cause?: unknown): SinkResult => ({
+      ok: false,
+      error: fail(failure, `table ${event.table.id}${event.key ? ` key ${keyString(event.key)}` : ''} (${where})`, cause),
+    });
+    const permanent = (code: string, message: string): Failure => ({ retriable: false, code, message, status: undefined });
+    const thrown = (err: unknown, what: string): SinkError => {
+      if (err instanceof BulkRequestError) return fail(err.failure, what, err.cause);
+      return fail(classifyError(err), what, err);
+    };
+
+    const started = (): Client => {
+      if (!client) throw new SinkError(name, 'write before start', { code: 'NOT_STARTED', retriable: false });
+      return client;
+    };
+
+    const indexOf = (table: TableId) => {
+      let entry = indexNames.get(table.id);
+      if (!entry) {
+        const index = indexNameFor(config.index_template, table);
+        entry = { name: index, json: JSON.stringify(index) };
+        indexNames.set(table.id, entry);
+      }
+      return entry;
+    };
+
+    async function createIndex(es: Client, index: string, table: TableId): Promise<Failure | undefined> {
+      const perTable = config.tables[table.id];
+      const settings = normalizeSettings({
+        number_of_replicas: config.number_of_replicas,
+        gc_deletes: config.tombstone_retention,
+        ...config.index_settings,
+        ...perTable?.settings,
+      });
+      try {
+        await es.indices.create({ index, settings, ...(perTable?.mapping ? { mappings: { properties: perTable.mapping } } : {}) });
+        log.info({ index, table: table.id }, 'index created');
+        return undefined;
+      } catch (err) {
+        if (err instanceof errors.ResponseError && isAlreadyExists(err.body)) {
+          await checkExisting(es, index);
+          return undefined;
+        }
+        const failure = classifyError(err);
+        if (failure.retriable) throw fail(failure, `cannot create index ${index}`, err);
+        return { ...failure, message: `cannot create index ${index}: ${failure.message}` };
+      }
+    }
+
+    /** An index made by someone else keeps its settings; say so when it forgets deletes sooner than configured. */
+    async function checkExisting(es: Client, index: string): Promise<void> {
+      try {
+        const res = await es.indices.getSettings({ index, name: 'index.gc_deletes', flat_settings: true, include_defaults: true });
+        const entry = res[index];
+        const value = entry?.settings?.['index.gc_deletes'] ?? entry?.defaults?.['index.gc_deletes'];
+        if (value !== config.tombstone_retention) {
+          log.warn(
+            { index, gc_deletes: value, tombstone_retention: config.tombstone_retention },
+            'existing index keeps delete tombstones for a different time than tombstone_retention',
+          );
+        }
+      } catch (err) {
+        log.warn({ index, err: classifyError(err).message }, 'cannot read index settings');
+      }
+    }
+
+    function ensureIndex(es: Client, index: string, table: TableId): Promise<Failure | undefined> {
+      let p = ensured.get(index);
+      if (!p) {
+        p = createIndex(es, index, table);
+        ensured.set(index, p);
+        // Failures are not cached: the next batch tries again.
+        p.then(
+          (f) => f && ensured.delete(index),
+          () => ensured.delete(index),
+        );
+      }
+      return p;
+    }
+
+    /** The stored sources of the partial changes, by slot; absent when the document is not there. */
+    async function readStored(es: Client, partial: readonly Prepared[]): Promise<Map<number, Row>> {
+      const stored = new Map<number, Row>();
+      for (let start = 0; start < partial.length; start += config.max_docs_per_request) {
+        const part = partial.slice(start, start + config.max_docs_per_request);
+        let res;
+        try {
+          res = await es.mget<Row>({ docs: part.map((p) => ({ _index: p.index, _id: p.id })), realtime: true });
+        } catch (err) {
+          throw thrown(err, 'cannot read stored documents for unchanged-TOAST columns');
+        }
+        res.docs.forEach((doc, i) => {
+          // A missing index or document has nothing to carry: the column is left out.
+          if ('found' in doc && doc.found && doc._source) stored.set(part[i]!.slot, doc._source);
+        });
+      }
+      return stored;
+    }
+
+    async function writeChanges(es: Client, events: readonly ChangeEvent[]): Promise<SinkResult[]> {
+      const results = new Array<SinkResult>(events.length).fill(OK);
+      const prepared: Prepared[] = [];
+      events.forEach((event, slot) => {
+        const index = indexOf(event.table).name;
+        const version = positionToVersion(event.position);
+        if (version === undefined) {
+          const failure = permanent('POSITION_NOT_A_VERSION', `position [${event.position.parts.join(', ')}] has no 64-bit form for external versioning`);
+          results[slot] = recordError(event, `index ${index}`, failure);
+          return;
+        }
+        const id = documentId(event.key);
+        if ('error' in id) {
+          results[slot] = recordError(event, `index ${index}`, permanent('BAD_DOCUMENT_ID', id.error));
+          return;
+        }
+        if (event.op !== 'd' && !event.after) {
+          results[slot] = recordError(event, `index ${index}`, permanent('NO_ROW', `a '${event.op}' change without a row`));
+          return;
+        }
+        const partial = event.op !== 'd' && hasUnavailable(event.after!);
+        prepared.push({ slot, event, index, id: id.id, version, partial });
+      });
+
+      // Indices first (in parallel); the records of an index that cannot be created fail, the others go on.
+      const tables = new Map<string, TableId>();
+      for (const p of prepared) if (!tables.has(p.index)) tables.set(p.index, p.event.table);
+      const created = await Promise.all([...tables].map(([index, table]) => ensureIndex(es, index, table)));
+      const refused = new Map<string, Failure>();
+      [...tables.keys()].forEach((index, i) => created[i] && refused.set(index, created[i]));
+
+      const live = refused.size === 0 ? prepared : prepared.filter((p) => !refused.has(p.index));
+      for (const p of prepared) {
+        const f = refused.get(p.index);
+        if (f) results[p.slot] = recordError(p.event, `index ${p.index}`, f);
+      }
+
+      const partial = live.filter((p) => p.partial);
+      const stored = partial.length > 0 ? await readStored(es, partial) : undefined;
+
+      // Built lazily: sendBulk serializes the next request while the previous one is indexed.
+      function* actions(): Generator<BulkAction> {
+        for (const p of live) {
+          const indexJson = indexOf(p.event.table).json;
+          if (p.event.op === 'd') {
+            yield deleteAction(p.slot, indexJson, p.id, p.version);
+            continue;
+          }
+          const row = p.partial ? mergeStored(p.event.after!, stored?.get(p.slot)) : p.event.after!;
+          let source: string;
+          try {
+            source = toSource(row);
+          } catch (err) {
+            results[p.slot] = recordError(p.event, `index ${p.index}`, permanent('NOT_SERIALIZABLE', String(err)), err);
+            continue;
+          }
+          yield indexAction(p.slot, indexJson, p.id, p.version, source);
+        }
+      }
+
+      let failures: Map<number, Failure>;
+      try {
+        failures = await sendBulk(es, actions(), bulkOptions);
+      } catch (err) {
+        throw thrown(err, `bulk write of ${live.length} changes failed`);
+      }
+      if (failures.size > 0) {
+        const bySlot = new Map(live.map((p) => [p.slot, p]));
+        for (const [slot, f] of failures) {
+          const p = bySlot.get(slot)!;
+          results[slot] = recordError(p.event, `index ${p.index}, _id ${p.id}`, f);
+        }
+      }
+      return results;
+    }
+
+    /** Deletes every document of the table's index with a version below the truncate's. */
+    async function truncate(es: Client, event: ChangeEvent): Promise<SinkResult> {
+      if (config.truncate === 'ignore') return OK;
+      const { name: index, json: indexJson } = indexOf(event.table);
+      const where = `truncate of index ${index}`;
+      const version = positionToVersion(event.position);
+      if (version === undefined) {
+        return recordError(event, where, permanent('POSITION_NOT_A_VERSION', `position [${event.position.parts.join(', ')}] has no 64-bit form`));
+      }
+      let scrollId: string | undefined;
+      try {
+        // Search sees only refreshed documents; the changes written before the truncate must be among them.
+        await es.indices.refresh({ index });
+        let page = await es.search({
+          index,
+          scroll: '1m',
+          size: config.max_docs_per_request,
+          sort: ['_doc'],
+          _source: false,
+        });
+        for (;;) {
+          scrollId = page._scroll_id;
+          const hits = page.hits.hits;
+          if (hits.length === 0) break;
+          const actions = hits.flatMap((h, i) => (h._id === undefined ? [] : [deleteAction(i, indexJson, h._id, version)]));
+          const failures = await sendBulk(es, actions, bulkOptions);
+          const failed = failures.values().next().value;
+          if (failed) {
+            if (failed.retriable) throw new BulkRequestError(failed, { cause: undefined });
+            return recordError(event, where, failed);
+          }
+          if (!scrollId) break;
+          page = await es.scroll({ scroll_id: scrollId, scroll: '1m' });
+        }
+        log.info({ index, table: event.table.id }, 'truncate applied');
+        return OK;
+      } catch (err) {
+        // Nothing written to this table yet: nothing to truncate.
+        if (err instanceof errors.ResponseError && err.statusCode === 404) return OK;
+        const failure = err instanceof BulkRequestError ? err.failure : classifyError(err);
+        if (failure.retriable) throw fail(failure, where, err);
+        return recordError(event, where, failure, err);
+      } finally {
+        if (scrollId) {
+          await es.clearScroll({ scroll_id: scrollId }).catch((err: unknown) => {
+            log.warn({ index, err: classifyError(err).message }, 'cannot clear scroll');
+          });
+        }
+      }
+    }
+
+    return {
+      name,
+      kind: KIND,
+      async start() {
+        if (client) return;
+        let ca: Buffer | undefined;
+        if (config.tls?.ca_file) {
+          try {
+            ca = await readFile(config.tls.ca_file);
+          } catch (err) {
+            throw new SinkError(name, `cannot read tls.ca_file ${config.tls.ca_file}: ${String(err)}`, { code: 'CONFIG_TLS', retriable: false, cause: err });
+          }
+        }
+        const auth: ClientOptions['auth'] = !config.auth
+          ? undefined
+          : 'api_key' in config.auth
+            ? { apiKey: config.auth.api_key }
+            : { username: config.auth.username, password: config.auth.password };
+        const es = new Client({
+          nodes: config.nodes,
+          ...(auth ? { auth } : {}),
+          ...(config.tls ? { tls: { ...(ca ? { ca } : {}), rejectUnauthorized: config.tls.reject_unauthorized } } : {}),
+          requestTimeout: config.request_timeout_ms,
+          maxRetries: config.max_retries,
+          compression: config.compression,
+        });
+        try {
+          // GET / may be disabled (and answers 405 on minimal distributions): cluster health always answers.
+          const health = await es.cluster.health({ timeout: '5s' });
+          log.info({ nodes: config.nodes.map(redactUrl), cluster: health.cluster_name, status: health.status }, 'elasticsearch sink connected');
+        } catch (err) {
+          await es.close().catch(() => undefined);
+          throw fail(classifyError(err), 'cannot reach Elasticsearch', err);
+        }
+        client = es;
+      },
+      async write(batch) {
+        const es = started();
+        const segments = coalesce(batch);
+        const results = new Map<Segment, readonly SinkResult[]>();
+        for (const seg of segments) {
+          results.set(seg, seg.kind === 'truncate' ? [await truncate(es, seg.event)] : await writeChanges(es, seg.events));
+        }
+        return expandResults(batch.length, segments, results);
+      },
+      close: once(async () => {
+        const es = client;
+        client = undefined;
+        await es?.close();
+      }),
+    };
+  },
+});
+
+function isAlreadyExists(body: unknown): boolean {
+  if (typeof body !== 'object' || body === null || !('error' in body)) return false;
+  return describeServerError(body.error).startsWith('resource_already_exists_exception');
+}

@@ -1,0 +1,211 @@
+import pg from 'pg';
+import type { Logger } from 'pino';
+import type { ChangeEvent } from '../../src/model/change-event.ts';
+import { expandResults } from '../../src/sink/coalesce.ts';
+import type { SinkResult } from '../../src/sink/sink.ts';
+import { type BatchPlan, type Change, describeKey, failure, type Planner, type Unit } from './batch-plan.ts';
+import { encodeValue, type Codec } from './column-types.ts';
+import { describeDbError, isRetriable, isRowError, isStaleMetadata, sqlState } from './pg-errors.ts';
+import { deleteSql, truncateSql, upsertSql } from './statements.ts';
+import { TableProblem, type TableCatalog, type TableMeta } from './table-catalog.ts';
+
+const TEXT: Codec = { kind: 'text', array: false };
+
+export interface WriterOptions {
+  readonly sink: string;
+  readonly positionColumn: string;
+  readonly catalog: TableCatalog;
+  readonly planner: Planner;
+  readonly log: Logger;
+}
+
+type Metas = Map<string, TableMeta>;
+
+/**
+ * Writes a batch in one transaction: per target table one INSERT … ON CONFLICT per set of written
+ * columns and one DELETE (with its tombstones), truncates in their place. When a statement fails
+ * permanently, the batch is written again with each statement under a savepoint, bisecting the
+ * failing ones down to the rows at fault: the good rows commit, each bad one gets its own error.
+ */
+export class BatchWriter {
+  private readonly statements = new WeakMap<TableMeta, Map<string, string>>();
+
+  constructor(private readonly options: WriterOptions) {}
+
+  /** Throws on failures of the whole batch (transport, or a bug); rows at fault become results. */
+  async write(client: pg.ClientBase, batch: readonly ChangeEvent[]): Promise<SinkResult[]> {
+    const plan = this.options.planner.plan(batch);
+    let metas = await this.prepare(client, plan);
+    let careful = false;
+    for (let attempt = 1; ; attempt++) {
+      const units = this.pending(plan.units, metas);
+      try {
+        await this.transaction(client, units, metas, careful);
+        break;
+      } catch (err) {
+        if (careful || isRetriable(err) || !(err instanceof pg.DatabaseError)) throw err;
+        if (isStaleMetadata(err) && attempt === 1) {
+          // A table changed under the cache (column dropped, table recreated): look again, evolve, retry.
+          this.options.log.info({ sqlstate: sqlState(err) }, 'target table changed; reloading its metadata');
+          for (const need of plan.needs.values()) this.options.catalog.invalidate(need.ref);
+          for (const ref of plan.truncated.values()) this.options.catalog.invalidate(ref);
+          metas = await this.prepare(client, plan);
+          continue;
+        }
+        this.options.log.debug({ sqlstate: sqlState(err) }, 'batch statement failed; isolating the rows at fault');
+        careful = true;
+      }
+    }
+    return expandResults(batch.length, plan.segments, plan.results);
+  }
+
+  /**
+   * Brings every target table in line with the batch (create, evolve). A table that cannot be used
+   * fails its changes; only transport failures throw.
+   */
+  private async prepare(client: pg.ClientBase, plan: BatchPlan): Promise<Metas> {
+    const metas: Metas = new Map();
+    for (const id of [...plan.needs.keys()].sort()) {
+      const need = plan.needs.get(id)!;
+      try {
+        const { meta, missing } = await this.options.catalog.ensure(client, need);
+        metas.set(id, meta);
+        if (missing.size === 0) continue;
+        for (const change of need.changes) {
+          const absent = change.columns?.filter((c) => missing.has(c));
+          if (!absent?.length) continue;
+          this.fail(
+            change,
+            `cannot upsert into ${need.ref.qualified} key ${describeKey(change)}: column ${absent.join(', ')} ` +
+              'does not exist and evolve is off',
+            'PG_COLUMN_MISSING',
+          );
+        }
+      } catch (err) {
+        const permanent = err instanceof TableProblem || (err instanceof pg.DatabaseError && !isRetriable(err));
+        if (!permanent) throw err;
+        const code = err instanceof TableProblem ? err.code : `PG_${sqlState(err) ?? 'ERROR'}`;
+        const message = err instanceof TableProblem ? err.message : `cannot prepare ${need.ref.qualified}: ${describeDbError(err)}`;
+        for (const change of need.changes) this.fail(change, message, code, err);
+      }
+    }
+    for (const [id, ref] of plan.truncated) {
+      if (metas.has(id)) continue;
+      const meta = await this.options.catalog.lookup(client, ref);
+      if (meta) metas.set(id, meta);
+    }
+    return metas;
+  }
+
+  /** Units with the changes still to write; a truncate of a table that does not exist is done. */
+  private pending(units: readonly Unit[], metas: Metas): Unit[] {
+    const out: Unit[] = [];
+    for (const unit of units) {
+      if (!metas.has(unit.ref.id)) continue;
+      if (unit.kind === 'truncate') {
+        out.push(unit);
+        continue;
+      }
+      const changes = unit.changes.filter((c) => c.results[c.slot]!.ok);
+      if (changes.length > 0) out.push({ ...unit, changes });
+    }
+    return out;
+  }
+
+  private async transaction(client: pg.ClientBase, units: readonly Unit[], metas: Metas, careful: boolean): Promise<void> {
+    if (units.length === 0) return;
+    await client.query('BEGIN');
+    try {
+      for (const unit of units) {
+        if (careful) await this.isolate(client, unit, unit.kind === 'truncate' ? [] : unit.changes, metas);
+        else await this.execute(client, unit, unit.kind === 'truncate' ? [] : unit.changes, metas);
+      }
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Runs a unit (or part of its rows) under a savepoint; on a row-caused failure, halves and recurses. */
+  private async isolate(client: pg.ClientBase, unit: Unit, changes: readonly Change[], metas: Metas): Promise<void> {
+    await client.query('SAVEPOINT cdc_unit');
+    try {
+      await this.execute(client, unit, changes, metas);
+      await client.query('RELEASE SAVEPOINT cdc_unit');
+      return;
+    } catch (err) {
+      if (isRetriable(err) || !(err instanceof pg.DatabaseError)) throw err;
+      await client.query('ROLLBACK TO SAVEPOINT cdc_unit; RELEASE SAVEPOINT cdc_unit');
+      if (unit.kind === 'truncate') {
+        unit.results[0] = failure(
+          this.options.sink,
+          `cannot truncate ${unit.ref.qualified}: ${describeDbError(err)}`,
+          `PG_${sqlState(err)}`,
+          unit.event,
+          err,
+        );
+        return;
+      }
+      if (changes.length > 1 && isRowError(err)) {
+        const mid = changes.length >>> 1;
+        await this.isolate(client, unit, changes.slice(0, mid), metas);
+        await this.isolate(client, unit, changes.slice(mid), metas);
+        return;
+      }
+      const verb = unit.kind === 'upsert' ? 'upsert into' : 'delete from';
+      for (const change of changes) {
+        this.fail(change, `cannot ${verb} ${unit.ref.qualified} key ${describeKey(change)}: ${describeDbError(err)}`, `PG_${sqlState(err)}`, err);
+      }
+    }
+  }
+
+  private async execute(client: pg.ClientBase, unit: Unit, changes: readonly Change[], metas: Metas): Promise<void> {
+    const meta = metas.get(unit.ref.id)!;
+    if (unit.kind === 'truncate') {
+      await client.query(truncateSql(meta));
+      return;
+    }
+    const columns = unit.kind === 'upsert' ? unit.columns : unit.keys;
+    const codecs = columns.map((c) => meta.columns.get(c)?.codec ?? TEXT);
+    const params: (string | null)[][] = columns.map(() => []);
+    const positions: string[] = [];
+    for (const change of changes) {
+      const values = unit.kind === 'upsert' ? change.values! : change.keyValues;
+      let encoded: (string | null)[];
+      try {
+        encoded = values.map((v, i) => encodeValue(v, codecs[i]!));
+      } catch (err) {
+        this.fail(change, `cannot encode a value for ${unit.ref.qualified} key ${describeKey(change)}: ${String(err)}`, 'PG_ENCODE', err);
+        continue;
+      }
+      encoded.forEach((text, i) => params[i]!.push(text));
+      positions.push(change.position);
+    }
+    if (positions.length === 0) return;
+    await client.query(this.sql(meta, unit), [...params, positions]);
+  }
+
+  /** Statement text per table metadata and shape, built once. */
+  private sql(meta: TableMeta, unit: Unit & { kind: 'upsert' | 'delete' }): string {
+    let cache = this.statements.get(meta);
+    if (!cache) {
+      cache = new Map();
+      this.statements.set(meta, cache);
+    }
+    const shape = unit.kind === 'upsert' ? `u\u0000${unit.columns.join('\u0000')}` : 'd';
+    let text = cache.get(shape);
+    if (text === undefined) {
+      text =
+        unit.kind === 'upsert'
+          ? upsertSql(meta, unit.columns, unit.keys, this.options.positionColumn)
+          : deleteSql(meta, unit.keys, this.options.positionColumn);
+      cache.set(shape, text);
+    }
+    return text;
+  }
+
+  private fail(change: Change, message: string, code: string, cause?: unknown): void {
+    change.results[change.slot] = failure(this.options.sink, message, code, change.event, cause);
+  }
+}

@@ -1,0 +1,75 @@
+import { quoteIdent } from './identifiers.ts';
+import { DELETED_AT_COLUMN, type TableMeta } from './table-catalog.ts';
+
+/**
+ * SQL text of the batched statements. Each column travels as one text[] parameter (the last one
+ * holds the positions) and is cast to the column's catalog type; names are quoted identifiers, so
+ * nothing from an event reaches the SQL text unquoted.
+ *
+ * The stale-write guard is the position column: an upsert changes a row only when the stored
+ * position is older (or NULL: rows the sink did not write), and skips keys whose tombstone is at
+ * least as new. Positions compare with COLLATE "C": byte order is position order.
+ */
+
+function cast(meta: TableMeta, column: string, expr: string): string {
+  const type = meta.columns.get(column)?.type ?? 'text';
+  return type === 'text' ? expr : `${expr}::${type}`;
+}
+
+function unnestFrom(count: number): string {
+  const params = Array.from({ length: count + 1 }, (_, i) => `$${i + 1}::text[]`);
+  const names = Array.from({ length: count }, (_, i) => `c${i}`);
+  return `unnest(${params.join(', ')}) AS u(${[...names, 'p'].join(', ')})`;
+}
+
+/**
+ * INSERT … ON CONFLICT DO UPDATE of the given columns (keys included) for rows that all set the
+ * same columns. Columns a row does not set (unchanged TOAST values) are in neither list: the stored
+ * value stays, and a new row gets NULL.
+ */
+export function upsertSql(meta: TableMeta, columns: readonly string[], keys: readonly string[], positionColumn: string): string {
+  const pos = quoteIdent(positionColumn);
+  const selected = columns.map((c, i) => `${cast(meta, c, `u.c${i}`)} AS c${i}`);
+  const keyMatch = keys.map((k) => `d.${quoteIdent(k)} = s.c${columns.indexOf(k)}`);
+  const updates = columns.filter((c) => !keys.includes(c)).map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`);
+  updates.push(`${pos} = EXCLUDED.${pos}`);
+  return (
+    `INSERT INTO ${meta.ref.qualified} AS t (${[...columns.map(quoteIdent), pos].join(', ')}) ` +
+    `SELECT ${[...columns.map((_c, i) => `s.c${i}`), 's.p'].join(', ')} ` +
+    `FROM (SELECT ${[...selected, 'u.p'].join(', ')} FROM ${unnestFrom(columns.length)}) AS s ` +
+    `WHERE NOT EXISTS (SELECT 1 FROM ${meta.ref.tombstoneQualified} AS d WHERE ${keyMatch.join(' AND ')} ` +
+    `AND d.${pos} >= s.p COLLATE "C") ` +
+    `ON CONFLICT (${keys.map(quoteIdent).join(', ')}) DO UPDATE SET ${updates.join(', ')} ` +
+    `WHERE t.${pos} IS NULL OR t.${pos} < EXCLUDED.${pos} COLLATE "C"`
+  );
+}
+
+/**
+ * Deletes the rows older than the delete and records (or advances) each key's tombstone, in one
+ * statement. A tombstone is written even when the stored row is newer: it is then older than the
+ * row and blocks nothing.
+ */
+export function deleteSql(meta: TableMeta, keys: readonly string[], positionColumn: string): string {
+  const pos = quoteIdent(positionColumn);
+  const deletedAt = quoteIdent(DELETED_AT_COLUMN);
+  const selected = keys.map((k, i) => `${cast(meta, k, `u.c${i}`)} AS c${i}`);
+  const keyMatch = keys.map((k, i) => `t.${quoteIdent(k)} = s.c${i}`);
+  return (
+    `WITH s AS (SELECT ${[...selected, 'u.p'].join(', ')} FROM ${unnestFrom(keys.length)}), ` +
+    `gone AS (DELETE FROM ${meta.ref.qualified} AS t USING s WHERE ${keyMatch.join(' AND ')} ` +
+    `AND (t.${pos} IS NULL OR t.${pos} < s.p COLLATE "C")) ` +
+    `INSERT INTO ${meta.ref.tombstoneQualified} AS d (${[...keys.map(quoteIdent), pos, deletedAt].join(', ')}) ` +
+    `SELECT ${keys.map((_k, i) => `s.c${i}`).join(', ')}, s.p, now() FROM s ` +
+    `ON CONFLICT (${keys.map(quoteIdent).join(', ')}) DO UPDATE SET ${pos} = EXCLUDED.${pos}, ${deletedAt} = EXCLUDED.${deletedAt} ` +
+    `WHERE d.${pos} < EXCLUDED.${pos} COLLATE "C"`
+  );
+}
+
+export function truncateSql(meta: TableMeta): string {
+  return `TRUNCATE ${meta.ref.qualified}`;
+}
+
+/** Removes tombstones older than the retention ($1: milliseconds). */
+export function cleanupSql(meta: TableMeta): string {
+  return `DELETE FROM ${meta.ref.tombstoneQualified} WHERE ${quoteIdent(DELETED_AT_COLUMN)} < now() - $1::int8 * interval '1 millisecond'`;
+}

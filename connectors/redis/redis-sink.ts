@@ -1,0 +1,426 @@
+import { readFile } from 'node:fs/promises';
+import type { ConnectionOptions } from 'node:tls';
+import { Redis, type ChainableCommander, type Result } from 'ioredis';
+import { z } from 'zod';
+import { SinkError } from '../../src/errors.ts';
+import { isUnavailable, type ChangeEvent, type Row } from '../../src/model/change-event.ts';
+import { encodePosition } from '../../src/model/position.ts';
+import { coalesce, expandResults, keyString, type Segment } from '../../src/sink/coalesce.ts';
+import { defineSink, OK, once, type Sink, type SinkResult } from '../../src/sink/sink.ts';
+import { createKeyLayout, DEFAULT_KEY_TEMPLATE, templateProblems, type KeyLayout } from './key-layout.ts';
+import { classifyRedisError, classifyReply, toSinkError } from './redis-errors.ts';
+import { HASH_SCRIPT, JSON_SCRIPT } from './scripts.ts';
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    cdcApplyHash(numKeys: number, keys: readonly string[], argv: readonly (string | number)[]): Result<unknown, Context>;
+    cdcApplyJson(numKeys: number, keys: readonly string[], argv: readonly (string | number)[]): Result<unknown, Context>;
+  }
+}
+
+/** Hash field (hash mode) or first JSON member (json mode) holding the row's position. */
+export const POSITION_FIELD = '__cdc_position';
+
+const tlsSchema = z
+  .object({
+    ca_file: z.string().min(1).optional().describe('PEM file of the CA that signed the server certificate (default: system CAs)'),
+    cert_file: z.string().min(1).optional().describe('client certificate (PEM) for mutual TLS'),
+    key_file: z.string().min(1).optional().describe('client private key (PEM) for mutual TLS'),
+    servername: z.string().min(1).optional().describe('SNI / certificate host name (default: the host)'),
+    reject_unauthorized: z.boolean().default(true).describe('verify the server certificate (default true)'),
+  })
+  .strict();
+
+const configSchema = z
+  .object({
+    url: z
+      .string()
+      .optional()
+      .describe('redis://[user:password@]host[:port][/db], or rediss:// for TLS; instead of host/port/db'),
+    host: z.string().min(1).optional().describe('server host (default 127.0.0.1)'),
+    port: z.number().int().min(1).max(65_535).optional().describe('server port (default 6379)'),
+    db: z.number().int().min(0).optional().describe('database number (default 0)'),
+    username: z.string().min(1).optional().describe('ACL user (Redis 6+); wins over the url'),
+    password: z.string().min(1).optional().describe('use ${ENV_VAR}: secrets come from the environment; wins over the url'),
+    tls: z
+      .union([z.boolean(), tlsSchema])
+      .default(false)
+      .describe('TLS: true, or options (default false; a rediss:// url turns it on)'),
+    key_prefix: z.string().default('').describe('prepended to every key the sink writes (default "")'),
+    mode: z
+      .enum(['hash', 'json'])
+      .default('hash')
+      .describe('hash: one field per column, values as strings, nulls omitted, objects as JSON; json: the row as one JSON string (default hash)'),
+    key_template: z
+      .string()
+      .default(DEFAULT_KEY_TEMPLATE)
+      .describe(
+        'key after the prefix; placeholders {table}, {schema}, {db}, {key} (key values joined by ":"; "\\" and ":" inside values escaped with "\\") (default "{table}:{key}")',
+      ),
+    ttl_seconds: z.number().int().positive().optional().describe('expire rows this long after their last write (default: never)'),
+    tombstone_retention_seconds: z
+      .number()
+      .int()
+      .positive()
+      .default(7 * 24 * 3600)
+      .describe('how long a delete remembers its position, refusing replays of older writes (default 7 days)'),
+    truncate: z
+      .enum(['apply', 'ignore'])
+      .default('apply')
+      .describe("apply: a truncate deletes the table's keys (SCAN over the table's key pattern); ignore: skip it (default apply)"),
+    rows_per_script: z
+      .number()
+      .int()
+      .min(1)
+      .max(2_000)
+      .default(200)
+      .describe('rows per script call; a batch is several calls in one pipeline, each blocking Redis briefly (default 200)'),
+    connect_timeout_ms: z.number().int().positive().default(10_000).describe('(default 10000)'),
+    command_timeout_ms: z.number().int().positive().default(30_000).describe('a batch not answered in time fails, retriable (default 30000)'),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    for (const message of templateProblems(c.key_template)) ctx.addIssue({ code: 'custom', path: ['key_template'], message });
+    if (c.url === undefined) return;
+    if (c.host !== undefined || c.port !== undefined || c.db !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['url'], message: 'set url or host/port/db, not both' });
+    }
+    let url: URL;
+    try {
+      url = new URL(c.url);
+    } catch {
+      // The url may hold a password: never echo it.
+      ctx.addIssue({ code: 'custom', path: ['url'], message: 'not a valid URL' });
+      return;
+    }
+    if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+      ctx.addIssue({ code: 'custom', path: ['url'], message: 'expected redis:// or rediss://' });
+    }
+    if (!/^\/?\d*$/.test(url.pathname)) ctx.addIssue({ code: 'custom', path: ['url'], message: 'the path must be a database number' });
+  });
+
+export type RedisSinkConfig = z.infer<typeof configSchema>;
+
+interface Endpoint {
+  readonly host: string;
+  readonly port: number;
+  readonly db: number;
+  readonly username: string | undefined;
+  readonly password: string | undefined;
+  readonly tls: boolean;
+}
+
+function endpoint(c: RedisSinkConfig): Endpoint {
+  const explicitTls = c.tls !== false;
+  if (c.url === undefined) {
+    return { host: c.host ?? '127.0.0.1', port: c.port ?? 6379, db: c.db ?? 0, username: c.username, password: c.password, tls: explicitTls };
+  }
+  const url = new URL(c.url);
+  const path = url.pathname.replace(/^\//, '');
+  return {
+    host: url.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1',
+    port: url.port ? Number(url.port) : 6379,
+    db: path ? Number(path) : 0,
+    username: c.username ?? (url.username ? decodeURIComponent(url.username) : undefined),
+    password: c.password ?? (url.password ? decodeURIComponent(url.password) : undefined),
+    tls: explicitTls || url.protocol === 'rediss:',
+  };
+}
+
+async function tlsOptions(c: RedisSinkConfig, on: boolean): Promise<ConnectionOptions | undefined> {
+  if (!on) return undefined;
+  if (typeof c.tls !== 'object') return {};
+  const t = c.tls;
+  return {
+    ca: t.ca_file ? await readFile(t.ca_file) : undefined,
+    cert: t.cert_file ? await readFile(t.cert_file) : undefined,
+    key: t.key_file ? await readFile(t.key_file) : undefined,
+    servername: t.servername,
+    rejectUnauthorized: t.reject_unauthorized,
+  };
+}
+
+/** JSON for values; bigints (rare: integers beyond 2^53) as decimal strings. */
+function toJson(value: unknown): string {
+  try {
+    return JSON.stringify(value);
+  } catch (err) {
+    if (!(err instanceof TypeError)) throw err;
+    return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+  }
+}
+
+/** A column value as a hash field value; null/undefined never get here (the field is omitted). */
+function hashValue(v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean') return String(v);
+  if (Buffer.isBuffer(v)) return v.toString('base64');
+  return toJson(v);
+}
+
+/**
+ * One script call's worth of rows. `keys` and `argv` are exactly what the script receives;
+ * `starts[j]` is where row j's arguments begin in argv (so a row can be re-run alone).
+ */
+interface Chunk {
+  readonly keys: string[];
+  readonly argv: (string | number)[];
+  readonly starts: number[];
+  /** Index into the segment's events, per row. */
+  readonly rows: number[];
+}
+
+/**
+ * Redis sink: each row is a hash (one field per column) or a JSON string under a key built from a
+ * template. Writes go through a Lua script that checks the row's stored position and the delete
+ * tombstone atomically, so replays and redeliveries never move a row backwards. A batch is one
+ * pipeline of script calls: one round trip.
+ */
+export const redisSink = defineSink({
+  kind: 'redis',
+  configSchema,
+  create(name, config, { logger }): Sink {
+    const log = logger.child({ component: 'sink', sink: name, kind: 'redis' });
+    const layout: KeyLayout = createKeyLayout(config.key_prefix, config.key_template);
+    const hash = config.mode === 'hash';
+    const header = [config.ttl_seconds ?? 0, config.tombstone_retention_seconds] as const;
+    let client: Redis | undefined;
+
+    const fail = (event: ChangeEvent, redisKey: string | undefined, message: string, code: string, retriable: boolean, cause?: unknown) =>
+      ({
+        ok: false,
+        error: new SinkError(
+          name,
+          `table ${event.table.id} key ${keyString(event.key)}${redisKey === undefined ? '' : ` (redis key ${JSON.stringify(redisKey)})`}: ${message}`,
+          { code, retriable, cause },
+        ),
+      }) as const;
+
+    /** Appends one row's script arguments; returns an error message instead when it cannot be written. */
+    function encodeRow(event: ChangeEvent, argv: (string | number)[]): string | undefined {
+      const pos = encodePosition(event.position);
+      if (event.op === 'd') {
+        argv.push('d', pos);
+        return undefined;
+      }
+      const after: Readonly<Row> | null = event.after;
+      if (!after) return `a '${event.op}' change without a row image`;
+      if (Object.hasOwn(after, POSITION_FIELD)) return `column ${POSITION_FIELD} is reserved for the sink's position`;
+      let unavailable: string[] | undefined;
+      if (hash) {
+        argv.push('u', pos, 0);
+        const countAt = argv.length - 1;
+        let n = 0;
+        for (const col in after) {
+          const v = after[col];
+          if (v === null || v === undefined) continue;
+          if (isUnavailable(v)) (unavailable ??= []).push(col);
+          else {
+            argv.push(col, hashValue(v));
+            n += 2;
+          }
+        }
+        argv[countAt] = n;
+        if (unavailable) argv.push(unavailable.length, ...unavailable);
+        else argv.push(0);
+        return undefined;
+      }
+      let row: Readonly<Row> = after;
+      for (const col in after) {
+        if (!isUnavailable(after[col])) continue;
+        (unavailable ??= []).push(col);
+      }
+      if (unavailable) {
+        const copy: Row = {};
+        for (const col in after) if (!isUnavailable(after[col])) copy[col] = after[col];
+        row = copy;
+      }
+      const body = toJson(row);
+      // Built by hand: JSON.stringify would put integer-like column names before the position.
+      const json = `{"${POSITION_FIELD}":"${pos}"${body === '{}' ? '}' : `,${body.slice(1)}`}`;
+      argv.push('u', pos, json);
+      if (unavailable) argv.push(unavailable.length, ...unavailable.map((c) => JSON.stringify(c)));
+      else argv.push(0);
+      return undefined;
+    }
+
+    const call = (target: ChainableCommander, keys: readonly string[], argv: readonly (string | number)[]) =>
+      hash ? target.cdcApplyHash(keys.length, keys, argv) : target.cdcApplyJson(keys.length, keys, argv);
+
+    /** Maps a script reply for `chunk` into results; false when the reply is not what the script returns. */
+    function readStatuses(reply: unknown, chunk: Chunk, events: readonly ChangeEvent[], out: SinkResult[]): boolean {
+      if (!Array.isArray(reply) || reply.length !== chunk.rows.length) return false;
+      reply.forEach((status: unknown, j) => {
+        const index = chunk.rows[j]!;
+        const event = events[index]!;
+        if (status === 0 || status === 1) out[index] = OK;
+        else {
+          const message = typeof status === 'string' && status.startsWith('E') ? status.slice(1) : `unexpected script reply ${String(status)}`;
+          const { code, retriable } = classifyReply(message);
+          out[index] = fail(event, chunk.keys[2 * j], message, code, retriable);
+        }
+      });
+      return true;
+    }
+
+    /**
+     * A chunk whose script call failed as a whole with a permanent error: run its rows one by one
+     * (one pipeline) so that only the offending rows fail. Rows the failed call already applied are
+     * harmless to repeat: the guard makes them no-ops.
+     */
+    async function isolate(redis: Redis, chunk: Chunk, events: readonly ChangeEvent[], out: SinkResult[]): Promise<void> {
+      const pipe = redis.pipeline();
+      chunk.rows.forEach((_row, j) => {
+        const end = chunk.starts[j + 1] ?? chunk.argv.length;
+        call(pipe, chunk.keys.slice(2 * j, 2 * j + 2), [...header, ...chunk.argv.slice(chunk.starts[j], end)]);
+      });
+      const replies = await pipe.exec();
+      if (!replies) throw new SinkError(name, 'pipeline discarded', { code: 'REDIS_PIPELINE', retriable: true });
+      replies.forEach(([err, reply], j) => {
+        const index = chunk.rows[j]!;
+        const event = events[index]!;
+        const single: Chunk = { keys: chunk.keys.slice(2 * j, 2 * j + 2), argv: [], starts: [], rows: [index] };
+        if (err) {
+          const { code, retriable } = classifyRedisError(err);
+          if (retriable) throw toSinkError(name, 'write failed', err);
+          out[index] = fail(event, single.keys[0], err.message, code, false, err);
+        } else if (!readStatuses(reply, single, events, out)) {
+          out[index] = fail(event, single.keys[0], 'unexpected script reply', 'REDIS_SCRIPT', false);
+        }
+      });
+    }
+
+    async function writeChanges(redis: Redis, events: readonly ChangeEvent[]): Promise<SinkResult[]> {
+      const out = new Array<SinkResult>(events.length);
+      const chunks: Chunk[] = [];
+      let chunk: Chunk | undefined;
+      events.forEach((event, index) => {
+        const key = layout.rowKey(event.table, event.key);
+        if (typeof key !== 'string') {
+          out[index] = fail(event, undefined, key.error, 'REDIS_NO_KEY', false);
+          return;
+        }
+        if (!chunk || chunk.rows.length >= config.rows_per_script) {
+          chunk = { keys: [], argv: [...header], starts: [], rows: [] };
+          chunks.push(chunk);
+        }
+        const start = chunk.argv.length;
+        const problem = encodeRow(event, chunk.argv);
+        if (problem !== undefined) {
+          chunk.argv.length = start;
+          out[index] = fail(event, key, problem, 'REDIS_MAPPING', false);
+          return;
+        }
+        chunk.keys.push(key, layout.tombstoneKey(key));
+        chunk.starts.push(start);
+        chunk.rows.push(index);
+      });
+      const calls = chunks.filter((c) => c.rows.length > 0);
+      if (calls.length === 0) return out;
+
+      const pipe = redis.pipeline();
+      for (const c of calls) call(pipe, c.keys, c.argv);
+      const replies = await pipe.exec();
+      if (!replies) throw new SinkError(name, 'pipeline discarded', { code: 'REDIS_PIPELINE', retriable: true });
+      const broken: Chunk[] = [];
+      for (const [i, [err, reply]] of replies.entries()) {
+        const c = calls[i]!;
+        if (err) {
+          // Transport trouble fails the batch (retried whole; the guard makes repeats harmless).
+          if (classifyRedisError(err).retriable) throw toSinkError(name, 'write failed', err);
+          broken.push(c);
+        } else if (!readStatuses(reply, c, events, out)) broken.push(c);
+      }
+      for (const c of broken) await isolate(redis, c, events, out);
+      return out;
+    }
+
+    async function truncate(redis: Redis, event: ChangeEvent): Promise<SinkResult> {
+      if (config.truncate === 'ignore') return OK;
+      const pattern = layout.tablePattern(event.table);
+      const mine = layout.tableMatcher(event.table);
+      let cursor = '0';
+      let removed = 0;
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+        cursor = next;
+        const doomed = keys.filter((k) => mine.test(k));
+        if (doomed.length > 0) removed += await redis.unlink(...doomed);
+      } while (cursor !== '0');
+      log.info({ table: event.table.id, removed }, 'table truncated');
+      return OK;
+    }
+
+    return {
+      name,
+      kind: 'redis',
+      async start() {
+        const ep = endpoint(config);
+        const redis = new Redis({
+          host: ep.host,
+          port: ep.port,
+          db: ep.db,
+          username: ep.username,
+          password: ep.password,
+          tls: await tlsOptions(config, ep.tls),
+          connectionName: `cdc-router:${name}`,
+          connectTimeout: config.connect_timeout_ms,
+          commandTimeout: config.command_timeout_ms,
+          lazyConnect: true,
+          // Fail fast while disconnected: the pipeline's retrier owns backoff, and a write must
+          // never sit in a client queue the router does not see.
+          enableOfflineQueue: false,
+          maxRetriesPerRequest: 0,
+          retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
+          scripts: { cdcApplyHash: { lua: HASH_SCRIPT }, cdcApplyJson: { lua: JSON_SCRIPT } },
+        });
+        let down = false;
+        redis.on('error', (err: Error) => {
+          // ioredis reports every failed reconnect; one warning per outage is enough.
+          if (!down) log.warn({ err }, 'redis connection error');
+          down = true;
+        });
+        redis.on('ready', () => {
+          if (down) log.info('redis connection restored');
+          down = false;
+        });
+        try {
+          await redis.connect();
+          await redis.ping();
+        } catch (err) {
+          redis.disconnect();
+          throw toSinkError(name, `cannot connect to ${ep.host}:${ep.port}`, err);
+        }
+        client = redis;
+        log.info({ host: ep.host, port: ep.port, db: ep.db, tls: ep.tls, mode: config.mode }, 'redis sink connected');
+      },
+      async write(batch) {
+        const redis = client;
+        if (!redis) throw new SinkError(name, 'write before start', { code: 'NOT_STARTED', retriable: false });
+        const segments = coalesce(batch);
+        const results = new Map<Segment, readonly SinkResult[]>();
+        for (const seg of segments) {
+          try {
+            results.set(seg, seg.kind === 'truncate' ? [await truncate(redis, seg.event)] : await writeChanges(redis, seg.events));
+          } catch (err) {
+            const error = toSinkError(name, seg.kind === 'truncate' ? `truncate of ${seg.event.table.id} failed` : 'write failed', err);
+            if (error.retriable || seg.kind !== 'truncate') throw error;
+            results.set(seg, [{ ok: false, error }]);
+          }
+        }
+        return expandResults(batch.length, segments, results);
+      },
+      close: once(async () => {
+        const redis = client;
+        client = undefined;
+        if (!redis) return;
+        try {
+          await redis.quit();
+        } catch {
+          // Not connected: nothing to say goodbye to.
+          redis.disconnect();
+        }
+      }),
+    };
+  },
+});

@@ -1,0 +1,264 @@
+import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:net';
+import { Client, errors } from '@elastic/elasticsearch';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configSchema, documentId, elasticsearchSink, indexNameFor } from '../../connectors/elasticsearch/elasticsearch-sink.ts';
+import { escapeIndexPart } from '../../connectors/elasticsearch/naming.ts';
+import { SinkError } from '../../src/errors.ts';
+import type { ChangeEvent, Row, TableId } from '../../src/model/change-event.ts';
+import { position } from '../../src/model/position.ts';
+import type { Sink, SinkResult } from '../../src/sink/sink.ts';
+import { describeSinkConformance } from './sink-conformance.ts';
+import { makeEvent, UNAVAILABLE } from '../support/events.ts';
+
+const NODE = process.env['ES_URL'] ?? 'http://127.0.0.1:9200';
+const TEMPLATE = '{schema}.{table}';
+const logger = pino({ level: 'silent' });
+
+const tableId = (schema: string, table: string): TableId => ({ id: `${schema}.${table}`, db: 'shop', schema, table });
+const indexOf = (schema: string, table: string) => indexNameFor(TEMPLATE, tableId(schema, table));
+const idOf = (key: Row) => {
+  const r = documentId(key);
+  if ('error' in r) throw new Error(r.error);
+  return r.id;
+};
+
+function openSink(extra: Record<string, unknown> = {}, name = 'es-test'): Sink {
+  const config = configSchema.parse({ nodes: [NODE], index_template: TEMPLATE, ...extra });
+  return elasticsearchSink.create(name, config, { logger });
+}
+
+async function readDoc(es: Client, index: string, key: Row): Promise<Row | undefined> {
+  try {
+    const res = await es.get<Row>({ index, id: idOf(key) });
+    return res._source;
+  } catch (err) {
+    if (err instanceof errors.ResponseError && err.statusCode === 404) return undefined;
+    throw err;
+  }
+}
+
+async function countDocs(es: Client, index: string): Promise<number> {
+  try {
+    await es.indices.refresh({ index });
+    return (await es.count({ index })).count;
+  } catch (err) {
+    if (err instanceof errors.ResponseError && err.statusCode === 404) return 0;
+    throw err;
+  }
+}
+
+/** Deletes by name: wildcard deletes are refused (action.destructive_requires_name). */
+async function dropIndices(es: Client, schema: string): Promise<void> {
+  const rows = await es.cat.indices({ index: `${escapeIndexPart(schema)}.*`, format: 'json', h: 'index' });
+  const names = rows.map((r) => r.index).filter((n): n is string => typeof n === 'string');
+  if (names.length > 0) await es.indices.delete({ index: names });
+}
+
+function expectOk(results: readonly SinkResult[]): void {
+  for (const r of results) if (!r.ok) throw r.error;
+}
+
+describeSinkConformance('elasticsearch', async (schema) => {
+  const es = new Client({ node: NODE });
+  const sink = openSink();
+  await sink.start();
+  return {
+    sink,
+    read: (table, key) => readDoc(es, indexOf(schema, table), key),
+    count: (table) => countDocs(es, indexOf(schema, table)),
+    async cleanup() {
+      await dropIndices(es, schema);
+      await es.close();
+    },
+  };
+});
+
+describe('elasticsearch sink: naming', () => {
+  it('escapes hostile names deterministically and keeps them legal', () => {
+    const t = (schema: string, table: string) => indexNameFor(TEMPLATE, tableId(schema, table));
+    expect(t('Public', 'Orders')).toBe('public.orders');
+    expect(t('s', 'we"ird tab;le')).toBe('s.we%22ird%20tab;le');
+    expect(t('s', 'a/b\\c*d?e<f>g|h,i#j:k%l')).toBe('s.a%2fb%5cc%2ad%3fe%3cf%3eg%7ch%2ci%23j%3ak%25l');
+    expect(t('_sys', 'x')).toBe('%5fsys.x');
+    expect(t('-a', 'x')).toBe('%2da.x');
+    expect(indexNameFor('{table}', tableId('s', '.hidden'))).toBe('%2ehidden');
+    expect(indexNameFor('{table}', tableId('s', '+'))).toBe('%2b');
+    const long = t('s', 'x'.repeat(400));
+    expect(Buffer.byteLength(long)).toBeLessThanOrEqual(255);
+    expect(long).toBe(t('s', 'x'.repeat(400)));
+    expect(long).not.toBe(t('s', 'x'.repeat(401)));
+    // MySQL: no schema, the database stands in.
+    expect(indexNameFor(TEMPLATE, { id: 'shop.items', db: 'shop', schema: undefined, table: 'items' })).toBe('shop.items');
+  });
+
+  it('builds unambiguous document ids', () => {
+    expect(idOf({ id: 42 })).toBe('42');
+    expect(idOf({ id: 'a|b' })).toBe('a|b');
+    expect(idOf({ a: 'x|y', b: 'z' })).toBe('x\\|y|z');
+    expect(idOf({ a: 'x', b: 'y|z' })).toBe('x|y\\|z');
+    expect(idOf({ a: 'x\\', b: 'y' })).toBe('x\\\\|y');
+    expect(idOf({ a: null, b: 1 })).toBe('\\N|1');
+    expect(idOf({ a: '\\N', b: 1 })).toBe('\\\\N|1');
+    expect(documentId({ id: null })).toEqual({ error: 'the key column is null' });
+    expect(documentId({ id: 'x'.repeat(513) })).toHaveProperty('error');
+    expect(documentId(null)).toHaveProperty('error');
+  });
+
+  it('validates the config', () => {
+    expect(configSchema.safeParse({ nodes: [NODE], index_template: '{schema}' }).success).toBe(false);
+    expect(configSchema.safeParse({ nodes: [NODE], index_template: 'CDC-{table}' }).success).toBe(false);
+    expect(configSchema.safeParse({ nodes: [NODE], index_template: 'cdc:{table}' }).success).toBe(false);
+    expect(configSchema.safeParse({ nodes: [NODE], tombstone_retention: '7 days' }).success).toBe(false);
+    const c = configSchema.parse({ nodes: NODE });
+    expect(c).toMatchObject({
+      nodes: [NODE],
+      index_template: '{schema}.{table}',
+      number_of_replicas: 0,
+      tombstone_retention: '7d',
+      truncate: 'apply',
+      max_docs_per_request: 5000,
+      max_bytes_per_request: 10 * 1024 * 1024,
+    });
+  });
+});
+
+describe('elasticsearch sink: specifics', () => {
+  const schema = `es_${randomUUID().slice(0, 8)}`;
+  const es = new Client({ node: NODE });
+  let sink: Sink;
+  let lsn = 10_000;
+  const next = () => (lsn += 10);
+  const ev = (op: 'c' | 'u' | 'd', table: string, key: Row, after: Row | null, at: number | bigint = next()): ChangeEvent =>
+    makeEvent({ op, schema, table, key, after, before: op === 'd' ? key : null, lsn: at });
+
+  beforeAll(async () => {
+    sink = openSink({ tombstone_retention: '3d', tables: { [`${schema}.mapped`]: { mapping: { n: { type: 'long' } } } } });
+    await sink.start();
+  });
+  afterAll(async () => {
+    await dropIndices(es, schema);
+    await sink.close();
+    await es.close();
+  });
+
+  it('creates indices with the tombstone retention as gc_deletes and 0 replicas', async () => {
+    expectOk(await sink.write([ev('c', 'settings', { id: 1 }, { id: 1 })]));
+    const index = indexOf(schema, 'settings');
+    const res = await es.indices.getSettings({ index, flat_settings: true });
+    expect(res[index]?.settings).toMatchObject({ 'index.gc_deletes': '3d', 'index.number_of_replicas': '0' });
+  });
+
+  it('fails only the record that breaks the mapping, permanently, naming table and key', async () => {
+    const results = await sink.write([
+      ev('c', 'mapped', { id: 1 }, { id: 1, n: 1 }),
+      ev('c', 'mapped', { id: 2 }, { id: 2, n: 'not a number' }),
+      ev('c', 'mapped', { id: 3 }, { id: 3, n: 3 }),
+    ]);
+    expect(results[0]).toEqual({ ok: true });
+    expect(results[2]).toEqual({ ok: true });
+    const bad = results[1];
+    expect(bad?.ok).toBe(false);
+    if (bad && !bad.ok) {
+      expect(bad.error).toBeInstanceOf(SinkError);
+      expect(bad.error.retriable).toBe(false);
+      expect(bad.error.code).toBe('ES_ITEM_400');
+      expect(bad.error.message).toContain(`${schema}.mapped`);
+      expect(bad.error.message).toContain('[2]');
+      expect(bad.error.message).toMatch(/\[n\]/);
+    }
+    expect(await readDoc(es, indexOf(schema, 'mapped'), { id: 3 })).toEqual({ id: 3, n: 3 });
+    expect(await readDoc(es, indexOf(schema, 'mapped'), { id: 2 })).toBeUndefined();
+  });
+
+  it('writes into an index created beforehand, keeping its mapping', async () => {
+    const index = indexOf(schema, 'precreated');
+    await es.indices.create({ index, settings: { number_of_replicas: 0 }, mappings: { properties: { n: { type: 'long' } } } });
+    const results = await sink.write([ev('c', 'precreated', { id: 1 }, { id: 1, n: 'abc' }), ev('c', 'precreated', { id: 2 }, { id: 2, n: 2 })]);
+    expect(results[0]?.ok).toBe(false);
+    expect(results[1]).toEqual({ ok: true });
+  });
+
+  it('fails records whose key cannot be an _id or whose position has no version, and writes the rest', async () => {
+    const multiPart = { ...ev('c', 'keys', { id: 3 }, { id: 3 }), position: position('mysql', [1n, 2n, 3n]) };
+    const results = await sink.write([
+      ev('c', 'keys', { id: 'x'.repeat(600) }, { id: 'long' }),
+      ev('c', 'keys', { id: 2 }, { id: 2 }),
+      multiPart,
+      ev('c', 'keys', { a: 'p|q', b: 'r' }, { a: 'p|q', b: 'r' }),
+    ]);
+    expect(results.map((r) => r.ok)).toEqual([false, true, false, true]);
+    expect(results[2]?.ok === false && results[2].error.code).toBe('POSITION_NOT_A_VERSION');
+    expect(await readDoc(es, indexOf(schema, 'keys'), { a: 'p|q', b: 'r' })).toEqual({ a: 'p|q', b: 'r' });
+  });
+
+  it('serializes versions above 2^53 exactly', async () => {
+    const base = 1n << 60n;
+    // As doubles, base+1 and base+2 are equal: a rounded version would refuse the newer write.
+    expectOk(await sink.write([ev('u', 'big', { id: 1 }, { id: 1, v: 'old' }, base + 1n)]));
+    expectOk(await sink.write([ev('u', 'big', { id: 1 }, { id: 1, v: 'new' }, base + 2n)]));
+    expectOk(await sink.write([ev('u', 'big', { id: 1 }, { id: 1, v: 'older' }, base + 1n)]));
+    expect(await readDoc(es, indexOf(schema, 'big'), { id: 1 })).toEqual({ id: 1, v: 'new' });
+  });
+
+  it('fills unchanged-TOAST columns from the stored document, and leaves them out of a new one', async () => {
+    const at = next();
+    expectOk(await sink.write([ev('u', 'toast', { id: 1 }, { id: 1, title: 'fresh', body: UNAVAILABLE })]));
+    expect(await readDoc(es, indexOf(schema, 'toast'), { id: 1 })).toEqual({ id: 1, title: 'fresh' });
+    // A stale partial change is refused like any other stale write.
+    expectOk(await sink.write([ev('u', 'toast', { id: 1 }, { id: 1, title: 'stale', body: UNAVAILABLE }, at)]));
+    expect(await readDoc(es, indexOf(schema, 'toast'), { id: 1 })).toEqual({ id: 1, title: 'fresh' });
+    expectOk(await sink.write([ev('u', 'toast', { id: 2 }, { id: 2, title: 'a', body: 'big' })]));
+    expectOk(await sink.write([ev('u', 'toast', { id: 2 }, { id: 2, title: 'b', body: UNAVAILABLE }), ev('u', 'toast', { id: 3 }, { id: 3, title: 'c', body: 'x' })]));
+    expect(await readDoc(es, indexOf(schema, 'toast'), { id: 2 })).toEqual({ id: 2, title: 'b', body: 'big' });
+    // A partial change after a delete does not bring back the old column.
+    expectOk(await sink.write([ev('d', 'toast', { id: 2 }, null)]));
+    expectOk(await sink.write([ev('u', 'toast', { id: 2 }, { id: 2, title: 'c', body: UNAVAILABLE })]));
+    expect(await readDoc(es, indexOf(schema, 'toast'), { id: 2 })).toEqual({ id: 2, title: 'c' });
+  });
+
+  it('truncates with versioned deletes: newer documents stay, replayed older inserts stay out', async () => {
+    const [a, t, b] = [next(), next(), next()];
+    expectOk(await sink.write([ev('c', 'trunc', { id: 1 }, { id: 1 }, a), ev('c', 'trunc', { id: 2 }, { id: 2 }, b)]));
+    expectOk(await sink.write([makeEvent({ op: 't', schema, table: 'trunc', key: null, lsn: t })]));
+    const index = indexOf(schema, 'trunc');
+    expect(await readDoc(es, index, { id: 1 })).toBeUndefined();
+    expect(await readDoc(es, index, { id: 2 })).toEqual({ id: 2 });
+    expectOk(await sink.write([ev('c', 'trunc', { id: 1 }, { id: 1, zombie: true }, a + 1)]));
+    expect(await readDoc(es, index, { id: 1 })).toBeUndefined();
+    expect(await countDocs(es, index)).toBe(1);
+    // A truncate of a table never written to is a no-op.
+    expectOk(await sink.write([makeEvent({ op: 't', schema, table: 'never', key: null, lsn: next() })]));
+  });
+
+  it('ignores truncates when configured to', async () => {
+    const ignoring = openSink({ truncate: 'ignore' }, 'es-ignore');
+    await ignoring.start();
+    try {
+      expectOk(await ignoring.write([ev('c', 'kept', { id: 1 }, { id: 1 }), makeEvent({ op: 't', schema, table: 'kept', key: null, lsn: next() })]));
+      expect(await countDocs(es, indexOf(schema, 'kept'))).toBe(1);
+    } finally {
+      await ignoring.close();
+    }
+  });
+
+  it('reports an unreachable cluster as retriable', async () => {
+    // A port that was just free: nothing listens there.
+    const port = await new Promise<number>((resolve) => {
+      const srv = createServer().listen(0, '127.0.0.1', () => {
+        const address = srv.address();
+        srv.close(() => resolve(typeof address === 'object' && address ? address.port : 1));
+      });
+    });
+    const down = openSink({ nodes: [`http://127.0.0.1:${port}`], max_retries: 0, request_timeout_ms: 2000 }, 'es-down');
+    const err: unknown = await down.start().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(SinkError);
+    expect((err as SinkError).retriable).toBe(true);
+    await expect(down.write([ev('c', 'x', { id: 1 }, { id: 1 })])).rejects.toMatchObject({ code: 'NOT_STARTED', retriable: false });
+    await down.close();
+  });
+});
