@@ -11,7 +11,28 @@ import type { TableNeed, TargetRef } from './table-catalog.ts';
 /**
  * Turns a batch into statements-to-be: coalesced per key, resolved to target tables and columns,
  * grouped into units that each become one batched statement. Pure: no I/O here.
+ *
+ * This runs for every row, so it avoids per-row allocations where it can: the key columns and the
+ * set of columns a row writes (its shape) are interned per target, and values stay in the event's
+ * row image until they are encoded.
  */
+
+/** Key columns as the events name them and as the target does; interned, so compared by reference. */
+export interface KeyLayout {
+  readonly source: readonly string[];
+  readonly columns: readonly string[];
+}
+
+/** The columns an upsert writes; rows of one shape go into one statement. Interned per target. */
+export interface Shape {
+  readonly key: KeyLayout;
+  /** Source columns read from the row image, in order. */
+  readonly source: readonly string[];
+  /** Target columns: the renamed source columns, then the key columns the row image lacks. */
+  readonly columns: readonly string[];
+  /** For the columns after `source`: their index in the key values. */
+  readonly fromKey: readonly number[];
+}
 
 /** Where a source table goes, and how its columns are named there. */
 export interface Target {
@@ -20,7 +41,10 @@ export interface Target {
   /** Source column -> target column (renamed and clipped), memoized. */
   rename(column: string): string;
   /** Source columns of the key when configured; otherwise the event key's fields. */
-  readonly keySource: readonly string[] | undefined;
+  readonly configuredKey: KeyLayout | undefined;
+  lastKey: KeyLayout | undefined;
+  lastShape: Shape | undefined;
+  readonly shapes: Map<string, Shape>;
 }
 
 /** One coalesced event, ready to write. */
@@ -30,19 +54,18 @@ export interface Change {
   readonly results: SinkResult[];
   readonly slot: number;
   readonly target: Target;
-  readonly keyColumns: readonly string[];
+  readonly key: KeyLayout;
   readonly keyValues: readonly unknown[];
   /** Stable text of the key values: dedupe, ordering, messages. */
   readonly keyText: string;
   readonly position: string;
-  /** For upserts: the target columns the row sets (keys included), and their values. */
-  readonly columns: readonly string[] | undefined;
-  readonly values: readonly unknown[] | undefined;
+  /** Upserts only: the columns the row writes. */
+  readonly shape: Shape | undefined;
 }
 
 export type Unit =
-  | { readonly kind: 'upsert'; readonly ref: TargetRef; readonly columns: readonly string[]; readonly keys: readonly string[]; changes: Change[] }
-  | { readonly kind: 'delete'; readonly ref: TargetRef; readonly keys: readonly string[]; changes: Change[] }
+  | { readonly kind: 'upsert'; readonly ref: TargetRef; readonly shape: Shape; changes: Change[] }
+  | { readonly kind: 'delete'; readonly ref: TargetRef; readonly key: KeyLayout; changes: Change[] }
   | { readonly kind: 'truncate'; readonly ref: TargetRef; readonly results: SinkResult[]; readonly event: ChangeEvent };
 
 export interface BatchPlan {
@@ -70,7 +93,18 @@ function bigintSafe(_key: string, value: unknown): unknown {
 
 /** The key as an object, for messages: {"id":5}. */
 export function describeKey(change: Change): string {
-  return JSON.stringify(Object.fromEntries(change.keyColumns.map((k, i) => [k, change.keyValues[i]])), bigintSafe);
+  return JSON.stringify(Object.fromEntries(change.key.columns.map((k, i) => [k, change.keyValues[i]])), bigintSafe);
+}
+
+/** The value an upsert writes into `shape.columns[i]`. */
+export function columnValue(change: Change, shape: Shape, i: number): unknown {
+  const n = shape.source.length;
+  return i < n ? change.event.after![shape.source[i]!] : change.keyValues[shape.fromKey[i - n]!];
+}
+
+function skipped(v: unknown): boolean {
+  // Unchanged TOAST values and absent fields are not written: the stored value stays.
+  return v === undefined || isUnavailable(v);
 }
 
 export class Planner {
@@ -97,6 +131,15 @@ export class Planner {
     const tombstone = sideTableName(name, this.config.tombstone_table_suffix);
     const renames = override?.columns ?? {};
     const memo = new Map<string, string>();
+    const rename = (column: string) => {
+      let out = memo.get(column);
+      if (out === undefined) {
+        out = clipIdent(Object.hasOwn(renames, column) ? renames[column]! : column);
+        memo.set(column, out);
+      }
+      return out;
+    };
+    const keySource = override?.key_columns;
     return {
       ref: {
         id: `${schema}\u0000${name}`,
@@ -107,15 +150,11 @@ export class Planner {
         tombstoneQualified: `${quoteIdent(schema)}.${quoteIdent(tombstone)}`,
       },
       sourceId: table.id,
-      keySource: override?.key_columns,
-      rename(column) {
-        let out = memo.get(column);
-        if (out === undefined) {
-          out = clipIdent(Object.hasOwn(renames, column) ? renames[column]! : column);
-          memo.set(column, out);
-        }
-        return out;
-      },
+      rename,
+      configuredKey: keySource ? { source: keySource, columns: keySource.map(rename) } : undefined,
+      lastKey: undefined,
+      lastShape: undefined,
+      shapes: new Map(),
     };
   }
 
@@ -142,9 +181,9 @@ export class Planner {
       // Per target, one change per target key: the newest (two source tables or a configured key
       // can map different source keys to one target row).
       const byTarget = new Map<string, { target: Target; byKey: Map<string, Change> }>();
-      seg.events.forEach((event, slot) => {
-        const change = this.change(event, slots, slot);
-        if (!change) return;
+      for (let slot = 0; slot < seg.events.length; slot++) {
+        const change = this.change(seg.events[slot]!, slots, slot);
+        if (!change) continue;
         let group = byTarget.get(change.target.ref.id);
         if (!group) {
           group = { target: change.target, byKey: new Map() };
@@ -152,7 +191,7 @@ export class Planner {
         }
         const prev = group.byKey.get(change.keyText);
         if (!prev || prev.position < change.position) group.byKey.set(change.keyText, change);
-      });
+      }
       for (const id of [...byTarget.keys()].sort()) {
         const { target, byKey } = byTarget.get(id)!;
         let all = perTarget.get(id);
@@ -174,84 +213,131 @@ export class Planner {
   /** Validates and resolves one event; a bad one gets its failure and no change. */
   private change(event: ChangeEvent, results: SinkResult[], slot: number): Change | undefined {
     const target = this.target(event.table);
-    const fail = (message: string, code: string) => {
-      results[slot] = failure(this.sink, `${target.ref.qualified}: ${message}`, code, event);
-      return undefined;
-    };
-    const keySource = target.keySource ?? (event.key ? Object.keys(event.key) : []);
-    if (keySource.length === 0) {
-      return fail(`event of ${event.table.id} has no key; set tables."${event.table.id}".key_columns`, 'PG_NO_KEY');
+    const key = target.configuredKey ?? this.eventKey(target, event.key);
+    if (!key) {
+      return this.reject(results, slot, event, target, `event of ${event.table.id} has no key; set tables."${event.table.id}".key_columns`);
     }
     const keyValues: unknown[] = [];
-    for (const k of keySource) {
-      const v = pick(k, event.key, event.after, event.before);
-      if (v === undefined || v === null) return fail(`key column ${quoteIdent(k)} has no value`, 'PG_NO_KEY');
+    let plain = true;
+    for (const k of key.source) {
+      let v = event.key?.[k];
+      if (skipped(v)) v = event.after?.[k];
+      if (skipped(v)) v = event.before?.[k];
+      if (v === undefined || v === null || isUnavailable(v)) {
+        return this.reject(results, slot, event, target, `key column ${quoteIdent(k)} has no value`);
+      }
+      if (typeof v === 'bigint') plain = false;
       keyValues.push(v);
     }
-    const keyColumns = keySource.map((k) => target.rename(k));
+    const keyText = plain ? JSON.stringify(keyValues) : JSON.stringify(keyValues, bigintSafe);
     const position = encodePosition(event.position);
-    const keyText = JSON.stringify(keyValues, bigintSafe);
-    const base = { event, results, slot, target, keyColumns, keyValues, keyText, position };
-    if (event.op === 'd') return { ...base, columns: undefined, values: undefined };
-    if (!event.after) return fail(`'${event.op}' event without a row image`, 'PG_NO_ROW');
-    const columns: string[] = [];
-    const values: unknown[] = [];
-    for (const [col, v] of Object.entries(event.after)) {
-      // Unchanged TOAST values and absent fields are not written: the stored value stays.
-      if (v === undefined || isUnavailable(v)) continue;
-      columns.push(target.rename(col));
-      values.push(v);
-    }
-    keyColumns.forEach((k, i) => {
-      if (!columns.includes(k)) {
-        columns.push(k);
-        values.push(keyValues[i]);
-      }
-    });
-    return { ...base, columns, values };
+    if (event.op === 'd') return { event, results, slot, target, key, keyValues, keyText, position, shape: undefined };
+    if (!event.after) return this.reject(results, slot, event, target, `'${event.op}' event without a row image`, 'PG_NO_ROW');
+    const shape = this.shape(target, key, event.after);
+    return { event, results, slot, target, key, keyValues, keyText, position, shape };
   }
 
-  /** Upserts grouped by the set of columns they write (one statement each), then the deletes. */
+  private reject(results: SinkResult[], slot: number, event: ChangeEvent, target: Target, message: string, code = 'PG_NO_KEY'): undefined {
+    results[slot] = failure(this.sink, `${target.ref.qualified}: ${message}`, code, event);
+    return undefined;
+  }
+
+  /** The key layout of an event key's fields; the previous one when the fields are the same. */
+  private eventKey(target: Target, key: Readonly<Row> | null): KeyLayout | undefined {
+    if (!key) return undefined;
+    const last = target.lastKey;
+    if (last) {
+      let n = 0;
+      let same = true;
+      for (const k in key) {
+        if (last.source[n++] !== k) {
+          same = false;
+          break;
+        }
+      }
+      if (same && n === last.source.length) return last;
+    }
+    const source = Object.keys(key);
+    if (source.length === 0) return undefined;
+    target.lastKey = { source, columns: source.map(target.rename) };
+    return target.lastKey;
+  }
+
+  /** The shape of a row image; the previous one when the row sets the same columns. */
+  private shape(target: Target, key: KeyLayout, after: Readonly<Row>): Shape {
+    const last = target.lastShape;
+    if (last && last.key === key) {
+      let n = 0;
+      let same = true;
+      for (const col in after) {
+        if (skipped(after[col])) continue;
+        if (last.source[n++] !== col) {
+          same = false;
+          break;
+        }
+      }
+      if (same && n === last.source.length) return last;
+    }
+    const source = Object.keys(after).filter((col) => !skipped(after[col]));
+    const sig = `${key.source.join('\u0000')}\u0001${source.join('\u0000')}`;
+    let shape = target.shapes.get(sig);
+    if (!shape) {
+      const columns = source.map(target.rename);
+      const fromKey: number[] = [];
+      key.columns.forEach((k, i) => {
+        if (!columns.includes(k)) {
+          columns.push(k);
+          fromKey.push(i);
+        }
+      });
+      shape = { key, source, columns, fromKey };
+      target.shapes.set(sig, shape);
+    }
+    target.lastShape = shape;
+    return shape;
+  }
+
+  /** Upserts grouped by shape (one statement each), then the deletes. */
   private units(target: Target, changes: Change[], all: Change[]): Unit[] {
     // The same order in every transaction makes deadlocks between concurrent batches unlikely.
     changes.sort((a, b) => (a.keyText < b.keyText ? -1 : a.keyText > b.keyText ? 1 : 0));
-    const keys = changes[0]?.keyColumns ?? [];
-    const keySig = keys.join('\u0000');
-    const upserts = new Map<string, Unit & { kind: 'upsert' }>();
+    const key = changes[0]?.key;
+    const upserts = new Map<Shape, Unit & { kind: 'upsert' }>();
     const deletes: Change[] = [];
     for (const change of changes) {
-      if (change.keyColumns.join('\u0000') !== keySig) {
+      if (change.key !== key && change.key.columns.join('\u0000') !== key?.columns.join('\u0000')) {
         change.results[change.slot] = failure(
           this.sink,
           `${target.ref.qualified} key ${describeKey(change)}: key columns differ from the other events of the table ` +
-            `(${keys.map(quoteIdent).join(', ')})`,
+            `(${key?.columns.map(quoteIdent).join(', ')})`,
           'PG_KEY_MISMATCH',
           change.event,
         );
         continue;
       }
       all.push(change);
-      if (!change.columns) {
+      if (!change.shape) {
         deletes.push(change);
         continue;
       }
-      const sig = change.columns.join('\u0000');
-      let unit = upserts.get(sig);
+      let unit = upserts.get(change.shape);
       if (!unit) {
-        unit = { kind: 'upsert', ref: target.ref, columns: change.columns, keys, changes: [] };
-        upserts.set(sig, unit);
+        unit = { kind: 'upsert', ref: target.ref, shape: change.shape, changes: [] };
+        upserts.set(change.shape, unit);
       }
       unit.changes.push(change);
     }
     const out: Unit[] = [...upserts.values()];
-    if (deletes.length > 0) out.push({ kind: 'delete', ref: target.ref, keys, changes: deletes });
+    if (key && deletes.length > 0) out.push({ kind: 'delete', ref: target.ref, key, changes: deletes });
     return out;
   }
 
   private need(target: Target, changes: readonly Change[]): PlannedNeed {
-    const keyColumns = changes[0]?.keyColumns ?? [];
+    const keyColumns = changes[0]?.key.columns ?? [];
     const columns = new Set<string>(keyColumns);
-    for (const c of changes) c.columns?.forEach((col) => columns.add(col));
+    const shapes = new Set<Shape>();
+    for (const c of changes) if (c.shape) shapes.add(c.shape);
+    for (const shape of shapes) for (const col of shape.columns) columns.add(col);
     let schemas: Map<string, ColumnSchema> | undefined;
     return {
       ref: target.ref,
@@ -278,21 +364,13 @@ export class Planner {
   }
 }
 
-function pick(column: string, ...rows: (Readonly<Row> | null)[]): unknown {
-  for (const row of rows) {
-    const v = row?.[column];
-    if (v !== undefined && !isUnavailable(v)) return v;
-  }
-  return undefined;
-}
-
 function* valuesOf(changes: readonly Change[], column: string): Generator<unknown> {
   for (const c of changes) {
-    if (c.columns) {
-      const i = c.columns.indexOf(column);
-      if (i >= 0) yield c.values![i];
+    if (c.shape) {
+      const i = c.shape.columns.indexOf(column);
+      if (i >= 0) yield columnValue(c, c.shape, i);
     } else {
-      const i = c.keyColumns.indexOf(column);
+      const i = c.key.columns.indexOf(column);
       if (i >= 0) yield c.keyValues[i];
     }
   }

@@ -3,7 +3,17 @@ import type { Logger } from 'pino';
 import type { ChangeEvent } from '../../src/model/change-event.ts';
 import { expandResults } from '../../src/sink/coalesce.ts';
 import type { SinkResult } from '../../src/sink/sink.ts';
-import { type BatchPlan, type Change, describeKey, failure, type Planner, type Unit } from './batch-plan.ts';
+import {
+  type BatchPlan,
+  type Change,
+  columnValue,
+  describeKey,
+  failure,
+  type KeyLayout,
+  type Planner,
+  type Shape,
+  type Unit,
+} from './batch-plan.ts';
 import { encodeValue, type Codec } from './column-types.ts';
 import { describeDbError, isRetriable, isRowError, isStaleMetadata, sqlState } from './pg-errors.ts';
 import { deleteSql, truncateSql, upsertSql } from './statements.ts';
@@ -28,7 +38,7 @@ type Metas = Map<string, TableMeta>;
  * failing ones down to the rows at fault: the good rows commit, each bad one gets its own error.
  */
 export class BatchWriter {
-  private readonly statements = new WeakMap<TableMeta, Map<string, string>>();
+  private readonly statements = new WeakMap<TableMeta, Map<Shape | KeyLayout, string>>();
 
   constructor(private readonly options: WriterOptions) {}
 
@@ -72,7 +82,7 @@ export class BatchWriter {
         metas.set(id, meta);
         if (missing.size === 0) continue;
         for (const change of need.changes) {
-          const absent = change.columns?.filter((c) => missing.has(c));
+          const absent = change.shape?.columns.filter((c) => missing.has(c));
           if (!absent?.length) continue;
           this.fail(
             change,
@@ -166,23 +176,29 @@ export class BatchWriter {
       await client.query(truncateSql(meta));
       return;
     }
-    const columns = unit.kind === 'upsert' ? unit.columns : unit.keys;
+    const shape = unit.kind === 'upsert' ? unit.shape : undefined;
+    const columns = shape ? shape.columns : unit.kind === 'delete' ? unit.key.columns : [];
     const codecs = columns.map((c) => meta.columns.get(c)?.codec ?? TEXT);
-    const params: (string | null)[][] = columns.map(() => []);
-    const positions: string[] = [];
+    const params: (string | null)[][] = columns.map(() => new Array<string | null>(changes.length));
+    const positions = new Array<string>(changes.length);
+    let n = 0;
     for (const change of changes) {
-      const values = unit.kind === 'upsert' ? change.values! : change.keyValues;
-      let encoded: (string | null)[];
       try {
-        encoded = values.map((v, i) => encodeValue(v, codecs[i]!));
+        for (let i = 0; i < columns.length; i++) {
+          params[i]![n] = encodeValue(shape ? columnValue(change, shape, i) : change.keyValues[i], codecs[i]!);
+        }
       } catch (err) {
+        // The row's slot is reused by the next row; this one fails alone.
         this.fail(change, `cannot encode a value for ${unit.ref.qualified} key ${describeKey(change)}: ${String(err)}`, 'PG_ENCODE', err);
         continue;
       }
-      encoded.forEach((text, i) => params[i]!.push(text));
-      positions.push(change.position);
+      positions[n++] = change.position;
     }
-    if (positions.length === 0) return;
+    if (n === 0) return;
+    if (n < changes.length) {
+      for (const p of params) p.length = n;
+      positions.length = n;
+    }
     await client.query(this.sql(meta, unit), [...params, positions]);
   }
 
@@ -193,13 +209,13 @@ export class BatchWriter {
       cache = new Map();
       this.statements.set(meta, cache);
     }
-    const shape = unit.kind === 'upsert' ? `u\u0000${unit.columns.join('\u0000')}` : 'd';
+    const shape = unit.kind === 'upsert' ? unit.shape : unit.key;
     let text = cache.get(shape);
     if (text === undefined) {
       text =
         unit.kind === 'upsert'
-          ? upsertSql(meta, unit.columns, unit.keys, this.options.positionColumn)
-          : deleteSql(meta, unit.keys, this.options.positionColumn);
+          ? upsertSql(meta, unit.shape.columns, unit.shape.key.columns, this.options.positionColumn)
+          : deleteSql(meta, unit.key.columns, this.options.positionColumn);
       cache.set(shape, text);
     }
     return text;

@@ -124,4 +124,35 @@ describe('delivery spine on a real broker', () => {
     }
     expect(got).toEqual(expected);
   });
+
+  it('halts a partition at a bad record: logged with its coordinates, nothing after it committed', async () => {
+    const prefix = uniqueName('bad');
+    const topic = `${prefix}.public.items`;
+    await kafka.createTopic(topic, 1);
+    const good = (id: number) => envelope({ op: 'c', table: 'items', key: { id }, after: { id }, lsn: 100 + id, prefix });
+    const messages = [good(1), good(2), { key: '{"id":3}', value: '{"op":"c", "after": {' }, good(4)];
+    await kafka.producer.send({ topic, messages: messages.map((m) => ({ key: m.key, value: m.value })) });
+    const out = join(dir, 'bad.jsonl');
+    const group = uniqueName('bad-group');
+    const config = await resolveConfig({
+      kafka: { brokers: [BROKER], group_id: group, topics: [topic] },
+      sinks: { out: { kind: 'file', path: out, fsync: false } },
+      routes: [{ table: 'public.items', sinks: ['out'] }],
+    });
+    const service = await startService(config, { logger: createLogger({ level: 'fatal' }) });
+    try {
+      const halted = await service.events.waitFor('partition.halted', (h) => h.topic === topic);
+      expect(halted.offset).toBe('2');
+      expect(halted.error.stage).toBe('decode');
+      expect(halted.error.code).toBe('MALFORMED_JSON');
+      expect(halted.error.message).toContain(`${topic}/0@2`);
+      await waitUntil(async () => (await kafka.committed(group, topic)).get(0) === 2n, 30_000, 'commit up to the bad record');
+      expect(service.consumer.paused()).toEqual([{ topic, partitions: [0] }]);
+    } finally {
+      await service.stop();
+    }
+    expect((await kafka.committed(group, topic)).get(0)).toBe(2n);
+    const lines = await readLines(out);
+    expect(lines.map((l) => l.offset).sort()).toEqual(['0', '1', '3']);
+  });
 });
