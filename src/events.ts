@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { CdcError } from './errors.ts';
+import type { CdcError, ErrorStage } from './errors.ts';
 
 export interface PartitionRef {
   readonly topic: string;
@@ -13,6 +13,8 @@ export interface RouterEventMap {
   'record.failed': PartitionRef & { offset: string; error: CdcError };
   'record.skipped': PartitionRef & { offset: string; reason: 'unrouted' | 'filtered' | 'tombstone' | 'heartbeat' | 'transaction' };
   'partition.halted': PartitionRef & { offset: string; error: CdcError };
+  /** A failed record was stored in the dead-letter queue (`id` there) and may be committed past. */
+  'record.dead-lettered': PartitionRef & { offset: string; id: string; stage: ErrorStage; sink: string | undefined; error: CdcError };
   'sink.written': { sink: string; records: number; durationMs: number };
   'sink.retry': { sink: string; attempt: number; delayMs: number; error: unknown };
   'group.joined': { memberId: string; assignment: Record<string, number[]> };

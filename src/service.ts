@@ -3,16 +3,18 @@ import type { Config } from './config/load.ts';
 import { createKafka } from './consume/kafka-client.ts';
 import { createChangeConsumer, type ChangeConsumer } from './consume/consumer.ts';
 import { createDecoder } from './decode/debezium.ts';
+import { createDeadLetterQueue } from './dlq/create-dead-letter-queue.ts';
+import { createDeadLetterHandler } from './dlq/failure-handler.ts';
 import { RouterEvents } from './events.ts';
-import { createBatchProcessor, type FailureHandler } from './pipeline/batch-processor.ts';
+import { createBatchProcessor, type BatchProcessor, type FailureHandler } from './pipeline/batch-processor.ts';
 import { policyFromConfig } from './retry/retrier.ts';
 import { createRouter } from './route/router.ts';
-import type { Sink } from './sink/sink.ts';
+import { once, type Sink } from './sink/sink.ts';
 
 export interface Service {
   readonly events: RouterEvents;
   readonly consumer: ChangeConsumer;
-  /** Stop fetching, drain in-flight batches, commit, close sinks. Idempotent. */
+  /** Stop fetching, drain in-flight batches, commit, close sinks, close the dead-letter queue. Idempotent. */
   stop(): Promise<void>;
 }
 
@@ -39,25 +41,44 @@ function haltingFailureHandler(logger: Logger): FailureHandler {
   };
 }
 
-/** The composition root: builds every component from the validated config and starts consuming. */
-export async function startService(
+/** What turns fetched batches into sink writes, built from the config. */
+export interface Pipeline {
+  readonly processor: BatchProcessor;
+  readonly sinkNames: readonly string[];
+  /** Closes every sink, each one even when another fails, then the dead-letter queue. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Builds and starts the sinks, the dead-letter queue (the failure handler when the config has one,
+ * else a failed record halts its partition), the router and the batch processor. Shared
+ * by the service and by replays, so that a replay writes exactly as the live service does and its
+ * failed records go where the live service sends them.
+ */
+export async function buildPipeline(
   config: Config,
-  options: { logger: Logger; events?: RouterEvents; onFailure?: FailureHandler },
-): Promise<Service> {
-  const { logger } = options;
-  const events = options.events ?? new RouterEvents();
+  options: { logger: Logger; events: RouterEvents; onFailure?: FailureHandler },
+): Promise<Pipeline> {
+  const { logger, events } = options;
   const sinks = new Map<string, Sink>();
   for (const spec of config.sinks) {
     sinks.set(spec.name, spec.factory.create(spec.name, spec.config, { logger }));
   }
-  const closeSinks = async () => {
+  const closeSinks = once(async () => {
     const results = await Promise.allSettled([...sinks.values()].map((s) => s.close()));
     for (const r of results) if (r.status === 'rejected') logger.error({ err: r.reason }, 'sink close failed');
-  };
+  });
+  // Closed last: until the sinks are closed a record can still fail and need it.
+  const dlq = options.onFailure ? undefined : createDeadLetterQueue(config, logger);
+  const close = once(async () => {
+    await closeSinks();
+    await dlq?.close().catch((err: unknown) => logger.error({ err }, 'dead-letter queue close failed'));
+  });
   try {
     await Promise.all([...sinks.values()].map((s) => s.start()));
+    await dlq?.start();
   } catch (err) {
-    await closeSinks();
+    await close();
     throw err;
   }
 
@@ -73,7 +94,27 @@ export async function startService(
     retryPolicy: policyFromConfig(config.retry),
     events,
     logger,
-    onFailure: options.onFailure ?? haltingFailureHandler(logger.child({ component: 'pipeline' })),
+    onFailure:
+      options.onFailure ??
+      (dlq
+        ? createDeadLetterHandler({ dlq, retryPolicy: policyFromConfig(config.retry), events, logger })
+        : haltingFailureHandler(logger.child({ component: 'pipeline' }))),
+  });
+  return { processor, sinkNames: [...sinks.keys()], close };
+}
+
+/** The composition root: builds every component from the validated config and starts consuming. */
+export async function startService(
+  config: Config,
+  options: { logger: Logger; events?: RouterEvents; onFailure?: FailureHandler },
+): Promise<Service> {
+  const { logger } = options;
+  const events = options.events ?? new RouterEvents();
+  // Closes the sinks, then the dead-letter queue: the shutdown order's last two steps.
+  const { processor, sinkNames, close: closePipeline } = await buildPipeline(config, {
+    logger,
+    events,
+    onFailure: options.onFailure,
   });
 
   const consumer = createChangeConsumer(createKafka(config.kafka, logger), config.kafka, events, logger);
@@ -91,7 +132,7 @@ export async function startService(
     return { commitOffset: outcome.commitOffset, halt: outcome.halted !== undefined };
   });
   logger.info(
-    { topics: config.kafka.topics ?? config.kafka.topic_pattern, group: config.kafka.group_id, sinks: [...sinks.keys()] },
+    { topics: config.kafka.topics ?? config.kafka.topic_pattern, group: config.kafka.group_id, sinks: sinkNames },
     'cdc-router running',
   );
 
@@ -105,7 +146,7 @@ export async function startService(
         try {
           await consumer.stop();
         } finally {
-          await closeSinks();
+          await closePipeline();
           logger.info('stopped');
         }
       })()),

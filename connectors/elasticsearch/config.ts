@@ -80,7 +80,12 @@ export const configSchema = z
       .enum(['apply', 'ignore'])
       .default('apply')
       .describe('apply: delete every document of the index older than the truncate (versioned deletes); ignore: skip'),
-    max_docs_per_request: z.number().int().positive().default(5_000).describe('actions per bulk request'),
+    max_docs_per_request: z
+      .number()
+      .int()
+      .positive()
+      .default(2_000)
+      .describe('actions per bulk request; a write of more is split into several, sent pipelined'),
     max_bytes_per_request: z
       .number()
       .int()
@@ -94,7 +99,7 @@ export const configSchema = z
       .min(1)
       .max(16)
       .default(2)
-      .describe('bulk requests of one write in flight at once'),
+      .describe('bulk requests of one write in flight at once (the next one is serialized meanwhile)'),
     refresh: z
       .enum(['false', 'true', 'wait_for'])
       .default('false')

@@ -121,11 +121,13 @@ export const elasticsearchSink = defineSink({
     };
 
     const indexOf = (table: TableId) => {
-      let entry = indexNames.get(table.id);
+      // Not table.id: schema "a.b" + table "c" and schema "a" + table "b.c" share that id.
+      const cacheKey = `${table.db ?? ''}\u0000${table.schema ?? ''}\u0000${table.table}`;
+      let entry = indexNames.get(cacheKey);
       if (!entry) {
         const index = indexNameFor(config.index_template, table);
         entry = { name: index, json: JSON.stringify(index) };
-        indexNames.set(table.id, entry);
+        indexNames.set(cacheKey, entry);
       }
       return entry;
     };

@@ -56,8 +56,6 @@ export interface Change {
   readonly target: Target;
   readonly key: KeyLayout;
   readonly keyValues: readonly unknown[];
-  /** Stable text of the key values: dedupe, ordering, messages. */
-  readonly keyText: string;
   readonly position: string;
   /** Upserts only: the columns the row writes. */
   readonly shape: Shape | undefined;
@@ -178,28 +176,29 @@ export class Planner {
       }
       const slots = seg.events.map(() => OK);
       results.set(seg, slots);
-      // Per target, one change per target key: the newest (two source tables or a configured key
-      // can map different source keys to one target row).
-      const byTarget = new Map<string, { target: Target; byKey: Map<string, Change> }>();
+      const byTarget = new Map<string, { target: Target; changes: Change[]; sources: Set<string> }>();
       for (let slot = 0; slot < seg.events.length; slot++) {
         const change = this.change(seg.events[slot]!, slots, slot);
         if (!change) continue;
         let group = byTarget.get(change.target.ref.id);
         if (!group) {
-          group = { target: change.target, byKey: new Map() };
+          group = { target: change.target, changes: [], sources: new Set() };
           byTarget.set(change.target.ref.id, group);
         }
-        const prev = group.byKey.get(change.keyText);
-        if (!prev || prev.position < change.position) group.byKey.set(change.keyText, change);
+        group.changes.push(change);
+        group.sources.add(change.event.table.id);
       }
       for (const id of [...byTarget.keys()].sort()) {
-        const { target, byKey } = byTarget.get(id)!;
+        const { target, changes, sources } = byTarget.get(id)!;
         let all = perTarget.get(id);
         if (!all) {
           all = { target, changes: [] };
           perTarget.set(id, all);
         }
-        units.push(...this.units(target, [...byKey.values()], all.changes));
+        // coalesce left one event per source key. Two source tables mapped to one target, or a
+        // configured key, can still put one target row twice in a statement: keep the newest.
+        const unique = sources.size > 1 || target.configuredKey ? newestPerKey(changes) : changes;
+        units.push(...this.units(target, unique, all.changes));
       }
     }
 
@@ -218,7 +217,6 @@ export class Planner {
       return this.reject(results, slot, event, target, `event of ${event.table.id} has no key; set tables."${event.table.id}".key_columns`);
     }
     const keyValues: unknown[] = [];
-    let plain = true;
     for (const k of key.source) {
       let v = event.key?.[k];
       if (skipped(v)) v = event.after?.[k];
@@ -226,15 +224,13 @@ export class Planner {
       if (v === undefined || v === null || isUnavailable(v)) {
         return this.reject(results, slot, event, target, `key column ${quoteIdent(k)} has no value`);
       }
-      if (typeof v === 'bigint') plain = false;
       keyValues.push(v);
     }
-    const keyText = plain ? JSON.stringify(keyValues) : JSON.stringify(keyValues, bigintSafe);
     const position = encodePosition(event.position);
-    if (event.op === 'd') return { event, results, slot, target, key, keyValues, keyText, position, shape: undefined };
+    if (event.op === 'd') return { event, results, slot, target, key, keyValues, position, shape: undefined };
     if (!event.after) return this.reject(results, slot, event, target, `'${event.op}' event without a row image`, 'PG_NO_ROW');
     const shape = this.shape(target, key, event.after);
-    return { event, results, slot, target, key, keyValues, keyText, position, shape };
+    return { event, results, slot, target, key, keyValues, position, shape };
   }
 
   private reject(results: SinkResult[], slot: number, event: ChangeEvent, target: Target, message: string, code = 'PG_NO_KEY'): undefined {
@@ -298,9 +294,9 @@ export class Planner {
   }
 
   /** Upserts grouped by shape (one statement each), then the deletes. */
-  private units(target: Target, changes: Change[], all: Change[]): Unit[] {
-    // The same order in every transaction makes deadlocks between concurrent batches unlikely.
-    changes.sort((a, b) => (a.keyText < b.keyText ? -1 : a.keyText > b.keyText ? 1 : 0));
+  private units(target: Target, changes: readonly Change[], all: Change[]): Unit[] {
+    // No ordering by key: concurrent batches come from different partitions, hence different keys,
+    // so they do not wait on each other's rows.
     const key = changes[0]?.key;
     const upserts = new Map<Shape, Unit & { kind: 'upsert' }>();
     const deletes: Change[] = [];
@@ -362,6 +358,16 @@ export class Planner {
       },
     };
   }
+}
+
+function newestPerKey(changes: readonly Change[]): Change[] {
+  const byKey = new Map<string, Change>();
+  for (const change of changes) {
+    const text = JSON.stringify(change.keyValues, bigintSafe);
+    const prev = byKey.get(text);
+    if (!prev || prev.position < change.position) byKey.set(text, change);
+  }
+  return [...byKey.values()];
 }
 
 function* valuesOf(changes: readonly Change[], column: string): Generator<unknown> {

@@ -14,12 +14,15 @@ import {
   type Shape,
   type Unit,
 } from './batch-plan.ts';
-import { encodeValue, type Codec } from './column-types.ts';
+import { arrayElement, encodeValue, type Codec } from './column-types.ts';
 import { describeDbError, isRetriable, isRowError, isStaleMetadata, sqlState } from './pg-errors.ts';
 import { deleteSql, truncateSql, upsertSql } from './statements.ts';
 import { TableProblem, type TableCatalog, type TableMeta } from './table-catalog.ts';
 
 const TEXT: Codec = { kind: 'text', array: false };
+
+/** Rows per statement: small enough to encode the next chunk while the server runs this one. */
+const CHUNK_ROWS = 1_000;
 
 export interface WriterOptions {
   readonly sink: string;
@@ -30,6 +33,7 @@ export interface WriterOptions {
 }
 
 type Metas = Map<string, TableMeta>;
+type RowUnit = Extract<Unit, { kind: 'upsert' | 'delete' }>;
 
 /**
  * Writes a batch in one transaction: per target table one INSERT … ON CONFLICT per set of written
@@ -176,34 +180,47 @@ export class BatchWriter {
       await client.query(truncateSql(meta));
       return;
     }
+    const sql = this.sql(meta, unit);
+    // Rows go in chunks, each encoded while the server still works on the previous one.
+    let running: Promise<unknown> | undefined;
+    for (let start = 0; start < changes.length; start += CHUNK_ROWS) {
+      const params = this.encode(meta, unit, changes.slice(start, start + CHUNK_ROWS));
+      await running;
+      running = params ? client.query(sql, params) : undefined;
+    }
+    await running;
+  }
+
+  /** The text[] literals of a statement's parameters; undefined when no row could be encoded. */
+  private encode(meta: TableMeta, unit: RowUnit, changes: readonly Change[]): string[] | undefined {
     const shape = unit.kind === 'upsert' ? unit.shape : undefined;
-    const columns = shape ? shape.columns : unit.kind === 'delete' ? unit.key.columns : [];
+    const columns = unit.kind === 'upsert' ? unit.shape.columns : unit.key.columns;
     const codecs = columns.map((c) => meta.columns.get(c)?.codec ?? TEXT);
-    const params: (string | null)[][] = columns.map(() => new Array<string | null>(changes.length));
-    const positions = new Array<string>(changes.length);
+    // Each column's literal is appended to row by row; a row is encoded into `scratch` first so
+    // that a value that cannot be encoded fails its row alone.
+    const literals = columns.map(() => '');
+    const scratch = new Array<string | null>(columns.length);
+    let positions = '';
     let n = 0;
     for (const change of changes) {
       try {
         for (let i = 0; i < columns.length; i++) {
-          params[i]![n] = encodeValue(shape ? columnValue(change, shape, i) : change.keyValues[i], codecs[i]!);
+          scratch[i] = encodeValue(shape ? columnValue(change, shape, i) : change.keyValues[i], codecs[i]!);
         }
       } catch (err) {
-        // The row's slot is reused by the next row; this one fails alone.
         this.fail(change, `cannot encode a value for ${unit.ref.qualified} key ${describeKey(change)}: ${String(err)}`, 'PG_ENCODE', err);
         continue;
       }
-      positions[n++] = change.position;
+      const sep = n === 0 ? '' : ',';
+      for (let i = 0; i < columns.length; i++) literals[i] += sep + arrayElement(scratch[i] ?? null);
+      positions += `${sep}"${change.position}"`;
+      n++;
     }
-    if (n === 0) return;
-    if (n < changes.length) {
-      for (const p of params) p.length = n;
-      positions.length = n;
-    }
-    await client.query(this.sql(meta, unit), [...params, positions]);
+    return n === 0 ? undefined : [...literals, positions].map((l) => `{${l}}`);
   }
 
   /** Statement text per table metadata and shape, built once. */
-  private sql(meta: TableMeta, unit: Unit & { kind: 'upsert' | 'delete' }): string {
+  private sql(meta: TableMeta, unit: RowUnit): string {
     let cache = this.statements.get(meta);
     if (!cache) {
       cache = new Map();

@@ -2,24 +2,40 @@ import { quoteIdent } from './identifiers.ts';
 import { DELETED_AT_COLUMN, type TableMeta } from './table-catalog.ts';
 
 /**
- * SQL text of the batched statements. Each column travels as one text[] parameter (the last one
- * holds the positions) and is cast to the column's catalog type; names are quoted identifiers, so
- * nothing from an event reaches the SQL text unquoted.
+ * SQL text of the batched statements. Each column travels as one array parameter (the last one
+ * holds the positions) of the column's catalog type; names are quoted identifiers, so nothing from
+ * an event reaches the SQL text unquoted.
  *
  * The stale-write guard is the position column: an upsert changes a row only when the stored
  * position is older (or NULL: rows the sink did not write), and skips keys whose tombstone is at
  * least as new. Positions compare with COLLATE "C": byte order is position order.
  */
 
-function cast(meta: TableMeta, column: string, expr: string): string {
-  const type = meta.columns.get(column)?.type ?? 'text';
-  return type === 'text' ? expr : `${expr}::${type}`;
+/**
+ * Parameter i as the FROM clause names it (u.c<i>), and its type: `<type>[]` when the column type has
+ * an array type, so the server parses each element straight into the column type; otherwise (arrays,
+ * unknown columns) text[] and a cast in the select list.
+ */
+interface Param {
+  readonly decl: string;
+  readonly expr: string;
 }
 
-function unnestFrom(count: number): string {
-  const params = Array.from({ length: count + 1 }, (_, i) => `$${i + 1}::text[]`);
-  const names = Array.from({ length: count }, (_, i) => `c${i}`);
-  return `unnest(${params.join(', ')}) AS u(${[...names, 'p'].join(', ')})`;
+function param(meta: TableMeta, column: string, i: number): Param {
+  const col = meta.columns.get(column);
+  if (!col) return { decl: `$${i + 1}::text[]`, expr: `u.c${i}` };
+  if (col.typedParam) return { decl: `$${i + 1}::${col.type}[]`, expr: `u.c${i}` };
+  return { decl: `$${i + 1}::text[]`, expr: col.type === 'text' ? `u.c${i}` : `u.c${i}::${col.type}` };
+}
+
+/** unnest of the parameters, positions last; and the select list naming them c0…, p. */
+function source(params: readonly Param[]): { from: string; select: string } {
+  const decls = [...params.map((p) => p.decl), `$${params.length + 1}::text[]`];
+  const names = [...params.map((_p, i) => `c${i}`), 'p'];
+  return {
+    from: `unnest(${decls.join(', ')}) AS u(${names.join(', ')})`,
+    select: [...params.map((p, i) => `${p.expr} AS c${i}`), 'u.p'].join(', '),
+  };
 }
 
 /**
@@ -29,14 +45,14 @@ function unnestFrom(count: number): string {
  */
 export function upsertSql(meta: TableMeta, columns: readonly string[], keys: readonly string[], positionColumn: string): string {
   const pos = quoteIdent(positionColumn);
-  const selected = columns.map((c, i) => `${cast(meta, c, `u.c${i}`)} AS c${i}`);
+  const src = source(columns.map((c, i) => param(meta, c, i)));
   const keyMatch = keys.map((k) => `d.${quoteIdent(k)} = s.c${columns.indexOf(k)}`);
   const updates = columns.filter((c) => !keys.includes(c)).map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`);
   updates.push(`${pos} = EXCLUDED.${pos}`);
   return (
     `INSERT INTO ${meta.ref.qualified} AS t (${[...columns.map(quoteIdent), pos].join(', ')}) ` +
     `SELECT ${[...columns.map((_c, i) => `s.c${i}`), 's.p'].join(', ')} ` +
-    `FROM (SELECT ${[...selected, 'u.p'].join(', ')} FROM ${unnestFrom(columns.length)}) AS s ` +
+    `FROM (SELECT ${src.select} FROM ${src.from}) AS s ` +
     `WHERE NOT EXISTS (SELECT 1 FROM ${meta.ref.tombstoneQualified} AS d WHERE ${keyMatch.join(' AND ')} ` +
     `AND d.${pos} >= s.p COLLATE "C") ` +
     `ON CONFLICT (${keys.map(quoteIdent).join(', ')}) DO UPDATE SET ${updates.join(', ')} ` +
@@ -52,10 +68,10 @@ export function upsertSql(meta: TableMeta, columns: readonly string[], keys: rea
 export function deleteSql(meta: TableMeta, keys: readonly string[], positionColumn: string): string {
   const pos = quoteIdent(positionColumn);
   const deletedAt = quoteIdent(DELETED_AT_COLUMN);
-  const selected = keys.map((k, i) => `${cast(meta, k, `u.c${i}`)} AS c${i}`);
+  const src = source(keys.map((k, i) => param(meta, k, i)));
   const keyMatch = keys.map((k, i) => `t.${quoteIdent(k)} = s.c${i}`);
   return (
-    `WITH s AS (SELECT ${[...selected, 'u.p'].join(', ')} FROM ${unnestFrom(keys.length)}), ` +
+    `WITH s AS (SELECT ${src.select} FROM ${src.from}), ` +
     `gone AS (DELETE FROM ${meta.ref.qualified} AS t USING s WHERE ${keyMatch.join(' AND ')} ` +
     `AND (t.${pos} IS NULL OR t.${pos} < s.p COLLATE "C")) ` +
     `INSERT INTO ${meta.ref.tombstoneQualified} AS d (${[...keys.map(quoteIdent), pos, deletedAt].join(', ')}) ` +

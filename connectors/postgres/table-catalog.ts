@@ -21,6 +21,8 @@ export interface ColumnMeta {
   /** format_type(): usable in a cast, quoted and qualified when needed. */
   readonly type: string;
   readonly codec: Codec;
+  /** Values can travel as a `<type>[]` parameter: not an array themselves, and the type has an array type. */
+  readonly typedParam: boolean;
 }
 
 export interface TableMeta {
@@ -277,9 +279,9 @@ async function relationOid(client: pg.ClientBase, schema: string, table: string)
 
 async function loadColumns(client: pg.ClientBase, oid: number): Promise<Map<string, ColumnMeta>> {
   // Domains are written like their base type; arrays by their element type.
-  const res = await client.query<{ name: string; type: string; typname: string; elem: string | null }>(
+  const res = await client.query<{ name: string; type: string; typname: string; elem: string | null; typed: boolean }>(
     `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, bt.typname::text AS typname,
-            et.typname::text AS elem
+            et.typname::text AS elem, (t.typarray <> 0 AND et.oid IS NULL) AS typed
      FROM pg_catalog.pg_attribute a
      JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
      JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
@@ -288,7 +290,9 @@ async function loadColumns(client: pg.ClientBase, oid: number): Promise<Map<stri
      ORDER BY a.attnum`,
     [oid],
   );
-  return new Map(res.rows.map((r) => [r.name, { name: r.name, type: r.type, codec: codecFor(r.typname, r.elem) }]));
+  return new Map(
+    res.rows.map((r) => [r.name, { name: r.name, type: r.type, codec: codecFor(r.typname, r.elem), typedParam: r.typed }]),
+  );
 }
 
 async function loadUniqueKeys(client: pg.ClientBase, oid: number): Promise<string[][]> {

@@ -58,9 +58,23 @@ export function classifyRedisError(err: unknown): Classified {
   return { code: 'REDIS_CONNECTION', retriable: true };
 }
 
+/**
+ * A copy of an ioredis error fit to keep as a cause or to log: ioredis attaches the failed command
+ * with all its arguments, which are row data (megabytes for a script call) or, for AUTH, secrets.
+ */
+export function scrubbed(err: unknown): unknown {
+  if (!(err instanceof Error) || !('command' in err)) return err;
+  const copy = new Error(err.message);
+  copy.name = err.name;
+  copy.stack = err.stack;
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code !== undefined) Object.assign(copy, { code });
+  return copy;
+}
+
 export function toSinkError(sink: string, context: string, err: unknown): SinkError {
   if (err instanceof SinkError) return err;
   const { code, retriable } = classifyRedisError(err);
   const message = err instanceof Error ? err.message : String(err);
-  return new SinkError(sink, `${context}: ${message}`, { code, retriable, cause: err });
+  return new SinkError(sink, `${context}: ${message}`, { code, retriable, cause: scrubbed(err) });
 }

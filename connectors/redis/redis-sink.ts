@@ -1,14 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import type { ConnectionOptions } from 'node:tls';
-import { Redis, type ChainableCommander, type Result } from 'ioredis';
+import { Redis, type Result } from 'ioredis';
 import { z } from 'zod';
-import { SinkError } from '../../src/errors.ts';
+import { errorMessage, SinkError } from '../../src/errors.ts';
 import { isUnavailable, type ChangeEvent, type Row } from '../../src/model/change-event.ts';
 import { encodePosition } from '../../src/model/position.ts';
 import { coalesce, expandResults, keyString, type Segment } from '../../src/sink/coalesce.ts';
 import { defineSink, OK, once, type Sink, type SinkResult } from '../../src/sink/sink.ts';
 import { createKeyLayout, DEFAULT_KEY_TEMPLATE, templateProblems, type KeyLayout } from './key-layout.ts';
-import { classifyRedisError, classifyReply, toSinkError } from './redis-errors.ts';
+import { classifyRedisError, classifyReply, scrubbed, toSinkError } from './redis-errors.ts';
 import { HASH_SCRIPT, JSON_SCRIPT } from './scripts.ts';
 
 declare module 'ioredis' {
@@ -158,6 +158,9 @@ function hashValue(v: unknown): string {
   return toJson(v);
 }
 
+/** A script call's outcome: its reply or what it was rejected with. */
+type Settled = { readonly reply: unknown } | { readonly err: unknown };
+
 /**
  * One script call's worth of rows. `keys` and `argv` are exactly what the script receives;
  * `starts[j]` is where row j's arguments begin in argv (so a row can be re-run alone).
@@ -173,8 +176,17 @@ interface Chunk {
 /**
  * Redis sink: each row is a hash (one field per column) or a JSON string under a key built from a
  * template. Writes go through a Lua script that checks the row's stored position and the delete
- * tombstone atomically, so replays and redeliveries never move a row backwards. A batch is one
- * pipeline of script calls: one round trip.
+ * tombstone atomically, so replays and redeliveries never move a row backwards. A batch is a few
+ * script calls sent back to back (pipelined): one round trip.
+ *
+ * What Redis holds, for a row key K = <key_prefix><key_template>:
+ * - hash mode: K is a hash of the row's non-null columns plus `__cdc_position`;
+ * - json mode: K is the row's JSON with `"__cdc_position"` as its first member (so the script reads
+ *   the position with a pattern match, without decoding, and the row stays one key with one TTL);
+ * - after a delete, K is gone and `<key_prefix>__cdc:tomb:<K without prefix>` holds the delete's
+ *   position, expiring after tombstone_retention_seconds. A write not newer than the row's or the
+ *   tombstone's position is skipped (and reported ok); a newer one removes the tombstone.
+ * A column named `__cdc_position` is refused (per record).
  */
 export const redisSink = defineSink({
   kind: 'redis',
@@ -184,6 +196,7 @@ export const redisSink = defineSink({
     const layout: KeyLayout = createKeyLayout(config.key_prefix, config.key_template);
     const hash = config.mode === 'hash';
     const header = [config.ttl_seconds ?? 0, config.tombstone_retention_seconds] as const;
+    const newChunk = (): Chunk => ({ keys: [], argv: [...header], starts: [], rows: [] });
     let client: Redis | undefined;
 
     const fail = (event: ChangeEvent, redisKey: string | undefined, message: string, code: string, retriable: boolean, cause?: unknown) =>
@@ -244,8 +257,12 @@ export const redisSink = defineSink({
       return undefined;
     }
 
-    const call = (target: ChainableCommander, keys: readonly string[], argv: readonly (string | number)[]) =>
-      hash ? target.cdcApplyHash(keys.length, keys, argv) : target.cdcApplyJson(keys.length, keys, argv);
+    /** One script call, written to the socket at once; the promise settles with its reply or error. */
+    const send = (redis: Redis, keys: readonly string[], argv: readonly (string | number)[]): Promise<Settled> =>
+      (hash ? redis.cdcApplyHash(keys.length, keys, argv) : redis.cdcApplyJson(keys.length, keys, argv)).then(
+        (reply) => ({ reply }),
+        (err: unknown) => ({ err }),
+      );
 
     /** Maps a script reply for `chunk` into results; false when the reply is not what the script returns. */
     function readStatuses(reply: unknown, chunk: Chunk, events: readonly ChangeEvent[], out: SinkResult[]): boolean {
@@ -264,45 +281,50 @@ export const redisSink = defineSink({
     }
 
     /**
-     * A chunk whose script call failed as a whole with a permanent error: run its rows one by one
-     * (one pipeline) so that only the offending rows fail. Rows the failed call already applied are
-     * harmless to repeat: the guard makes them no-ops.
+     * Chunks whose script call failed as a whole with a permanent error: run their rows one by one
+     * (all sent at once) so that only the offending rows fail. Rows a failed call already applied
+     * are harmless to repeat: the guard makes them no-ops.
      */
-    async function isolate(redis: Redis, chunk: Chunk, events: readonly ChangeEvent[], out: SinkResult[]): Promise<void> {
-      const pipe = redis.pipeline();
-      chunk.rows.forEach((_row, j) => {
-        const end = chunk.starts[j + 1] ?? chunk.argv.length;
-        call(pipe, chunk.keys.slice(2 * j, 2 * j + 2), [...header, ...chunk.argv.slice(chunk.starts[j], end)]);
-      });
-      const replies = await pipe.exec();
-      if (!replies) throw new SinkError(name, 'pipeline discarded', { code: 'REDIS_PIPELINE', retriable: true });
-      replies.forEach(([err, reply], j) => {
-        const index = chunk.rows[j]!;
+    async function isolate(redis: Redis, broken: readonly Chunk[], events: readonly ChangeEvent[], out: SinkResult[]): Promise<void> {
+      const singles: { chunk: Chunk; reply: Promise<Settled> }[] = [];
+      for (const c of broken) {
+        c.rows.forEach((index, j) => {
+          const keys = c.keys.slice(2 * j, 2 * j + 2);
+          const argv = [...header, ...c.argv.slice(c.starts[j], c.starts[j + 1] ?? c.argv.length)];
+          singles.push({ chunk: { keys, argv, starts: [header.length], rows: [index] }, reply: send(redis, keys, argv) });
+        });
+      }
+      for (const { chunk, reply } of singles) {
+        const r = await reply;
+        const index = chunk.rows[0]!;
         const event = events[index]!;
-        const single: Chunk = { keys: chunk.keys.slice(2 * j, 2 * j + 2), argv: [], starts: [], rows: [index] };
-        if (err) {
-          const { code, retriable } = classifyRedisError(err);
-          if (retriable) throw toSinkError(name, 'write failed', err);
-          out[index] = fail(event, single.keys[0], err.message, code, false, err);
-        } else if (!readStatuses(reply, single, events, out)) {
-          out[index] = fail(event, single.keys[0], 'unexpected script reply', 'REDIS_SCRIPT', false);
+        if ('err' in r) {
+          const { code, retriable } = classifyRedisError(r.err);
+          if (retriable) throw toSinkError(name, 'write failed', r.err);
+          out[index] = fail(event, chunk.keys[0], errorMessage(r.err), code, false, scrubbed(r.err));
+        } else if (!readStatuses(r.reply, chunk, events, out)) {
+          out[index] = fail(event, chunk.keys[0], `unexpected script reply ${JSON.stringify(r.reply)}`, 'REDIS_SCRIPT', false);
         }
-      });
+      }
     }
 
     async function writeChanges(redis: Redis, events: readonly ChangeEvent[]): Promise<SinkResult[]> {
       const out = new Array<SinkResult>(events.length);
-      const chunks: Chunk[] = [];
-      let chunk: Chunk | undefined;
+      // Each chunk is sent as soon as it is encoded, without waiting for earlier replies: the batch
+      // is still one pipelined round trip, and Redis works on the first chunks while the later
+      // ones are being encoded.
+      const calls: { chunk: Chunk; reply: Promise<Settled> }[] = [];
+      let chunk: Chunk = newChunk();
+      const flush = () => {
+        if (chunk.rows.length === 0) return;
+        calls.push({ chunk, reply: send(redis, chunk.keys, chunk.argv) });
+        chunk = newChunk();
+      };
       events.forEach((event, index) => {
         const key = layout.rowKey(event.table, event.key);
         if (typeof key !== 'string') {
           out[index] = fail(event, undefined, key.error, 'REDIS_NO_KEY', false);
           return;
-        }
-        if (!chunk || chunk.rows.length >= config.rows_per_script) {
-          chunk = { keys: [], argv: [...header], starts: [], rows: [] };
-          chunks.push(chunk);
         }
         const start = chunk.argv.length;
         const problem = encodeRow(event, chunk.argv);
@@ -314,24 +336,22 @@ export const redisSink = defineSink({
         chunk.keys.push(key, layout.tombstoneKey(key));
         chunk.starts.push(start);
         chunk.rows.push(index);
+        if (chunk.rows.length >= config.rows_per_script) flush();
       });
-      const calls = chunks.filter((c) => c.rows.length > 0);
-      if (calls.length === 0) return out;
+      flush();
 
-      const pipe = redis.pipeline();
-      for (const c of calls) call(pipe, c.keys, c.argv);
-      const replies = await pipe.exec();
-      if (!replies) throw new SinkError(name, 'pipeline discarded', { code: 'REDIS_PIPELINE', retriable: true });
       const broken: Chunk[] = [];
-      for (const [i, [err, reply]] of replies.entries()) {
-        const c = calls[i]!;
-        if (err) {
+      let transport: unknown;
+      for (const { chunk: c, reply } of calls) {
+        const r = await reply;
+        if ('err' in r) {
           // Transport trouble fails the batch (retried whole; the guard makes repeats harmless).
-          if (classifyRedisError(err).retriable) throw toSinkError(name, 'write failed', err);
-          broken.push(c);
-        } else if (!readStatuses(reply, c, events, out)) broken.push(c);
+          if (classifyRedisError(r.err).retriable) transport ??= r.err;
+          else broken.push(c);
+        } else if (!readStatuses(r.reply, c, events, out)) broken.push(c);
       }
-      for (const c of broken) await isolate(redis, c, events, out);
+      if (transport !== undefined) throw toSinkError(name, 'write failed', transport);
+      if (broken.length > 0) await isolate(redis, broken, events, out);
       return out;
     }
 
@@ -375,9 +395,11 @@ export const redisSink = defineSink({
           scripts: { cdcApplyHash: { lua: HASH_SCRIPT }, cdcApplyJson: { lua: JSON_SCRIPT } },
         });
         let down = false;
+        let firstError: Error | undefined;
         redis.on('error', (err: Error) => {
+          firstError ??= err;
           // ioredis reports every failed reconnect; one warning per outage is enough.
-          if (!down) log.warn({ err }, 'redis connection error');
+          if (!down) log.warn({ err: scrubbed(err) }, 'redis connection error');
           down = true;
         });
         redis.on('ready', () => {
@@ -389,7 +411,8 @@ export const redisSink = defineSink({
           await redis.ping();
         } catch (err) {
           redis.disconnect();
-          throw toSinkError(name, `cannot connect to ${ep.host}:${ep.port}`, err);
+          // connect() only says "Connection is closed."; the first error event said why (WRONGPASS…).
+          throw toSinkError(name, `cannot connect to ${ep.host}:${ep.port}`, firstError ?? err);
         }
         client = redis;
         log.info({ host: ep.host, port: ep.port, db: ep.db, tls: ep.tls, mode: config.mode }, 'redis sink connected');

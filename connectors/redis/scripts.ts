@@ -19,6 +19,10 @@
 const HEADER = String.raw`
 local ttl = tonumber(ARGV[1])
 local retention = tonumber(ARGV[2])
+-- Redis refuses a script's first write under maxmemory only if that command is one that may grow
+-- memory (DEL is not); after any write it lets the script run on. So each script's first write
+-- is such a command, and OOM fails the call instead of being ignored.
+local wrote = false
 `;
 
 /**
@@ -50,6 +54,9 @@ return out
 `;
 
 export const HASH_SCRIPT = String.raw`${HEADER}${READ}local POS = '__cdc_position'
+-- unpack() is limited by Lua's C stack (8000 values): wide rows are written in slices (even, so
+-- that field/value pairs stay together).
+local SLICE = 4000
 
 -- A 'u' row's arguments from a: n, n field/value entries, m, m unavailable field names. Returns
 -- the next row's index, first field index, n, first unavailable index, m.
@@ -71,29 +78,34 @@ local function apply(key, tomb, op, pos, first, count, u0, nu)
   end
   if (cur and pos <= cur) or (dead and pos <= dead) then return 0 end
   if op == 'd' then
-    redis.call('DEL', key)
     redis.call('SET', tomb, pos, 'EX', retention)
+    redis.call('DEL', key)
+    wrote = true
     return 1
   end
-  -- The row replaces the hash: columns now null or dropped must not linger.
-  if nu == 0 then
-    redis.call('DEL', key)
-    redis.call('HSET', key, POS, pos, unpack(ARGV, first, first + count - 1))
-  else
+  local kept
+  if nu > 0 then
     -- Unchanged TOAST columns keep their stored value (absent stays absent).
-    local args = { key, POS, pos }
-    local kept = redis.call('HMGET', key, unpack(ARGV, u0, u0 + nu - 1))
+    kept = redis.call('HMGET', key, unpack(ARGV, u0, u0 + nu - 1))
+  end
+  if not wrote then
+    -- The script's first write must be refusable under OOM (see the header); DEL below undoes it.
+    redis.call('HSET', key, POS, '')
+    wrote = true
+  end
+  -- The row replaces the hash: columns now null or dropped must not linger.
+  redis.call('DEL', key)
+  local last = first + count - 1
+  for s = first, last, SLICE do redis.call('HSET', key, unpack(ARGV, s, math.min(s + SLICE - 1, last))) end
+  if kept then
     for j = 1, nu do
-      if kept[j] then
-        args[#args + 1] = ARGV[u0 + j - 1]
-        args[#args + 1] = kept[j]
-      end
+      if kept[j] then redis.call('HSET', key, ARGV[u0 + j - 1], kept[j]) end
     end
-    for j = first, first + count - 1 do args[#args + 1] = ARGV[j] end
-    redis.call('DEL', key)
-    redis.call('HSET', unpack(args))
   end
   if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+  -- The position goes last: a row whose write failed halfway (the whole call fails, and its rows
+  -- are then run one by one) has none, so running it again rewrites it instead of skipping it.
+  redis.call('HSET', key, POS, pos)
   if dead then redis.call('DEL', tomb) end
   return 1
 end
@@ -169,8 +181,8 @@ local function apply(key, tomb, op, pos, first, count, u0, nu)
   end
   if (curpos and pos <= curpos) or (dead and pos <= dead) then return 0 end
   if op == 'd' then
-    redis.call('DEL', key)
     redis.call('SET', tomb, pos, 'EX', retention)
+    redis.call('DEL', key)
     return 1
   end
   local value = ARGV[first]

@@ -5,7 +5,10 @@ import { ConfigError } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import { startService } from '../service.ts';
 import { runDecode } from './decode-command.ts';
+import { registerDlqCommands } from './dlq-command.ts';
+import { registerOffsetsCommand } from './offsets-command.ts';
 import { startProgress } from './progress.ts';
+import { registerReplayCommand } from './replay-command.ts';
 
 const program = new Command()
   .name('cdc-router')
@@ -68,6 +71,11 @@ program
     const input = file && file !== '-' ? createReadStream(file) : process.stdin;
     process.exitCode = await runDecode(input, process.stdout, process.stderr);
   });
+
+registerReplayCommand(program);
+registerOffsetsCommand(program);
+
+registerDlqCommands(program);
 
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof ConfigError) console.error(err.message);

@@ -9,7 +9,7 @@ import { builtinSinkKinds } from '../sink/registry.ts';
 import type { SinkFactory } from '../sink/sink.ts';
 import { transformFactories } from '../transform/registry.ts';
 import type { NamedTransform, Transform } from '../transform/transform.ts';
-import { configSchema, type KafkaConfig, type RawConfig, type RetryConfig } from './schema.ts';
+import { configSchema, type DlqConfig, type KafkaConfig, type RawConfig, type RetryConfig } from './schema.ts';
 
 export interface SinkSpec {
   readonly name: string;
@@ -33,6 +33,7 @@ export interface Config {
   readonly unrouted: RawConfig['unrouted'];
   readonly maxBatchSize: number;
   readonly retry: RetryConfig;
+  readonly dlq: DlqConfig;
   readonly log: RawConfig['log'];
 }
 
@@ -176,6 +177,7 @@ export async function resolveConfig(
     unrouted: raw.unrouted,
     maxBatchSize: raw.max_batch_size,
     retry: raw.retry,
+    dlq: raw.dlq,
     log: raw.log,
   });
 }

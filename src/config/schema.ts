@@ -81,6 +81,61 @@ export const retrySchema = z
   })
   .strict();
 
+/** Kafka backend: entries are records of a topic, status changes are marker records (see src/dlq). */
+const dlqKafkaSchema = z
+  .object({
+    kind: z.literal('kafka'),
+    topic: z.string().min(1).optional().describe('dead-letter topic (default <kafka.group_id>.dlq)'),
+    partitions: z.number().int().min(1).default(1).describe('partitions when the topic is created (default 1)'),
+    replication_factor: z
+      .number()
+      .int()
+      .min(-1)
+      .refine((n) => n !== 0, 'must be -1 (broker default) or at least 1')
+      .default(-1)
+      .describe('replication factor when the topic is created (default -1: the broker\'s default)'),
+    topic_config: z
+      .record(z.string(), z.string())
+      .default({})
+      .describe('topic configs when the topic is created, e.g. { retention.ms: "-1" } (default none)'),
+    read_timeout_ms: z
+      .number()
+      .int()
+      .positive()
+      .default(60_000)
+      .describe('how long the dlq commands wait to read the topic to its end (default 60000)'),
+  })
+  .strict();
+
+/** BullMQ backend: one job per entry in a queue nothing consumes; the status lives in the job data. */
+const dlqBullmqSchema = z
+  .object({
+    kind: z.literal('bullmq'),
+    queue: z
+      .string()
+      .regex(/^[^:]+$/, 'must not contain ":"')
+      .optional()
+      .describe('queue name (default <kafka.group_id>.dlq)'),
+    prefix: z.string().min(1).default('bull').describe('BullMQ key prefix (default bull)'),
+    redis: z
+      .object({
+        url: z.string().min(1).default('redis://127.0.0.1:6379').describe('redis[s]://[user:password@]host:port[/db] (default redis://127.0.0.1:6379)'),
+        username: z.string().min(1).optional().describe('ACL user; wins over the url'),
+        password: z.string().min(1).optional().describe('use ${ENV_VAR}; wins over the url'),
+        tls: z.boolean().default(false).describe('TLS (default false; a rediss:// url turns it on)'),
+        connect_timeout_ms: z.number().int().positive().default(10_000).describe('(default 10000)'),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+/** `dlq:` absent is `{ kind: none }` (a failed record halts its partition); a block without `kind` is Kafka. */
+export const dlqSchema = z.preprocess(
+  (v) => (typeof v === 'object' && v !== null && !Array.isArray(v) && !('kind' in v) ? { ...v, kind: 'kafka' } : v),
+  z.discriminatedUnion('kind', [dlqKafkaSchema, dlqBullmqSchema, z.object({ kind: z.literal('none') }).strict()]),
+);
+
 export const configSchema = z
   .object({
     kafka: kafkaSchema,
@@ -101,6 +156,7 @@ export const configSchema = z
     handlers: z.string().optional().describe('TypeScript/JavaScript module exporting table handlers'),
     max_batch_size: z.number().int().positive().default(5_000).describe('records per sink write'),
     retry: retrySchema.default({}),
+    dlq: dlqSchema.default({ kind: 'none' }).describe('dead-letter queue for records that can never succeed'),
     log: z
       .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') })
       .strict()
@@ -111,3 +167,4 @@ export const configSchema = z
 export type RawConfig = z.infer<typeof configSchema>;
 export type KafkaConfig = z.infer<typeof kafkaSchema>;
 export type RetryConfig = z.infer<typeof retrySchema>;
+export type DlqConfig = z.infer<typeof dlqSchema>;

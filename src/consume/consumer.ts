@@ -36,6 +36,12 @@ export interface ChangeConsumer {
   paused(): { topic: string; partitions: number[] }[];
   /** Stops fetching, lets in-flight batches finish for up to drainMs, then aborts them; leaves the group. */
   stop(drainMs?: number): Promise<void>;
+  /**
+   * Reports, after each fetched batch is handled, the offset following its last record, counting
+   * records the handler never sees (transaction markers, aborted or compacted-away records): a
+   * replay needs it to recognise the end of a range that ends with one of those.
+   */
+  onFetched(listener: (topic: string, partition: number, nextOffset: bigint) => void): () => void;
 }
 
 function toHeaders(headers: IHeaders | undefined): Record<string, Buffer | undefined> {
@@ -151,6 +157,11 @@ export function createChangeConsumer(kafka: Kafka, config: KafkaConfig, events: 
     },
     paused() {
       return consumer.paused();
+    },
+    onFetched(listener) {
+      return consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) =>
+        listener(payload.topic, payload.partition, BigInt(payload.lastOffset) + 1n),
+      );
     },
     stop(drainMs = 10_000) {
       return (stopping ??= (async () => {

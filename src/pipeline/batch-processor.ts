@@ -1,11 +1,11 @@
 import type { Logger } from 'pino';
 import { CdcError, DecodeError, RouteError, SinkError, TransformError, errorMessage } from '../errors.ts';
-import type { RouterEvents } from '../events.ts';
-import type { ChangeEvent, RawRecord } from '../model/change-event.ts';
+import type { RouterEventMap, RouterEvents } from '../events.ts';
+import type { ChangeEvent, RawRecord, TableId } from '../model/change-event.ts';
 import { PartitionTracker } from '../commit/offset-tracker.ts';
 import type { Decoder } from '../decode/debezium.ts';
 import { AbortedError, retry, type RetryPolicy } from '../retry/retrier.ts';
-import type { Router } from '../route/router.ts';
+import type { Route, Router } from '../route/router.ts';
 import type { Sink, SinkResult } from '../sink/sink.ts';
 
 /** A record that can never succeed as it is, with where it failed. */
@@ -13,14 +13,20 @@ export interface RecordFailure {
   readonly record: RawRecord;
   readonly error: CdcError;
   readonly sink: string | undefined;
+  /** The table id, when the record decoded to a change (decode failures have none). */
+  readonly table: string | undefined;
   readonly attempts: number;
+  /** When this record first failed, and last (ms since epoch). */
+  readonly firstFailureAt: number;
+  readonly lastFailureAt: number;
 }
 
 /**
  * Decides about a failed record: resolve true when it was parked somewhere safe (the dead-letter
- * queue) and may be committed past; false halts its partition at that record.
+ * queue) and may be committed past; false halts its partition at that record. `signal` is the
+ * batch's: a handler that waits (a dead-letter queue away) rejects with AbortedError when it fires.
  */
-export type FailureHandler = (failure: RecordFailure) => Promise<boolean>;
+export type FailureHandler = (failure: RecordFailure, signal: AbortSignal) => Promise<boolean>;
 
 export interface BatchControl {
   /** Fires on shutdown or when the partition is revoked: stop retrying, commit nothing more. */
@@ -53,6 +59,51 @@ interface Pending {
   readonly event: ChangeEvent;
 }
 
+type SkipReason = RouterEventMap['record.skipped']['reason'];
+
+/** What decode, route and the transform chain make of one record; `table` once it decoded to a change. */
+export type PreparedRecord =
+  | { readonly kind: 'change'; readonly event: ChangeEvent; readonly route: Route }
+  | { readonly kind: 'skipped'; readonly reason: SkipReason; readonly table: TableId | undefined }
+  | { readonly kind: 'failed'; readonly error: CdcError; readonly table: TableId | undefined };
+
+/**
+ * Everything before the sinks, for one record: decode, route, transforms. Shared by the pipeline
+ * and `dlq replay`, so that a replay sees exactly what the live service would.
+ */
+export function prepareRecord(
+  record: RawRecord,
+  deps: Pick<BatchProcessorDeps, 'decoder' | 'router' | 'unrouted'>,
+): PreparedRecord {
+  let decoded;
+  try {
+    decoded = deps.decoder.decode(record);
+  } catch (err) {
+    const error = err instanceof CdcError ? err : new DecodeError(errorMessage(err), { code: 'DECODE_FAILED', at: record, cause: err });
+    return { kind: 'failed', error, table: undefined };
+  }
+  if (decoded.kind !== 'change') return { kind: 'skipped', reason: decoded.kind, table: undefined };
+  const table = decoded.table;
+  const route = deps.router.route(table);
+  if (!route) {
+    return deps.unrouted === 'fail'
+      ? { kind: 'failed', error: new RouteError(`no route for table ${table.id}`, { code: 'UNROUTED', at: record }), table }
+      : { kind: 'skipped', reason: 'unrouted', table };
+  }
+  let event: ChangeEvent | null;
+  try {
+    event = route.apply(decoded);
+  } catch (err) {
+    const error =
+      err instanceof CdcError
+        ? err
+        : new TransformError(route.table, errorMessage(err), { code: 'TRANSFORM_FAILED', at: record, cause: err });
+    return { kind: 'failed', error, table };
+  }
+  if (event === null) return { kind: 'skipped', reason: 'filtered', table };
+  return { kind: 'change', event, route };
+}
+
 /**
  * Runs one fetched batch of one partition through decode, route, transforms and the sinks, and
  * says how far it may be committed. Sinks are written in parallel; each sink receives its records
@@ -72,6 +123,19 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
   ): Promise<void> {
     for (let start = 0; start < items.length; start += deps.maxBatchSize) {
       let pending = items.slice(start, start + deps.maxBatchSize);
+      const firstFailed = new Map<number, number>();
+      const failure = (p: Pending, error: CdcError, attempts: number): RecordFailure => {
+        const now = Date.now();
+        return {
+          record: records[p.index]!,
+          error,
+          sink: sink.name,
+          table: p.event.table.id,
+          attempts,
+          firstFailureAt: firstFailed.get(p.index) ?? now,
+          lastFailureAt: now,
+        };
+      };
       await retry(
         deps.retryPolicy,
         async (attempt) => {
@@ -99,8 +163,8 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
             else if (r.error.retriable) {
               again.push(p);
               firstError ??= r.error;
-            }
-            else failures.set(p.index, { record: records[p.index]!, error: r.error, sink: sink.name, attempts: attempt + 1 });
+              if (!firstFailed.has(p.index)) firstFailed.set(p.index, Date.now());
+            } else failures.set(p.index, failure(p, r.error, attempt + 1));
           });
           pending = again;
           const point = tracker.commitPoint();
@@ -128,7 +192,7 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
             ? err
             : new SinkError(sink.name, errorMessage(err), { code: 'WRITE_FAILED', retriable: false, cause: err });
         for (const p of pending) {
-          if (!failures.has(p.index)) failures.set(p.index, { record: records[p.index]!, error, sink: sink.name, attempts: 1 });
+          if (!failures.has(p.index)) failures.set(p.index, failure(p, error, 1));
         }
       });
     }
@@ -147,50 +211,23 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
 
     records.forEach((record, index) => {
       const offset = offsets[index]!;
-      const fail = (error: CdcError) => {
+      const prepared = prepareRecord(record, deps);
+      if (prepared.kind === 'change' || prepared.table !== undefined) changes++;
+      if (prepared.kind === 'failed') {
         tracker.track(offset, 1);
-        failures.set(index, { record, error, sink: undefined, attempts: 1 });
+        const now = Date.now();
+        const error = prepared.error;
+        const table = prepared.table?.id;
+        failures.set(index, { record, error, sink: undefined, table, attempts: 1, firstFailureAt: now, lastFailureAt: now });
         deps.events.emit('record.failed', { ...ref, offset: record.offset, error });
-      };
-      let decoded;
-      try {
-        decoded = deps.decoder.decode(record);
-      } catch (err) {
-        fail(err instanceof CdcError ? err : new DecodeError(errorMessage(err), { code: 'DECODE_FAILED', at: record, cause: err }));
         return;
       }
-      if (decoded.kind !== 'change') {
+      if (prepared.kind === 'skipped') {
         tracker.track(offset, 0);
-        deps.events.emit('record.skipped', { ...ref, offset: record.offset, reason: decoded.kind });
+        deps.events.emit('record.skipped', { ...ref, offset: record.offset, reason: prepared.reason });
         return;
       }
-      changes++;
-      const route = deps.router.route(decoded.table);
-      if (!route) {
-        if (deps.unrouted === 'fail') {
-          fail(new RouteError(`no route for table ${decoded.table.id}`, { code: 'UNROUTED', at: record }));
-        } else {
-          tracker.track(offset, 0);
-          deps.events.emit('record.skipped', { ...ref, offset: record.offset, reason: 'unrouted' });
-        }
-        return;
-      }
-      let event: ChangeEvent | null;
-      try {
-        event = route.apply(decoded);
-      } catch (err) {
-        fail(
-          err instanceof CdcError
-            ? err
-            : new TransformError(route.table, errorMessage(err), { code: 'TRANSFORM_FAILED', at: record, cause: err }),
-        );
-        return;
-      }
-      if (event === null) {
-        tracker.track(offset, 0);
-        deps.events.emit('record.skipped', { ...ref, offset: record.offset, reason: 'filtered' });
-        return;
-      }
+      const { event, route } = prepared;
       tracker.track(offset, route.sinks.length);
       for (const sink of route.sinks) {
         let list = perSink.get(sink);
@@ -218,7 +255,16 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
         if (failure.sink !== undefined) {
           deps.events.emit('record.failed', { ...ref, offset: failure.record.offset, error: failure.error });
         }
-        if (await deps.onFailure(failure)) {
+        let parked: boolean;
+        try {
+          parked = await deps.onFailure(failure, control.signal);
+        } catch (err) {
+          // Shutdown or rebalance while the handler waited: commit only what came before.
+          if (!(err instanceof AbortedError)) throw err;
+          aborted = true;
+          break;
+        }
+        if (parked) {
           tracker.finish(offsets[index]!);
         } else {
           halted = { offset: failure.record.offset, error: failure.error };

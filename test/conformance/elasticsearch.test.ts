@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer } from 'node:net';
 import { Client, errors } from '@elastic/elasticsearch';
 import { pino } from 'pino';
@@ -118,7 +119,8 @@ describe('elasticsearch sink: naming', () => {
       number_of_replicas: 0,
       tombstone_retention: '7d',
       truncate: 'apply',
-      max_docs_per_request: 5000,
+      max_docs_per_request: 2000,
+      max_concurrent_requests: 2,
       max_bytes_per_request: 10 * 1024 * 1024,
     });
   });
@@ -260,5 +262,93 @@ describe('elasticsearch sink: specifics', () => {
     expect((err as SinkError).retriable).toBe(true);
     await expect(down.write([ev('c', 'x', { id: 1 }, { id: 1 })])).rejects.toMatchObject({ code: 'NOT_STARTED', retriable: false });
     await down.close();
+  });
+});
+
+/**
+ * Answers that a healthy single-node server does not give on demand: a bulk refused as a whole (400)
+ * because of one action, per-item throttling (429), and a request-level 503.
+ */
+describe('elasticsearch sink: failure classification against a scripted server', () => {
+  let server: Server;
+  let node = '';
+  let bulkRequests = 0;
+  let unavailable = false;
+
+  beforeAll(async () => {
+    server = createHttpServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString('utf8')));
+      req.on('end', () => {
+        const send = (status: number, payload: unknown) => {
+          res.writeHead(status, { 'content-type': 'application/json', 'x-elastic-product': 'Elasticsearch' });
+          res.end(JSON.stringify(payload));
+        };
+        const url = req.url ?? '';
+        if (url.startsWith('/_cluster/health')) return send(200, { cluster_name: 'scripted', status: 'green' });
+        if (req.method === 'PUT') return send(200, { acknowledged: true });
+        if (url.startsWith('/_bulk')) {
+          bulkRequests++;
+          if (unavailable) return send(503, { error: { type: 'unavailable_shards_exception', reason: 'primary shard is not active' }, status: 503 });
+          const lines = body.split('\n').filter(Boolean);
+          if (lines.some((l) => l.includes('poison'))) {
+            return send(400, { error: { type: 'action_request_validation_exception', reason: 'Validation Failed: 1: poison;' }, status: 400 });
+          }
+          const items = [];
+          for (let i = 0; i < lines.length; i += 2) {
+            const throttled = lines[i + 1]?.includes('throttle');
+            items.push({
+              index: throttled ? { status: 429, error: { type: 'es_rejected_execution_exception', reason: 'rejected execution' } } : { status: 201 },
+            });
+          }
+          return send(200, { errors: items.some((it) => it.index.status !== 201), items });
+        }
+        send(404, { error: { type: 'not_found', reason: url }, status: 404 });
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const address = server.address();
+    node = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  const ev = (id: number, v: string) => makeEvent({ op: 'c', schema: 's', table: 't', key: { id }, after: { id, v }, lsn: 100 + id });
+
+  it('bisects a bulk refused as a whole down to the offending record', async () => {
+    const sink = openSink({ nodes: [node], max_retries: 0 }, 'es-scripted');
+    await sink.start();
+    try {
+      bulkRequests = 0;
+      const batch = Array.from({ length: 16 }, (_, i) => ev(i, i === 11 ? 'poison' : 'fine'));
+      const results = await sink.write(batch);
+      expect(results.filter((r) => !r.ok)).toHaveLength(1);
+      const bad = results[11];
+      expect(bad?.ok).toBe(false);
+      if (bad && !bad.ok) {
+        expect(bad.error.retriable).toBe(false);
+        expect(bad.error.message).toContain('s.t key [11]');
+      }
+      // 1 whole + 2·log2(16) halves, not one request per record.
+      expect(bulkRequests).toBeLessThanOrEqual(9);
+    } finally {
+      await sink.close();
+    }
+  });
+
+  it('marks throttled items retriable and a 503 for the whole request as a retriable throw', async () => {
+    const sink = openSink({ nodes: [node], max_retries: 0 }, 'es-scripted');
+    await sink.start();
+    try {
+      const results = await sink.write([ev(1, 'fine'), ev(2, 'throttle')]);
+      expect(results[0]).toEqual({ ok: true });
+      expect(results[1]).toMatchObject({ ok: false, error: { retriable: true, code: 'ES_ITEM_429' } });
+      unavailable = true;
+      await expect(sink.write([ev(3, 'fine')])).rejects.toMatchObject({ retriable: true, code: 'ES_HTTP_503' });
+    } finally {
+      unavailable = false;
+      await sink.close();
+    }
   });
 });

@@ -322,6 +322,19 @@ describe('postgres sink', () => {
     expect(await count(admin, schema, 'orders_v2')).toBe(1);
   });
 
+  it('guards composite keys with tombstones', async () => {
+    const ev = (op: 'c' | 'd', region: string, n: number, at: number) =>
+      makeEvent({ op, schema, table: 'composite', key: { region, n }, after: op === 'd' ? null : { region, n, v: `${region}${n}` }, lsn: at });
+    const insertAt = next();
+    const deleteAt = next();
+    allOk(await sink.write([ev('c', 'eu', 1, insertAt), ev('c', 'eu', 2, insertAt + 1), ev('c', 'us', 1, insertAt + 2)]));
+    allOk(await sink.write([ev('d', 'eu', 1, deleteAt)]));
+    allOk(await sink.write([ev('c', 'eu', 1, insertAt)])); // replayed: stays deleted
+    expect(await readRow(admin, schema, 'composite', { region: 'eu', n: 1 })).toBeUndefined();
+    expect(await count(admin, schema, 'composite')).toBe(2);
+    expect(await count(admin, schema, 'composite__cdc_tombstones')).toBe(1);
+  });
+
   it('stores NULL for an unchanged-TOAST column of a new row', async () => {
     allOk(await sink.write([upsert('toast', 1, { id: 1, title: 't', body: UNAVAILABLE })]));
     allOk(await sink.write([upsert('toast', 1, { id: 1, title: 't2', body: 'b' })]));

@@ -16,7 +16,7 @@ import { describeSinkConformance, type ConformanceTarget } from './sink-conforma
 
 const HOST = '127.0.0.1';
 const PORT = 6379;
-const logger = createLogger({ level: 'warn' });
+const logger = createLogger({ level: 'error' });
 
 type Mode = 'hash' | 'json';
 
@@ -178,6 +178,16 @@ for (const mode of ['hash', 'json'] as const) {
       expect(results[2]).toEqual({ ok: true });
     });
 
+    it('writes rows wider than one Lua unpack() (5000 columns)', async () => {
+      const wide: Row = { id: 1 };
+      for (let i = 0; i < 5_000; i++) wide[`c${i}`] = i;
+      const results = await t.sink.write([ev('c', 'wide', { id: 1 }, wide)]);
+      expect(results).toEqual([{ ok: true }]);
+      const back = await t.read('wide', { id: 1 });
+      expect(Object.keys(back ?? {})).toHaveLength(5_001);
+      expect(back?.['c4999']).toEqual(mode === 'hash' ? '4999' : 4999);
+    });
+
     it('drops columns that became null and stores nothing for UNAVAILABLE on a new row', async () => {
       await t.sink.write([ev('c', 'nulls', { id: 1 }, { id: 1, a: 'x', b: 'y' })]);
       await t.sink.write([ev('u', 'nulls', { id: 1 }, { id: 1, a: null, b: 'z' })]);
@@ -266,8 +276,8 @@ async function freePort(): Promise<number> {
 }
 
 /** A private, throwaway redis-server: this test kills and restarts it. */
-async function startRedis(port: number): Promise<ChildProcess> {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--daemonize', 'no'], {
+async function startRedis(port: number, extra: string[] = []): Promise<ChildProcess> {
+  const child = spawn('redis-server', ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--daemonize', 'no', ...extra], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let seen = '';
@@ -289,7 +299,7 @@ async function stopRedis(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-describe('redis sink against a server that goes away', () => {
+describe('redis sink against a private server it may break', () => {
   let server: ChildProcess | undefined;
   let sink: Sink | undefined;
   const schema = `fault_${randomUUID().slice(0, 8)}`;
@@ -299,6 +309,79 @@ describe('redis sink against a server that goes away', () => {
   afterAll(async () => {
     await sink?.close();
     if (server) await stopRedis(server);
+  });
+
+  it('narrows a whole-call script failure down to the rows that cause it', async () => {
+    // EXPIRE disabled: every upsert with a TTL fails inside the script; deletes do not use it.
+    const port = await freePort();
+    const broken = await startRedis(port, ['--rename-command', 'EXPIRE', '']);
+    const s = redisSink.create('broken', redisSink.configSchema.parse({ host: HOST, port, ttl_seconds: 60 }), { logger });
+    try {
+      await s.start();
+      const results = await s.write([ev(1), makeEvent({ op: 'd', schema, table: 'items', key: { id: 2 }, lsn: (lsn += 10) }), ev(3)]);
+      expect(results[1]).toEqual({ ok: true });
+      for (const r of [results[0], results[2]]) {
+        const err = failure(r);
+        expect(err.retriable).toBe(false);
+        expect(err.message).toMatch(/items key \[[13]\].*Unknown Redis command/);
+        // The cause does not drag the call's arguments (row data) along.
+        expect(err.cause).not.toHaveProperty('command');
+      }
+    } finally {
+      await s.close();
+      await stopRedis(broken);
+    }
+  });
+
+  it('authenticates with username and password, and never leaks the password', async () => {
+    const port = await freePort();
+    const secured = await startRedis(port, ['--requirepass', 's3cret-pw']);
+    const open = async (password: string) => {
+      const s = redisSink.create('auth', redisSink.configSchema.parse({ url: `redis://default:${password}@${HOST}:${port}/1` }), { logger });
+      return s.start().then(
+        () => s,
+        async (e: unknown) => {
+          await s.close();
+          throw e;
+        },
+      );
+    };
+    try {
+      const err = await open('wrong').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(SinkError);
+      expect(err).toMatchObject({ code: 'REDIS_WRONGPASS', retriable: true });
+      expect(JSON.stringify(err, Object.getOwnPropertyNames(err))).not.toContain('wrong@');
+      const s = await open('s3cret-pw');
+      expect(await s.write([ev(7)])).toEqual([{ ok: true }]);
+      await s.close();
+      const admin = new Redis({ host: HOST, port, password: 's3cret-pw', db: 1, lazyConnect: true });
+      await admin.connect();
+      expect(await admin.exists('items:7')).toBe(1);
+      admin.disconnect();
+    } finally {
+      await stopRedis(secured);
+    }
+  });
+
+  it('reports OOM as retriable for the whole batch', async () => {
+    const port = await freePort();
+    const full = await startRedis(port);
+    const admin = new Redis({ host: HOST, port, lazyConnect: true });
+    const s = redisSink.create('full', redisSink.configSchema.parse({ host: HOST, port }), { logger });
+    try {
+      await admin.connect();
+      await s.start();
+      await admin.config('SET', 'maxmemory', '1');
+      const err = await s.write([ev(1), ev(2)]).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(SinkError);
+      expect(err).toMatchObject({ retriable: true, code: 'REDIS_OOM' });
+      await admin.config('SET', 'maxmemory', '0');
+      expect(await s.write([ev(1), ev(2)])).toEqual([{ ok: true }, { ok: true }]);
+    } finally {
+      admin.disconnect();
+      await s.close();
+      await stopRedis(full);
+    }
   });
 
   it('throws a retriable SinkError while the server is down and writes again once it is back', async () => {
