@@ -6,10 +6,63 @@ export interface PartitionRef {
   readonly partition: number;
 }
 
+// --- metrics (src/metrics): per-batch breakdowns, so that nothing is emitted per record ---
+
+/** What became of a record, for one sink ('' where no sink was involved). */
+export type RecordOutcome = 'written' | 'filtered' | 'skipped' | 'dead_lettered' | 'failed';
+
+/**
+ * Records of one batch that ended the same way. `op` is the change's op (c u d r t), or the record
+ * kind when it is not a change (tombstone, heartbeat, transaction); '' (and table '') when it did not decode.
+ */
+export interface OutcomeCount {
+  readonly table: string;
+  readonly op: string;
+  readonly sink: string;
+  readonly outcome: RecordOutcome;
+  readonly count: number;
+}
+
+/** Counts outcomes over a batch; the emitter sends `list()` once per batch. */
+export function createOutcomeTally() {
+  const counts = new Map<string, { table: string; op: string; sink: string; outcome: RecordOutcome; count: number }>();
+  return {
+    add(table: string, op: string, sink: string, outcome: RecordOutcome, n = 1): void {
+      const key = `${table}\u0000${op}\u0000${sink}\u0000${outcome}`;
+      const c = counts.get(key);
+      if (c) c.count += n;
+      else counts.set(key, { table, op, sink, outcome, count: n });
+    },
+    list: (): readonly OutcomeCount[] => [...counts.values()],
+  };
+}
+
+/**
+ * Per record of a batch, in offset order: its offset, Kafka timestamp and the source's ts_ms (NaN
+ * when it has none), for end-to-end latency once its offset is committed. Read-only for listeners.
+ */
+export interface BatchTimings {
+  readonly offsets: readonly bigint[];
+  readonly appendMs: Float64Array;
+  readonly sourceMs: Float64Array;
+}
+
+export type CircuitState = 'closed' | 'half-open' | 'open';
+// --- end metrics ---
+
 /** Typed events of a running router; metrics, the progress display and tests listen to them. */
 export interface RouterEventMap {
-  'batch.processed': PartitionRef & { records: number; changes: number; durationMs: number };
-  'batch.committed': PartitionRef & { offset: string };
+  /** A batch entered the pipeline (metrics: records in flight until its `batch.processed`). */
+  'batch.started': PartitionRef & { records: number };
+  'batch.processed': PartitionRef & {
+    records: number;
+    changes: number;
+    durationMs: number;
+    /** Metrics: outcome counts by table, op and sink, and per-record timestamps (absent when not counted). */
+    outcomes?: readonly OutcomeCount[];
+    timings?: BatchTimings;
+  };
+  'batch.committed': PartitionRef & { offset: string; durationMs: number };
   'record.failed': PartitionRef & { offset: string; error: CdcError };
   'record.skipped': PartitionRef & { offset: string; reason: 'unrouted' | 'filtered' | 'tombstone' | 'heartbeat' | 'transaction' };
   'partition.halted': PartitionRef & { offset: string; error: CdcError };
@@ -17,6 +70,8 @@ export interface RouterEventMap {
   'record.dead-lettered': PartitionRef & { offset: string; id: string; stage: ErrorStage; sink: string | undefined; error: CdcError };
   'sink.written': { sink: string; records: number; durationMs: number };
   'sink.retry': { sink: string; attempt: number; delayMs: number; error: unknown };
+  /** A sink's circuit breaker changed state (emitted by the breaker; metrics gauge it, 0/1/2). */
+  'sink.circuit': { sink: string; state: CircuitState };
   'group.joined': { memberId: string; assignment: Record<string, number[]> };
 }
 

@@ -178,9 +178,9 @@ function arrayLiteral(items: readonly unknown[], kind: ValueKind): string {
 
 /** The text form of a value for a column; null for SQL NULL. */
 export function encodeValue(v: unknown, codec: Codec): string | null {
+  if (typeof v === 'string' && codec.kind === 'text') return v; // the common case first
   if (v === null || v === undefined || isUnavailable(v)) return null;
   if (codec.array && Array.isArray(v)) return arrayLiteral(v, codec.kind);
-  if (typeof v === 'string' && codec.kind === 'text') return v;
   return scalarText(v, codec.kind);
 }
 

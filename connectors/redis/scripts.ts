@@ -7,8 +7,9 @@
  *   hash: 'u', position, 2n, field1, value1, … fieldn, valuen, m, unavailable1, … unavailablem
  *   json: 'u', position, json, m, unavailable1, … unavailablem  (names JSON-encoded, quotes included)
  *   both: 'd', position
- * Returns one entry per row: 1 written, 0 stale (ignored), or 'E<error reply>' for a row that
- * failed (WRONGTYPE…), so one bad key does not fail the others.
+ * Returns one entry per row: 1 written, 0 stale (ignored), or 'E<error reply>' for a row whose
+ * key could not be read (WRONGTYPE…), so one bad key does not fail the others. A failed write
+ * fails the whole call; the sink then runs that call's rows one by one to find the culprit.
  *
  * Positions are encodePosition() strings and compare with Lua's `<=`. Lua compares with strcoll,
  * which for same-shape lowercase hex strings ('.' only between fixed-width groups) agrees with
@@ -26,9 +27,9 @@ local wrote = false
 `;
 
 /**
- * Shared by both scripts: reads a row's stored state and walks the rows. Reads use redis.pcall, so
- * a key of the wrong type fails its row only; writes use redis.call: they fail only for reasons
- * that concern the whole server (OOM, READONLY), and then the whole call fails.
+ * Shared by both scripts: reading a row's stored state. Reads use redis.pcall, so a key of the
+ * wrong type fails its row only; writes use redis.call: they fail for reasons that concern the
+ * whole server (OOM, READONLY…), and then the whole call fails.
  */
 const READ = String.raw`
 local function read(...)
@@ -38,6 +39,7 @@ local function read(...)
 end
 `;
 
+/** Shared by both scripts: walks the rows, one status each. */
 const RUN = String.raw`
 local out = {}
 local a = 3

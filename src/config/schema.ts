@@ -35,6 +35,12 @@ export const kafkaSchema = z
     rebalance_timeout_ms: z.number().int().positive().default(60_000),
     partitions_consumed_concurrently: z.number().int().min(1).max(64).default(4),
     max_bytes_per_partition: z.number().int().positive().default(1_048_576),
+    max_buffered_records_per_partition: z
+      .number()
+      .int()
+      .positive()
+      .default(10_000)
+      .describe('fetched records waiting for a partition\'s sinks before fetching that partition pauses'),
     connection_timeout_ms: z.number().int().positive().default(3_000),
   })
   .strict()

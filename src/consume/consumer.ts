@@ -67,6 +67,39 @@ export function toRawRecord(topic: string, partition: number, m: KafkaMessage): 
   };
 }
 
+/** One fetched batch waiting for its partition's worker, or the end of a batch of markers only. */
+interface QueuedBatch {
+  readonly records: readonly RawRecord[] | undefined;
+  readonly firstOffset: bigint;
+  /** The offset after the batch's last entry, markers included. */
+  readonly nextOffset: bigint;
+}
+
+/**
+ * Processing is decoupled from fetching: kafkajs's fetcher waits until every batch of a fetch is
+ * handled before fetching again, so a partition whose sink is down would hold back every other
+ * partition of the same broker. Here eachBatch only queues the batch for its partition's worker and
+ * returns; a partition whose queue is full is paused until its worker catches up.
+ */
+class PartitionWorker {
+  readonly queue: QueuedBatch[] = [];
+  queued = 0;
+  readonly controller = new AbortController();
+  backpressured = false;
+  halted = false;
+  /** Highest offset whose commit was requested; commits never go backwards. */
+  wanted = -1n;
+  committed = -1n;
+  commitChain: Promise<void> = Promise.resolve();
+  running: Promise<void> | undefined;
+
+  constructor(
+    readonly topic: string,
+    readonly partition: number,
+    readonly generation: number,
+  ) {}
+}
+
 export function createChangeConsumer(kafka: Kafka, config: KafkaConfig, events: RouterEvents, logger: Logger): ChangeConsumer {
   const log = logger.child({ component: 'consumer', group: config.group_id });
   const consumer: Consumer = kafka.consumer({
@@ -78,67 +111,144 @@ export function createChangeConsumer(kafka: Kafka, config: KafkaConfig, events: 
     allowAutoTopicCreation: false,
     retry: { retries: 10 },
   });
-  const inFlight = new Set<AbortController>();
+  const maxQueued = config.max_buffered_records_per_partition;
+  const workers = new Map<string, PartitionWorker>();
+  const fetchedListeners = new Set<(topic: string, partition: number, nextOffset: bigint) => void>();
+  /** Bumped on every rebalance: a worker of an older generation may not commit any more. */
+  let generation = 0;
+  let handler: BatchHandler | undefined;
   let stopping: Promise<void> | undefined;
+  const tp = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 
+  /** Abandons all work of the current generation: its partitions may belong to others now. */
+  const abandonAll = (reason: string) => {
+    generation++;
+    for (const w of workers.values()) {
+      w.controller.abort(new Error(reason));
+      w.queue.length = 0;
+      w.queued = 0;
+      if (w.backpressured || w.halted) consumer.resume([{ topic: w.topic, partitions: [w.partition] }]);
+    }
+    workers.clear();
+  };
+
+  consumer.on(consumer.events.REBALANCING, () => {
+    log.info('rebalancing: abandoning in-flight work, committing nothing more for it');
+    abandonAll('rebalance');
+  });
   consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+    // Also reached without a REBALANCING event (e.g. after a session timeout).
+    abandonAll('rejoined the group');
     log.info({ memberId: payload.memberId, assignment: payload.memberAssignment }, 'joined group');
     events.emit('group.joined', { memberId: payload.memberId, assignment: payload.memberAssignment });
   });
   consumer.on(consumer.events.CRASH, ({ payload }) => {
     log.error({ err: payload.error, restart: payload.restart }, 'consumer crashed');
   });
+  // A fetch of transaction markers only never reaches eachBatch; the worker still has to know.
+  consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+    if (payload.batchSize !== 0 || stopping) return;
+    const w = workerFor(payload.topic, payload.partition);
+    enqueue(w, { records: undefined, firstOffset: BigInt(payload.firstOffset), nextOffset: BigInt(payload.lastOffset) + 1n });
+  });
 
-  async function eachBatch(handler: BatchHandler, payload: EachBatchPayload): Promise<void> {
-    const { batch } = payload;
-    if (batch.messages.length === 0) return;
-    const records = batch.messages.map((m) => toRawRecord(batch.topic, batch.partition, m));
-    const controller = new AbortController();
-    inFlight.add(controller);
-    // kafkajs heartbeats only when asked; long sink writes (a sink down, retrying) must keep
-    // the membership alive. A failed heartbeat means a rebalance: abandon the batch.
-    const beat = setInterval(() => {
-      payload.heartbeat().catch((err: unknown) => {
-        log.warn({ err, topic: batch.topic, partition: batch.partition }, 'heartbeat failed; abandoning batch');
-        controller.abort(err);
-      });
-    }, Math.max(500, Math.floor(config.heartbeat_interval_ms / 2)));
-    // Commits run one at a time, always for the highest finished offset seen so far.
-    let committed = -1n;
-    let wanted = -1n;
-    let chain: Promise<void> = Promise.resolve();
-    const commit = (offset: bigint) => {
-      if (offset <= wanted) return chain;
-      wanted = offset;
-      chain = chain.then(async () => {
-        const target = wanted;
-        // A revoked partition belongs to another member now: commit nothing for it.
-        if (target <= committed || payload.isStale()) return;
-        payload.resolveOffset((target - 1n).toString());
-        try {
-          await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: target.toString() }]);
-          committed = target;
-          events.emit('batch.committed', { topic: batch.topic, partition: batch.partition, offset: target.toString() });
-        } catch (err) {
-          // Uncommitted records are read again (by us or the next owner); sinks are idempotent.
-          log.warn({ err, topic: batch.topic, partition: batch.partition, offset: target.toString() }, 'commit failed');
+  function workerFor(topic: string, partition: number): PartitionWorker {
+    const key = tp(topic, partition);
+    let w = workers.get(key);
+    if (!w) workers.set(key, (w = new PartitionWorker(topic, partition, generation)));
+    return w;
+  }
+
+  /** Commits run one at a time per partition, always for the highest finished offset so far. */
+  function commit(w: PartitionWorker, offset: bigint): Promise<void> {
+    if (offset <= w.wanted) return w.commitChain;
+    w.wanted = offset;
+    w.commitChain = w.commitChain.then(async () => {
+      const target = w.wanted;
+      // A partition of an older generation may belong to another member now: commit nothing for it.
+      if (target <= w.committed || w.generation !== generation) return;
+      const t0 = performance.now();
+      try {
+        await consumer.commitOffsets([{ topic: w.topic, partition: w.partition, offset: target.toString() }]);
+        w.committed = target;
+        events.emit('batch.committed', {
+          topic: w.topic,
+          partition: w.partition,
+          offset: target.toString(),
+          durationMs: performance.now() - t0,
+        });
+      } catch (err) {
+        // Uncommitted records are read again (by us or the next owner); sinks are idempotent.
+        log.warn({ err, topic: w.topic, partition: w.partition, offset: target.toString() }, 'commit failed');
+      }
+    });
+    return w.commitChain;
+  }
+
+  function enqueue(w: PartitionWorker, item: QueuedBatch): void {
+    if (w.halted) return;
+    w.queue.push(item);
+    w.queued += item.records?.length ?? 0;
+    w.running ??= drain(w).finally(() => (w.running = undefined));
+  }
+
+  async function drain(w: PartitionWorker): Promise<void> {
+    const h = handler;
+    if (!h) return;
+    while (w.queue.length > 0 && !w.controller.signal.aborted) {
+      const item = w.queue[0]!;
+      if (item.records) {
+        const result = await h(item.records, { signal: w.controller.signal, progress: (o) => void commit(w, o) });
+        if (w.controller.signal.aborted) break;
+        if (result.commitOffset !== undefined) void commit(w, result.commitOffset);
+        if (result.halt) {
+          w.halted = true;
+          w.queue.length = 0;
+          w.queued = 0;
+          consumer.pause([{ topic: w.topic, partitions: [w.partition] }]);
+          // Later batches were handed over already; fetch from the halted record if resumed.
+          if (result.commitOffset !== undefined) {
+            consumer.seek({ topic: w.topic, partition: w.partition, offset: result.commitOffset.toString() });
+          }
+          break;
         }
-      });
-      return chain;
-    };
-    try {
-      const result = await handler(records, { signal: controller.signal, progress: (o) => void commit(o) });
-      if (result.commitOffset !== undefined) await commit(result.commitOffset);
-      await chain;
-      if (result.halt && !payload.isStale()) consumer.pause([{ topic: batch.topic, partitions: [batch.partition] }]);
-    } finally {
-      clearInterval(beat);
-      inFlight.delete(controller);
+      } else if (w.wanted >= item.firstOffset) {
+        // Markers right after finished records: move the commit past them (lag 0, not 1).
+        void commit(w, item.nextOffset);
+      }
+      w.queue.shift();
+      w.queued -= item.records?.length ?? 0;
+      for (const l of fetchedListeners) l(w.topic, w.partition, item.nextOffset);
+      if (w.backpressured && w.queued <= maxQueued / 2) {
+        w.backpressured = false;
+        consumer.resume([{ topic: w.topic, partitions: [w.partition] }]);
+      }
+    }
+    await w.commitChain;
+  }
+
+  async function eachBatch(payload: EachBatchPayload): Promise<void> {
+    const { batch } = payload;
+    if (batch.messages.length === 0 || stopping) return;
+    const records = batch.messages.map((m) => toRawRecord(batch.topic, batch.partition, m));
+    const w = workerFor(batch.topic, batch.partition);
+    if (w.halted) return;
+    enqueue(w, {
+      records,
+      firstOffset: BigInt(records[0]!.offset),
+      nextOffset: BigInt(batch.lastOffset()) + 1n,
+    });
+    // Handed over: kafkajs fetches on from here. Commits are ours, done only when finished.
+    payload.resolveOffset(records[records.length - 1]!.offset);
+    if (w.queued >= maxQueued) {
+      w.backpressured = true;
+      payload.pause();
     }
   }
 
   return {
-    async run(handler) {
+    async run(h) {
+      handler = h;
       await consumer.connect();
       const topics: (string | RegExp)[] = config.topic_pattern ? [new RegExp(config.topic_pattern)] : [...(config.topics ?? [])];
       await consumer.subscribe({ topics, fromBeginning: config.from_beginning });
@@ -146,32 +256,39 @@ export function createChangeConsumer(kafka: Kafka, config: KafkaConfig, events: 
         autoCommit: false,
         eachBatchAutoResolve: false,
         partitionsConsumedConcurrently: config.partitions_consumed_concurrently,
-        eachBatch: (payload) => eachBatch(handler, payload),
+        eachBatch,
       });
     },
     pause(topic, partition) {
       consumer.pause([{ topic, partitions: [partition] }]);
     },
     resume(topic, partition) {
+      const w = workers.get(tp(topic, partition));
+      if (w) w.halted = false;
       consumer.resume([{ topic, partitions: [partition] }]);
     },
     paused() {
       return consumer.paused();
     },
     onFetched(listener) {
-      return consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) =>
-        listener(payload.topic, payload.partition, BigInt(payload.lastOffset) + 1n),
-      );
+      fetchedListeners.add(listener);
+      return () => fetchedListeners.delete(listener);
     },
     stop(drainMs = 10_000) {
       return (stopping ??= (async () => {
+        // Stop fetching but stay in the group, so that what drains can still be committed.
+        const subscribed = new Set([...workers.values()].map((w) => w.topic));
+        if (subscribed.size > 0) consumer.pause([...subscribed].map((topic) => ({ topic })));
+        const running = [...workers.values()].map((w) => w.running ?? w.commitChain);
         const timer = setTimeout(() => {
-          for (const c of inFlight) c.abort(new Error('shutdown: drain timeout'));
+          for (const w of workers.values()) w.controller.abort(new Error('shutdown: drain timeout'));
         }, drainMs);
         try {
-          await consumer.disconnect();
+          await Promise.allSettled(running);
+          await Promise.allSettled([...workers.values()].map((w) => w.commitChain));
         } finally {
           clearTimeout(timer);
+          await consumer.disconnect();
         }
       })());
     },

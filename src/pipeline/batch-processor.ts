@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { CdcError, DecodeError, RouteError, SinkError, TransformError, errorMessage } from '../errors.ts';
-import type { RouterEventMap, RouterEvents } from '../events.ts';
-import type { ChangeEvent, RawRecord, TableId } from '../model/change-event.ts';
+import { createOutcomeTally, type RouterEventMap, type RouterEvents } from '../events.ts';
+import type { ChangeEvent, Op, RawRecord, TableId } from '../model/change-event.ts';
 import { PartitionTracker } from '../commit/offset-tracker.ts';
 import type { Decoder } from '../decode/debezium.ts';
 import { AbortedError, retry, type RetryPolicy } from '../retry/retrier.ts';
@@ -61,11 +61,11 @@ interface Pending {
 
 type SkipReason = RouterEventMap['record.skipped']['reason'];
 
-/** What decode, route and the transform chain make of one record; `table` once it decoded to a change. */
+/** What decode, route and the transform chain make of one record; `table` and `op` once it decoded to a change. */
 export type PreparedRecord =
   | { readonly kind: 'change'; readonly event: ChangeEvent; readonly route: Route }
-  | { readonly kind: 'skipped'; readonly reason: SkipReason; readonly table: TableId | undefined }
-  | { readonly kind: 'failed'; readonly error: CdcError; readonly table: TableId | undefined };
+  | { readonly kind: 'skipped'; readonly reason: SkipReason; readonly table: TableId | undefined; readonly op: Op | undefined }
+  | { readonly kind: 'failed'; readonly error: CdcError; readonly table: TableId | undefined; readonly op: Op | undefined };
 
 /**
  * Everything before the sinks, for one record: decode, route, transforms. Shared by the pipeline
@@ -80,15 +80,16 @@ export function prepareRecord(
     decoded = deps.decoder.decode(record);
   } catch (err) {
     const error = err instanceof CdcError ? err : new DecodeError(errorMessage(err), { code: 'DECODE_FAILED', at: record, cause: err });
-    return { kind: 'failed', error, table: undefined };
+    return { kind: 'failed', error, table: undefined, op: undefined };
   }
-  if (decoded.kind !== 'change') return { kind: 'skipped', reason: decoded.kind, table: undefined };
+  if (decoded.kind !== 'change') return { kind: 'skipped', reason: decoded.kind, table: undefined, op: undefined };
   const table = decoded.table;
+  const op = decoded.op;
   const route = deps.router.route(table);
   if (!route) {
     return deps.unrouted === 'fail'
-      ? { kind: 'failed', error: new RouteError(`no route for table ${table.id}`, { code: 'UNROUTED', at: record }), table }
-      : { kind: 'skipped', reason: 'unrouted', table };
+      ? { kind: 'failed', error: new RouteError(`no route for table ${table.id}`, { code: 'UNROUTED', at: record }), table, op }
+      : { kind: 'skipped', reason: 'unrouted', table, op };
   }
   let event: ChangeEvent | null;
   try {
@@ -98,9 +99,9 @@ export function prepareRecord(
       err instanceof CdcError
         ? err
         : new TransformError(route.table, errorMessage(err), { code: 'TRANSFORM_FAILED', at: record, cause: err });
-    return { kind: 'failed', error, table };
+    return { kind: 'failed', error, table, op };
   }
-  if (event === null) return { kind: 'skipped', reason: 'filtered', table };
+  if (event === null) return { kind: 'skipped', reason: 'filtered', table, op };
   return { kind: 'change', event, route };
 }
 
@@ -120,6 +121,7 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
     failures: Map<number, RecordFailure>,
     records: readonly RawRecord[],
     control: BatchControl,
+    tally: ReturnType<typeof createOutcomeTally>,
   ): Promise<void> {
     for (let start = 0; start < items.length; start += deps.maxBatchSize) {
       let pending = items.slice(start, start + deps.maxBatchSize);
@@ -159,8 +161,10 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
           let firstError: SinkError | undefined;
           results.forEach((r, i) => {
             const p = pending[i]!;
-            if (r.ok) tracker.ack(offsets[p.index]!);
-            else if (r.error.retriable) {
+            if (r.ok) {
+              tracker.ack(offsets[p.index]!);
+              tally.add(p.event.table.id, p.event.op, sink.name, 'written');
+            } else if (r.error.retriable) {
               again.push(p);
               firstError ??= r.error;
               if (!firstFailed.has(p.index)) firstFailed.set(p.index, Date.now());
@@ -203,6 +207,12 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
     const first = records[0];
     if (!first) return { commitOffset: undefined, halted: undefined, aborted: false };
     const ref = { topic: first.topic, partition: first.partition };
+    deps.events.emit('batch.started', { ...ref, records: records.length });
+    // Metrics, aggregated per batch: outcome counts, and per record the op and timestamps.
+    const tally = createOutcomeTally();
+    const ops: string[] = new Array<string>(records.length);
+    const appendMs = Float64Array.from(records, (r) => r.timestamp);
+    const sourceMs = new Float64Array(records.length).fill(NaN);
     const tracker = new PartitionTracker();
     const offsets = records.map((r) => BigInt(r.offset));
     const failures = new Map<number, RecordFailure>();
@@ -218,16 +228,21 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
         const now = Date.now();
         const error = prepared.error;
         const table = prepared.table?.id;
+        ops[index] = prepared.op ?? '';
         failures.set(index, { record, error, sink: undefined, table, attempts: 1, firstFailureAt: now, lastFailureAt: now });
         deps.events.emit('record.failed', { ...ref, offset: record.offset, error });
         return;
       }
       if (prepared.kind === 'skipped') {
         tracker.track(offset, 0);
+        const outcome = prepared.reason === 'filtered' ? 'filtered' : 'skipped';
+        tally.add(prepared.table?.id ?? '', prepared.op ?? prepared.reason, '', outcome);
         deps.events.emit('record.skipped', { ...ref, offset: record.offset, reason: prepared.reason });
         return;
       }
       const { event, route } = prepared;
+      ops[index] = event.op;
+      sourceMs[index] = event.source.tsMs ?? NaN;
       tracker.track(offset, route.sinks.length);
       for (const sink of route.sinks) {
         let list = perSink.get(sink);
@@ -238,7 +253,7 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
 
     let aborted = false;
     const writes = [...perSink].map(([sink, items]) =>
-      writeSink(sink, items, tracker, offsets, failures, records, control),
+      writeSink(sink, items, tracker, offsets, failures, records, control, tally),
     );
     for (const r of await Promise.allSettled(writes)) {
       if (r.status === 'rejected') {
@@ -264,6 +279,7 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
           aborted = true;
           break;
         }
+        tally.add(failure.table ?? '', ops[index] ?? '', failure.sink ?? '', parked ? 'dead_lettered' : 'failed');
         if (parked) {
           tracker.finish(offsets[index]!);
         } else {
@@ -272,7 +288,14 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
         }
       }
     }
-    deps.events.emit('batch.processed', { ...ref, records: records.length, changes, durationMs: performance.now() - t0 });
+    deps.events.emit('batch.processed', {
+      ...ref,
+      records: records.length,
+      changes,
+      durationMs: performance.now() - t0,
+      outcomes: tally.list(),
+      timings: { offsets, appendMs, sourceMs },
+    });
     return { commitOffset: tracker.commitPoint(), halted, aborted };
   }
 
