@@ -25,13 +25,20 @@ export interface OutcomeCount {
 
 /** Counts outcomes over a batch; the emitter sends `list()` once per batch. */
 export function createOutcomeTally() {
-  const counts = new Map<string, { table: string; op: string; sink: string; outcome: RecordOutcome; count: number }>();
+  type Entry = { table: string; op: string; sink: string; outcome: RecordOutcome; count: number };
+  const counts = new Map<string, Entry>();
+  // A batch is mostly one table and op: the previous entry usually matches, no key to build.
+  let last: Entry | undefined;
   return {
     add(table: string, op: string, sink: string, outcome: RecordOutcome, n = 1): void {
+      if (last && last.table === table && last.op === op && last.sink === sink && last.outcome === outcome) {
+        last.count += n;
+        return;
+      }
       const key = `${table}\u0000${op}\u0000${sink}\u0000${outcome}`;
-      const c = counts.get(key);
-      if (c) c.count += n;
-      else counts.set(key, { table, op, sink, outcome, count: n });
+      last = counts.get(key);
+      if (last) last.count += n;
+      else counts.set(key, (last = { table, op, sink, outcome, count: n }));
     },
     list: (): readonly OutcomeCount[] => [...counts.values()],
   };

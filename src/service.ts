@@ -9,6 +9,7 @@ import { RouterEvents } from './events.ts';
 import { createBatchProcessor, type BatchProcessor, type FailureHandler } from './pipeline/batch-processor.ts';
 import { policyFromConfig } from './retry/retrier.ts';
 import { createRouter } from './route/router.ts';
+import { withCircuitBreaker } from './sink/circuit-breaker.ts';
 import { once, type Sink } from './sink/sink.ts';
 
 export interface Service {
@@ -62,7 +63,16 @@ export async function buildPipeline(
   const { logger, events } = options;
   const sinks = new Map<string, Sink>();
   for (const spec of config.sinks) {
-    sinks.set(spec.name, spec.factory.create(spec.name, spec.config, { logger }));
+    const sink = spec.factory.create(spec.name, spec.config, { logger });
+    sinks.set(
+      spec.name,
+      withCircuitBreaker(
+        sink,
+        { failureThreshold: config.retry.circuit_failure_threshold, openMs: config.retry.circuit_open_ms },
+        events,
+        logger,
+      ),
+    );
   }
   const closeSinks = once(async () => {
     const results = await Promise.allSettled([...sinks.values()].map((s) => s.close()));

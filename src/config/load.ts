@@ -9,7 +9,7 @@ import { builtinSinkKinds } from '../sink/registry.ts';
 import type { SinkFactory } from '../sink/sink.ts';
 import { transformFactories } from '../transform/registry.ts';
 import type { NamedTransform, Transform } from '../transform/transform.ts';
-import { configSchema, type DlqConfig, type KafkaConfig, type RawConfig, type RetryConfig } from './schema.ts';
+import { configSchema, type DlqConfig, type KafkaConfig, type MetricsConfig, type RawConfig, type RetryConfig } from './schema.ts';
 
 export interface SinkSpec {
   readonly name: string;
@@ -35,6 +35,7 @@ export interface Config {
   readonly retry: RetryConfig;
   readonly dlq: DlqConfig;
   readonly log: RawConfig['log'];
+  readonly metrics: MetricsConfig;
 }
 
 function zodIssues(error: z.ZodError, prefix: (string | number)[] = []): ConfigIssue[] {
@@ -179,6 +180,7 @@ export async function resolveConfig(
     retry: raw.retry,
     dlq: raw.dlq,
     log: raw.log,
+    metrics: raw.metrics,
   });
 }
 

@@ -84,6 +84,14 @@ export const retrySchema = z
     max_ms: z.number().int().positive().default(30_000),
     factor: z.number().min(1).default(2),
     jitter: z.number().min(0).max(1).default(0.2),
+    deadline_ms: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .describe('give up on a retriable failure after this long and dead-letter the record; default: retry forever'),
+    circuit_failure_threshold: z.number().int().positive().default(5).describe('consecutive failed writes that open a sink\'s circuit'),
+    circuit_open_ms: z.number().int().positive().default(5_000).describe('how long an open circuit refuses writes before a trial'),
   })
   .strict();
 
@@ -142,6 +150,21 @@ export const dlqSchema = z.preprocess(
   z.discriminatedUnion('kind', [dlqKafkaSchema, dlqBullmqSchema, z.object({ kind: z.literal('none') }).strict()]),
 );
 
+/** Prometheus metrics and health endpoints (src/metrics); port 0 takes any free port. */
+export const metricsSchema = z
+  .object({
+    enabled: z.boolean().default(true).describe('serve /metrics, /healthz, /readyz and /status (default true)'),
+    host: z.string().min(1).default('127.0.0.1').describe('address to listen on (default 127.0.0.1: loopback only)'),
+    port: z.number().int().min(0).max(65_535).default(9464).describe('(default 9464; 0: any free port)'),
+    lag_interval_ms: z
+      .number()
+      .int()
+      .min(100)
+      .default(5_000)
+      .describe('how often end and committed offsets are fetched for the lag gauge (default 5000)'),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     kafka: kafkaSchema,
@@ -167,6 +190,7 @@ export const configSchema = z
       .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') })
       .strict()
       .default({}),
+    metrics: metricsSchema.default({}),
   })
   .strict();
 
@@ -174,3 +198,4 @@ export type RawConfig = z.infer<typeof configSchema>;
 export type KafkaConfig = z.infer<typeof kafkaSchema>;
 export type RetryConfig = z.infer<typeof retrySchema>;
 export type DlqConfig = z.infer<typeof dlqSchema>;
+export type MetricsConfig = z.infer<typeof metricsSchema>;

@@ -19,7 +19,7 @@ export interface RetryPolicy {
 }
 
 export function policyFromConfig(c: RetryConfig): RetryPolicy {
-  return { initialMs: c.initial_ms, maxMs: c.max_ms, factor: c.factor, jitter: c.jitter };
+  return { initialMs: c.initial_ms, maxMs: c.max_ms, factor: c.factor, jitter: c.jitter, deadlineMs: c.deadline_ms };
 }
 
 export function backoffDelay(policy: RetryPolicy, attempt: number, random: () => number = Math.random): number {
