@@ -6,6 +6,7 @@ import { createDecoder } from './decode/debezium.ts';
 import { createDeadLetterQueue } from './dlq/create-dead-letter-queue.ts';
 import { createDeadLetterHandler } from './dlq/failure-handler.ts';
 import { RouterEvents } from './events.ts';
+import { startMetrics, type MetricsServer } from './metrics/metrics-service.ts';
 import { createBatchProcessor, type BatchProcessor, type FailureHandler } from './pipeline/batch-processor.ts';
 import { policyFromConfig } from './retry/retrier.ts';
 import { createRouter } from './route/router.ts';
@@ -15,6 +16,8 @@ import { once, type Sink } from './sink/sink.ts';
 export interface Service {
   readonly events: RouterEvents;
   readonly consumer: ChangeConsumer;
+  /** The metrics and health endpoints (bound port, url); undefined when `metrics.enabled` is false. */
+  readonly metrics: MetricsServer | undefined;
   /** Stop fetching, drain in-flight batches, commit, close sinks, close the dead-letter queue. Idempotent. */
   stop(): Promise<void>;
 }
@@ -120,14 +123,22 @@ export async function startService(
 ): Promise<Service> {
   const { logger } = options;
   const events = options.events ?? new RouterEvents();
+  // Metrics first, so /healthz and /readyz answer (503, saying why) while sinks start and the group is joined.
+  const metrics = config.metrics.enabled ? await startMetrics(config, { events, logger }) : undefined;
+  const closeMetricsAndThrow = async (err: unknown): Promise<never> => {
+    await metrics?.close();
+    throw err;
+  };
   // Closes the sinks, then the dead-letter queue: the shutdown order's last two steps.
   const { processor, sinkNames, close: closePipeline } = await buildPipeline(config, {
     logger,
     events,
     onFailure: options.onFailure,
-  });
+  }).catch(closeMetricsAndThrow);
+  metrics?.markSinksStarted();
 
   const consumer = createChangeConsumer(createKafka(config.kafka, logger), config.kafka, events, logger);
+  metrics?.watchConsumer(consumer);
   await consumer.run(async (records, control) => {
     const outcome = await processor.process(records, control);
     if (outcome.halted) {
@@ -140,7 +151,7 @@ export async function startService(
       });
     }
     return { commitOffset: outcome.commitOffset, halt: outcome.halted !== undefined };
-  });
+  }).catch(closeMetricsAndThrow);
   logger.info(
     { topics: config.kafka.topics ?? config.kafka.topic_pattern, group: config.kafka.group_id, sinks: sinkNames },
     'cdc-router running',
@@ -150,13 +161,17 @@ export async function startService(
   return {
     events,
     consumer,
+    metrics,
     stop: () =>
       (stopping ??= (async () => {
         logger.info('stopping: draining in-flight batches');
+        metrics?.markStopping();
         try {
           await consumer.stop();
         } finally {
           await closePipeline();
+          // Last: the endpoints say "stopping" until everything else is closed.
+          await metrics?.close();
           logger.info('stopped');
         }
       })()),
