@@ -4,7 +4,8 @@ import { defineHandler, defineHandlers } from '../src/index.ts';
 interface Customer {
   id: number;
   email: string;
-  name: string;
+  full_name: string;
+  vip: boolean;
 }
 
 export default defineHandlers({
@@ -12,10 +13,10 @@ export default defineHandlers({
     defineHandler<Customer>({
       table: 'public.customers',
       transforms: [
-        // Lower-case e-mails before they reach the sinks; drop test accounts entirely.
+        // E-mail addresses are compared case-insensitively downstream; test accounts never leave.
         function normaliseEmail(event) {
           const after = event.after;
-          if (!after) return event;
+          if (!after || typeof after.email !== 'string') return event;
           if (after.email.endsWith('@example.invalid')) return null;
           return { ...event, after: { ...after, email: after.email.toLowerCase() } };
         },

@@ -9,6 +9,7 @@ import { registerDlqCommands } from './dlq-command.ts';
 import { registerOffsetsCommand } from './offsets-command.ts';
 import { startProgress } from './progress.ts';
 import { registerReplayCommand } from './replay-command.ts';
+import { registerStatusCommand } from './status-command.ts';
 
 const program = new Command()
   .name('cdc-router')
@@ -76,6 +77,7 @@ registerReplayCommand(program);
 registerOffsetsCommand(program);
 
 registerDlqCommands(program);
+registerStatusCommand(program);
 
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof ConfigError) console.error(err.message);
