@@ -22,6 +22,7 @@ const TEXT: Codec = { kind: 'text', array: false };
 
 /** Rows per statement: small enough to encode the next chunk while the server runs this one. */
 const CHUNK_ROWS = 1_000;
+const FIRST_CHUNK_ROWS = 250;
 
 export interface WriterOptions {
   readonly sink: string;
@@ -180,10 +181,11 @@ export class BatchWriter {
       return;
     }
     const sql = this.sql(meta, unit);
-    // Rows go in chunks, each encoded while the server still works on the previous one.
+    // Rows go in chunks, each encoded while the server still works on the previous one; the first
+    // chunk is small, so that the server starts early.
     let running: Promise<unknown> | undefined;
-    for (let start = 0; start < changes.length; start += CHUNK_ROWS) {
-      const params = this.encode(meta, unit, changes.slice(start, start + CHUNK_ROWS));
+    for (let start = 0, size = FIRST_CHUNK_ROWS; start < changes.length; start += size, size = CHUNK_ROWS) {
+      const params = this.encode(meta, unit, changes.slice(start, start + size));
       await running;
       running = params ? client.query(sql, params) : undefined;
     }

@@ -33,6 +33,10 @@ const CONNECT_TYPES: Readonly<Record<string, string>> = {
   int64: 'bigint',
   float32: 'real',
   float64: 'double precision',
+  // JsonConverter's schema block names the float types `float` and `double` (Schema.Type's
+  // FLOAT32/FLOAT64 are the names other converters use).
+  float: 'real',
+  double: 'double precision',
   boolean: 'boolean',
   string: 'text',
   bytes: 'bytea',

@@ -1,3 +1,4 @@
+import { get } from 'node:http';
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { loadConfig } from '../config/load.ts';
@@ -11,7 +12,11 @@ export const DEFAULT_STATUS_URL = 'http://127.0.0.1:9464';
 
 const statusOptions = z
   .object({
-    url: z.string().url().optional(),
+    url: z
+      .string()
+      .url()
+      .refine((u) => u.startsWith('http://'), 'expected an http:// URL')
+      .optional(),
     config: z.string().min(1).optional(),
     json: z.boolean().default(false),
     timeoutMs: z.number().int().positive().default(5_000),
@@ -35,23 +40,29 @@ async function baseUrl(o: z.infer<typeof statusOptions>): Promise<{ url: string 
   return { url: `http://${host.includes(':') ? `[${host}]` : host}:${metrics.port}` };
 }
 
-/** The fetch failure's own reason (ECONNREFUSED, a timeout), not undici's generic "fetch failed". */
-function reachFailure(err: unknown): string {
-  if (err instanceof Error && err.name === 'TimeoutError') return 'no answer in time';
-  const cause = err instanceof Error ? err.cause : undefined;
-  if (cause instanceof Error) return 'code' in cause && typeof cause.code === 'string' ? cause.code : cause.message;
-  return errorMessage(err);
+/** node:http rather than fetch: fetch refuses some ports outright ("bad port"), a config may use one. */
+function httpGet(url: string, timeoutMs: number): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = get(url, { agent: false, timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+  });
 }
 
 async function fetchStatus(url: string, timeoutMs: number): Promise<{ report: StatusReport } | { problem: string }> {
-  let res: Response;
+  let res: { status: number; body: string };
   try {
-    res = await fetch(`${url}/status`, { signal: AbortSignal.timeout(timeoutMs) });
+    res = await httpGet(`${url}/status`, timeoutMs);
   } catch (err) {
-    return { problem: `cannot reach cdc-router at ${url}: ${reachFailure(err)} (is it running, with metrics enabled?)` };
+    return { problem: `cannot reach cdc-router at ${url}: ${errorMessage(err)} (is it running, with metrics enabled?)` };
   }
-  const text = await res.text().catch(() => '');
-  if (!res.ok) return { problem: `${url}/status answered HTTP ${res.status}: ${text.slice(0, 200).trim()}` };
+  const text = res.body;
+  if (res.status !== 200) return { problem: `${url}/status answered HTTP ${res.status}: ${text.slice(0, 200).trim()}` };
   let json: unknown;
   try {
     json = JSON.parse(text);

@@ -165,6 +165,30 @@ export const metricsSchema = z
   })
   .strict();
 
+/** Confluent-compatible schema registry for Avro records in the Confluent wire format (src/decode/avro.ts). */
+export const schemaRegistrySchema = z
+  .object({
+    url: z
+      .string()
+      .url()
+      .refine((u) => !/^[a-z]+:\/\/[^/]*@/i.test(u), 'put credentials in username/password, not in the URL')
+      .describe('base URL of the Confluent-compatible API, e.g. http://registry:8081 (Apicurio: http://host:8080/apis/ccompat/v7)'),
+    username: z.string().min(1).optional().describe('basic auth user'),
+    password: z.string().optional().describe('basic auth password; use ${ENV_VAR}: secrets come from the environment'),
+    request_timeout_ms: z
+      .number()
+      .int()
+      .positive()
+      .default(10_000)
+      .describe('a registry request not answered in time fails, retriable (default 10000)'),
+  })
+  .strict()
+  .superRefine((r, ctx) => {
+    if (r.password !== undefined && r.username === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['username'], message: 'password is set: set username too' });
+    }
+  });
+
 export const configSchema = z
   .object({
     kafka: kafkaSchema,
@@ -172,6 +196,9 @@ export const configSchema = z
       .object({
         heartbeat_topic_prefix: z.string().default('__debezium-heartbeat'),
         transaction_topic_suffix: z.string().default('.transaction'),
+        schema_registry: schemaRegistrySchema
+          .optional()
+          .describe('decode Avro records (magic byte 0, schema id, Avro body) through this registry; absent: such records fail'),
       })
       .strict()
       .default({}),
@@ -199,3 +226,4 @@ export type KafkaConfig = z.infer<typeof kafkaSchema>;
 export type RetryConfig = z.infer<typeof retrySchema>;
 export type DlqConfig = z.infer<typeof dlqSchema>;
 export type MetricsConfig = z.infer<typeof metricsSchema>;
+export type SchemaRegistryConfig = z.infer<typeof schemaRegistrySchema>;

@@ -94,7 +94,7 @@ interface SchemaNode {
 
 interface Context {
   readonly exact: { value: boolean };
-  /** Names of wide temporal columns at any depth. */
+  /** Names of wide columns (temporal and int64) at any depth: their integers can exceed 2^53. */
   readonly wide: Set<string>;
 }
 
@@ -205,6 +205,33 @@ function timestampOf(unit: TimeUnit, ctx: Context): Convert {
   };
 }
 
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/**
+ * A plain int64 column (bigint, int8[] elements, MicroDuration…): JSON.parse rounds values beyond
+ * 2^53 (9223372036854775807 would become 9223372036854776000), so such a value switches the schema
+ * to exact mode, like the wide timestamps, and comes back quoted: a bigint when beyond 2^53, else
+ * a number. Still rounded in exact mode (a name the quoter cannot match): refused, never rounded.
+ */
+function int64Of(ctx: Context): Convert {
+  return (v) => {
+    if (typeof v === 'number') {
+      if (Number.isSafeInteger(v)) return v;
+      if (!Number.isInteger(v)) throw bad('an int64', v);
+      if (!ctx.exact.value) {
+        ctx.exact.value = true;
+        throw NEED_EXACT;
+      }
+      throw new FieldProblem('BAD_FIELD', `int64 value ${show(v)} beyond 2^53 could not be read exactly`);
+    }
+    if (typeof v === 'string' && INTEGER_TEXT.test(v)) {
+      const n = BigInt(v);
+      return n >= -MAX_SAFE && n <= MAX_SAFE ? Number(n) : n;
+    }
+    throw bad('an int64', v);
+  };
+}
+
 function jsonOf(v: unknown): unknown {
   if (typeof v !== 'string') return v;
   try {
@@ -259,6 +286,9 @@ function compileValue(node: SchemaNode, ctx: Context, column: string): Convert |
     if (c) return c;
   }
   switch (node.type) {
+    case 'int64':
+      ctx.wide.add(column);
+      return int64Of(ctx);
     case 'struct':
       return compileStruct(node, ctx);
     case 'array':
@@ -428,12 +458,15 @@ const PLAIN_NAME = /^[^"\\\p{Cc}]+$/u;
 function wideIntegerQuoter(names: ReadonlySet<string>): (text: string) => string {
   const literal = [...names].filter((n) => PLAIN_NAME.test(n)).map((n) => n.replace(REGEX_SPECIAL, '\\$&'));
   if (literal.length === 0) return (text) => text;
-  // `"name":123` can only be a member (inside a JSON string the quotes would be escaped). The
-  // lookahead keeps floats and exponents out. A same-named column elsewhere in the payload gets
-  // its integers quoted too; columns of plain int64 type are not converted, so they would stay
-  // strings: acceptable for a collision inside one table's envelope.
-  const re = new RegExp(`("(?:${literal.join('|')})"\\s*:\\s*)(-?\\d+)(?=\\s*[,}\\]])`, 'g');
-  return (text) => text.replace(re, '$1"$2"');
+  // `"name":123` can only be a member (inside a JSON string the quotes would be escaped); so can
+  // `"name":[1,null,3]`, an array column, whose integers are quoted one by one. The lookahead keeps
+  // floats and exponents out. A same-named field elsewhere in the envelope gets its integers quoted
+  // too (a column named ts_ms quotes the envelope's ts_ms, which is then ignored): acceptable, and
+  // only once a wide value was seen.
+  const re = new RegExp(`("(?:${literal.join('|')})"\\s*:\\s*)(-?\\d+|\\[[-\\d\\s,nul]*\\])(?=\\s*[,}\\]])`, 'g');
+  const quote = (_m: string, head: string, v: string) =>
+    v.charCodeAt(0) === 0x5b ? head + v.replace(/-?\d+/g, '"$&"') : `${head}"${v}"`;
+  return (text) => text.replace(re, quote);
 }
 
 function finish(rowNode: SchemaNode | undefined, ctx: Context, top: boolean): CompiledSchema {
