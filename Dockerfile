@@ -10,4 +10,4 @@ COPY connectors ./connectors
 COPY transforms ./transforms
 COPY examples ./examples
 ENTRYPOINT ["node", "bin/cdc-router.js"]
-CMD ["run", "--config", "examples/compose.yaml"]
+CMD ["run", "--config", "examples/shop.yaml", "--progress"]

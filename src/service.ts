@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config/load.ts';
 import { createKafka } from './consume/kafka-client.ts';
 import { createChangeConsumer, type ChangeConsumer } from './consume/consumer.ts';
+import { createSchemaRegistryDecoding } from './decode/avro.ts';
 import { createDecoder } from './decode/debezium.ts';
 import { createDeadLetterQueue } from './dlq/create-dead-letter-queue.ts';
 import { createDeadLetterHandler } from './dlq/failure-handler.ts';
@@ -96,11 +97,19 @@ export async function buildPipeline(
   }
 
   const router = createRouter(config.routes, sinks);
-  const processor = createBatchProcessor({
-    decoder: createDecoder({
+  // --- avro: Avro-framed records through the schema registry, JSON as before ---
+  const decoding = createSchemaRegistryDecoding(
+    createDecoder({
       heartbeatTopicPrefix: config.decode.heartbeat_topic_prefix,
       transactionTopicSuffix: config.decode.transaction_topic_suffix,
     }),
+    config.decode.schema_registry,
+    logger.child({ component: 'decode' }),
+  );
+  // --- end avro ---
+  const processor = createBatchProcessor({
+    decoder: decoding.decoder,
+    prepare: decoding.prepare,
     router,
     unrouted: config.unrouted,
     maxBatchSize: config.maxBatchSize,

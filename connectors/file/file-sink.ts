@@ -1,10 +1,10 @@
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { z } from 'zod';
-import { SinkError } from '../../src/errors.ts';
+import { SinkError, errorMessage } from '../../src/errors.ts';
 import { encodePosition } from '../../src/model/position.ts';
 import { toJsonValue } from '../../src/model/serialize.ts';
-import { defineSink, OK, once, type Sink } from '../../src/sink/sink.ts';
+import { defineSink, OK, once, type Sink, type SinkResult } from '../../src/sink/sink.ts';
 
 const configSchema = z
   .object({
@@ -33,23 +33,41 @@ export const fileSink = defineSink({
       },
       async write(batch) {
         if (!handle) throw new SinkError(name, 'write before start', { code: 'NOT_STARTED', retriable: false });
-        const lines = batch.map(
-          (e) =>
-            JSON.stringify(
-              toJsonValue({
-                op: e.op,
-                table: e.table.id,
-                key: e.key,
-                before: e.before,
-                after: e.after,
-                position: encodePosition(e.position),
-                ts_ms: e.tsMs,
-                topic: e.kafka.topic,
-                partition: e.kafka.partition,
-                offset: e.kafka.offset,
+        // Per record: a change JSON cannot hold (nested deeper than the serializer's stack) fails
+        // alone, not the batch it came in.
+        const lines: string[] = [];
+        const results = batch.map((e): SinkResult => {
+          try {
+            lines.push(
+              JSON.stringify(
+                toJsonValue({
+                  op: e.op,
+                  table: e.table.id,
+                  key: e.key,
+                  before: e.before,
+                  after: e.after,
+                  position: encodePosition(e.position),
+                  ts_ms: e.tsMs,
+                  topic: e.kafka.topic,
+                  partition: e.kafka.partition,
+                  offset: e.kafka.offset,
+                }),
+              ) + '\n',
+            );
+            return OK;
+          } catch (err) {
+            return {
+              ok: false,
+              error: new SinkError(name, `table ${e.table.id}: cannot serialize the change: ${errorMessage(err)}`, {
+                code: 'NOT_SERIALIZABLE',
+                retriable: false,
+                at: e.kafka,
+                cause: err,
               }),
-            ) + '\n',
-        );
+            };
+          }
+        });
+        if (lines.length === 0) return results;
         try {
           await handle.appendFile(lines.join(''));
           if (config.fsync) await handle.datasync();
@@ -61,7 +79,7 @@ export const fileSink = defineSink({
             cause: err,
           });
         }
-        return batch.map(() => OK);
+        return results;
       },
       close: once(async () => {
         await handle?.close();

@@ -117,12 +117,21 @@ export const postgresSink = defineSink({
           throw toSinkError(name, `cannot connect to ${server}`, err);
         }
         let broken = false;
+        // pg-pool takes its idle 'error' listener off a checked-out client: without this one, a
+        // connection lost mid-write (server restart, failover, pg_terminate_backend) would be an
+        // uncaught exception. The write's queries reject on their own; this keeps the process alive.
+        const onError = (err: Error) => {
+          broken = true;
+          log.warn({ err: err.message }, 'PostgreSQL connection lost during a write');
+        };
+        client.on('error', onError);
         try {
           return await writer.write(client, batch);
         } catch (err) {
-          broken = isConnectionLost(err);
+          broken ||= isConnectionLost(err);
           throw toSinkError(name, `batch of ${batch.length} records failed`, err);
         } finally {
+          client.removeListener('error', onError);
           client.release(broken);
         }
       },

@@ -327,7 +327,15 @@ export const redisSink = defineSink({
           return;
         }
         const start = chunk.argv.length;
-        const problem = encodeRow(event, chunk.argv);
+        let problem: string | undefined;
+        try {
+          problem = encodeRow(event, chunk.argv);
+        } catch (err) {
+          // A row JSON cannot hold (nested deeper than the serializer's stack) fails alone, not the batch.
+          chunk.argv.length = start;
+          out[index] = fail(event, key, `cannot serialize the row: ${errorMessage(err)}`, 'NOT_SERIALIZABLE', false, err);
+          return;
+        }
         if (problem !== undefined) {
           chunk.argv.length = start;
           out[index] = fail(event, key, problem, 'REDIS_MAPPING', false);

@@ -190,10 +190,17 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
 }
 
 function deepFreeze<T>(value: T): T {
-  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+  // Plain data only. Schemas and other class instances are shared module state: a zod schema
+  // resets its RegExps' lastIndex on every parse, so freezing one broke every later config load.
+  if (isPlainData(value) && !Object.isFrozen(value)) {
     Object.freeze(value);
-    // Factories and functions are shared objects; freezing plain data is enough.
-    for (const v of Object.values(value)) if (typeof v === 'object') deepFreeze(v);
+    for (const v of Object.values(value)) deepFreeze(v);
   }
   return value;
+}
+
+function isPlainData(value: unknown): value is object {
+  if (typeof value !== 'object' || value === null) return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return Array.isArray(value) || proto === Object.prototype || proto === null;
 }

@@ -1,25 +1,49 @@
 import avsc from 'avsc';
-import { SEMANTIC } from './connect-schema.ts';
+import {
+  readArray,
+  readBoolean,
+  readBytes,
+  readDouble,
+  readEnum,
+  readFixed,
+  readFloat,
+  readInt,
+  readLong,
+  readMap,
+  readNull,
+  readRecord,
+  readString,
+  readUnion,
+  readUnionMember,
+  transcode,
+  KIND,
+  type FieldPlan,
+  type Kind,
+  type Reader,
+} from './avro-json.ts';
 import { EXACT_LONG } from './avro-long.ts';
+import { SEMANTIC } from './connect-schema.ts';
 
 /**
- * Compiles an Avro schema, once per registry schema id, into the two things the Avro route needs:
+ * Compiles an Avro schema, once per registry schema id, into what the Avro route needs:
  *
  * - the Kafka Connect schema block JsonConverter would have written for the same data (what Kafka
  *   Connect's AvroConverter reads the Avro schema back into), so that the JSON decoder compiles it
  *   like any other: Debezium's `connect.name` / `connect.parameters` / `connect.version` attributes
  *   give the semantic types (io.debezium.time.MicroTimestamp, …Decimal with its scale, Json…), Avro
- *   logical types (decimal, date, timestamp-micros…) map to the Connect types they stand for;
- * - a reader from Avro binary to the JSON payload form JsonConverter writes: bytes and fixed as
- *   base64, unions unwrapped, longs exact (see avro-long.ts), floats printed as Java prints a float,
- *   NaN and the infinities as the strings PostgreSQL reads.
+ *   logical types (decimal with its scale, date, timestamp-micros…) the Connect types they stand for;
+ * - a reader from Avro binary straight to the JSON payload bytes JsonConverter writes (see
+ *   avro-json.ts): a tree of closures, one per schema node, planned here; no per-record schema work.
  *
- * The reader is avsc's compiled decoder plus a converter that visits only the fields that need any
- * work (bytes, floats, multi-branch unions and what contains them), planned here once.
+ * Why not avsc's decoder: its long throws past 2^53 (every NanoTimestamp, Debezium's own ts_ns);
+ * the exact long it allows (`LongType.__with`) slices a Buffer per long; and its objects would still
+ * need a walk (bytes to base64, floats) and a JSON.stringify. On a Debezium envelope of 48 fields
+ * avsc with exact longs plus that walk and stringify took about 3 times as long as this reader.
+ * avsc still builds the schema's type (it validates the schema, and the registry client wants one),
+ * and tests encode with it.
  */
 
 type JsonObject = Record<string, unknown>;
-type Convert = (value: unknown) => unknown;
 type AvroSchemaInput = Parameters<typeof avsc.Type.forSchema>[0];
 
 /** A node of a Kafka Connect JSON schema block, as JsonConverter writes it. */
@@ -42,16 +66,19 @@ export interface CompiledAvroSchema {
   readonly connect: ConnectSchema;
   /** The Connect schema block as compact JSON text, ready to be framed with a payload. */
   readonly connectJson: string;
-  /** avsc's type for the schema, with exact longs. */
+  /** avsc's type for the schema (exact longs, unions unwrapped): for the registry client and for encoding. */
   readonly type: avsc.Type;
   /**
-   * The JSON payload form of the Avro body that starts at `offset` and must end where `bytes` ends.
-   * Throws AvroSchemaProblem for a truncated body or trailing bytes, avsc's errors for corrupt ones.
+   * `head`, the JSON payload of the Avro body that starts at `offset` and ends where `bytes` ends,
+   * and `tail`, as one new buffer. Throws AvroBodyProblem when the bytes are not such a body
+   * (truncated, trailing bytes, a bad union index, enum index or boolean).
    */
-  read(bytes: Buffer, offset: number): unknown;
+  transcode(bytes: Buffer, offset: number, head: Uint8Array, tail: Uint8Array): Buffer;
+  /** The JSON payload text alone (tests, tools). */
+  readJson(bytes: Buffer, offset: number): string;
 }
 
-/** An Avro schema this module cannot turn into a Connect schema, or a body it cannot read. */
+/** An Avro schema this module cannot turn into a Connect schema. */
 export class AvroSchemaProblem extends Error {
   constructor(message: string) {
     super(message);
@@ -77,11 +104,19 @@ const LOGICAL: Readonly<Record<string, Readonly<Record<string, string>>>> = {
   string: { uuid: 'io.debezium.data.Uuid' },
 };
 
+// --- schema -----------------------------------------------------------------------------------
+
 interface Compiled {
   /** The node, `optional: false`; a union with null makes the place that holds it optional. */
   readonly connect: ConnectSchema;
   readonly optional: boolean;
-  readonly convert: Convert | undefined;
+  readonly read: Reader;
+  /** A primitive's kind (also behind a union with null), else KIND.other. */
+  readonly kind: Kind;
+  /** When the type is a primitive in a union with null: null's branch index, else -1. */
+  readonly nullIndex: number;
+  /** Fewest bytes a value takes (bounds block counts of corrupt bodies). */
+  readonly minBytes: number;
   /** avsc's branch name of the type: its full name when named, else its type name. */
   readonly branch: string;
 }
@@ -113,37 +148,6 @@ function stringParameters(v: unknown): Record<string, string> {
   return out;
 }
 
-// --- values -----------------------------------------------------------------------------------
-
-function base64(v: unknown): unknown {
-  return Buffer.isBuffer(v) ? v.toString('base64') : v;
-}
-
-function nonFinite(v: number): string {
-  return Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity';
-}
-
-/**
- * The shortest decimal that reads back as the same float32: what Java's Float.toString (and so
- * JsonConverter) prints; avsc widens the float to a double, which would print 0.1f as 0.10000000149011612.
- */
-function float32(v: unknown): unknown {
-  if (typeof v !== 'number') return v;
-  if (!Number.isFinite(v)) return nonFinite(v);
-  for (let digits = 1; digits < 9; digits++) {
-    const shorter = Number(v.toPrecision(digits));
-    if (Math.fround(shorter) === v) return shorter;
-  }
-  return v;
-}
-
-/** JSON has no NaN or infinities; PostgreSQL reads these strings into real and double columns. */
-function float64(v: unknown): unknown {
-  return typeof v === 'number' && !Number.isFinite(v) ? nonFinite(v) : v;
-}
-
-// --- schema -----------------------------------------------------------------------------------
-
 function fullNameOf(node: JsonObject, namespace: string | undefined, what: string): { fullName: string; namespace: string | undefined } {
   const name = str(node['name']);
   if (!name) throw new AvroSchemaProblem(`${what} without a name`);
@@ -164,52 +168,20 @@ function define(ctx: Context, fullName: string): NamedType {
 function reference(name: string, namespace: string | undefined, ctx: Context): Compiled {
   const named = (!name.includes('.') && namespace ? ctx.named.get(`${namespace}.${name}`) : undefined) ?? ctx.named.get(name);
   if (!named) throw new AvroSchemaProblem(`unknown type ${name} (schema references are not supported)`);
-  if (!named.compiled) throw new AvroSchemaProblem(`type ${named.fullName} contains itself: a Connect schema cannot`);
+  if (!named.compiled) throw new AvroSchemaProblem(`type ${named.fullName} contains itself, which a Connect schema cannot`);
   return named.compiled;
 }
 
-function primitive(type: string, attrs: JsonObject): Compiled {
-  let connectType: string;
-  let convert: Convert | undefined;
-  switch (type) {
-    case 'boolean':
-    case 'string':
-    case 'bytes':
-      connectType = type;
-      break;
-    case 'int': {
-      // Connect's AvroConverter keeps int8 and int16 (Avro has neither) in `connect.type`.
-      const declared = attrs['connect.type'];
-      connectType = declared === 'int8' || declared === 'int16' ? declared : 'int32';
-      break;
-    }
-    case 'long':
-      connectType = 'int64';
-      break;
-    case 'float':
-      connectType = 'float';
-      convert = float32;
-      break;
-    case 'double':
-      connectType = 'double';
-      convert = float64;
-      break;
-    default:
-      throw new AvroSchemaProblem(`a ${type} outside a union has no Connect type`);
-  }
-  if (type === 'bytes') convert = base64;
-  return { connect: semantic({ type: connectType, optional: false }, type, attrs), optional: false, convert, branch: type };
-}
-
-/** Adds the semantic name, version and parameters that `attrs` declares to a Connect node. */
+/** Adds the semantic name, version and parameters `attrs` declares to a Connect node. */
 function semantic(base: ConnectSchema, avroType: string, attrs: JsonObject): ConnectSchema {
   const logical = str(attrs['logicalType']);
   let name = str(attrs['connect.name']);
   const parameters = stringParameters(attrs['connect.parameters']);
-  const isDecimal = logical === 'decimal' && (avroType === 'bytes' || avroType === 'fixed');
-  if (name === undefined && logical !== undefined) name = isDecimal ? SEMANTIC.decimal : LOGICAL[avroType]?.[logical];
+  if (name === undefined && logical !== undefined) {
+    name = logical === 'decimal' && (avroType === 'bytes' || avroType === 'fixed') ? SEMANTIC.decimal : LOGICAL[avroType]?.[logical];
+  }
   if (name === SEMANTIC.decimal) {
-    // connect.parameters wins; a plain Avro decimal carries its scale and precision as attributes.
+    // connect.parameters wins; a plain Avro decimal has its scale and precision as attributes.
     const scale = attrs['scale'];
     const precision = attrs['precision'];
     if (parameters['scale'] === undefined) parameters['scale'] = String(typeof scale === 'number' ? scale : 0);
@@ -218,15 +190,69 @@ function semantic(base: ConnectSchema, avroType: string, attrs: JsonObject): Con
     }
   }
   const version = attrs['connect.version'];
-  let node: ConnectSchema = base;
-  if (name !== undefined) node = { ...node, name };
-  if (typeof version === 'number') node = { ...node, version };
-  if (Object.keys(parameters).length > 0) node = { ...node, parameters };
-  return node;
+  return {
+    ...base,
+    ...(name !== undefined ? { name } : {}),
+    ...(typeof version === 'number' ? { version } : {}),
+    ...(Object.keys(parameters).length > 0 ? { parameters } : {}),
+  };
 }
 
-function optionalIn(c: Compiled, extra: { field?: string } = {}): ConnectSchema {
-  return { ...c.connect, optional: c.optional, ...extra };
+function placed(c: Compiled, field?: string): ConnectSchema {
+  return { ...c.connect, optional: c.optional, ...(field !== undefined ? { field } : {}) };
+}
+
+function primitive(type: string, attrs: JsonObject): Compiled {
+  let connectType: string;
+  let read: Reader;
+  let kind: Kind;
+  let minBytes = 1;
+  switch (type) {
+    case 'boolean':
+      connectType = 'boolean';
+      read = readBoolean;
+      kind = KIND.boolean;
+      break;
+    case 'string':
+      connectType = 'string';
+      read = readString;
+      kind = KIND.string;
+      break;
+    case 'bytes':
+      connectType = 'bytes';
+      read = readBytes;
+      kind = KIND.bytes;
+      break;
+    case 'int': {
+      // Connect's AvroConverter keeps int8 and int16 (Avro has neither) in `connect.type`.
+      const declared = attrs['connect.type'];
+      connectType = declared === 'int8' || declared === 'int16' ? declared : 'int32';
+      read = readInt;
+      kind = KIND.int;
+      break;
+    }
+    case 'long':
+      connectType = 'int64';
+      read = readLong;
+      kind = KIND.long;
+      break;
+    case 'float':
+      connectType = 'float';
+      read = readFloat;
+      kind = KIND.float;
+      minBytes = 4;
+      break;
+    case 'double':
+      connectType = 'double';
+      read = readDouble;
+      kind = KIND.double;
+      minBytes = 8;
+      break;
+    default:
+      throw new AvroSchemaProblem(`a ${type} outside a union has no Connect type`);
+  }
+  const connect = semantic({ type: connectType, optional: false }, type, attrs);
+  return { connect, optional: false, read, kind, nullIndex: -1, minBytes, branch: type };
 }
 
 function record(node: JsonObject, namespace: string | undefined, ctx: Context): Compiled {
@@ -235,7 +261,8 @@ function record(node: JsonObject, namespace: string | undefined, ctx: Context): 
   const rawFields = node['fields'];
   if (!Array.isArray(rawFields)) throw new AvroSchemaProblem(`record ${fullName} has no fields array`);
   const fields: ConnectSchema[] = [];
-  const plans: { readonly name: string; readonly convert: Convert }[] = [];
+  const plans: FieldPlan[] = [];
+  let minBytes = 0;
   for (const f of rawFields) {
     const fieldName = isObject(f) ? str(f['name']) : undefined;
     if (!isObject(f) || fieldName === undefined) throw new AvroSchemaProblem(`record ${fullName} has a field without a name`);
@@ -243,29 +270,23 @@ function record(node: JsonObject, namespace: string | undefined, ctx: Context): 
     try {
       c = compile(f['type'], ns, ctx);
     } catch (e) {
-      if (e instanceof AvroSchemaProblem) e.message = `${fullName}.${fieldName}: ${e.message}`;
+      if (e instanceof AvroSchemaProblem && !e.message.startsWith(`${fullName}.`)) e.message = `${fullName}.${fieldName}: ${e.message}`;
       throw e;
     }
-    fields.push(optionalIn(c, { field: fieldName }));
-    if (c.convert) plans.push({ name: fieldName, convert: c.convert });
+    fields.push(placed(c, fieldName));
+    plans.push({ name: fieldName, kind: c.kind, nullIndex: c.nullIndex, read: c.read });
+    minBytes += c.minBytes;
   }
   const connectName = str(node['connect.name']) ?? (CONNECT_DEFAULT.test(fullName) ? undefined : fullName);
-  let connect: ConnectSchema = { type: 'struct', fields, optional: false };
-  if (connectName !== undefined) connect = { ...connect, name: connectName };
-  connect = semantic(connect, 'record', { ...node, 'connect.name': undefined, logicalType: undefined });
-  const convert: Convert | undefined =
-    plans.length === 0
-      ? undefined
-      : (v) => {
-          const row = v as JsonObject;
-          for (let i = 0; i < plans.length; i++) {
-            const plan = plans[i]!;
-            const x = row[plan.name];
-            if (x !== null && x !== undefined) row[plan.name] = plan.convert(x);
-          }
-          return row;
-        };
-  named.compiled = { connect, optional: false, convert, branch: fullName };
+  const version = node['connect.version'];
+  const connect: ConnectSchema = {
+    type: 'struct',
+    fields,
+    optional: false,
+    ...(connectName !== undefined ? { name: connectName } : {}),
+    ...(typeof version === 'number' ? { version } : {}),
+  };
+  named.compiled = { connect, optional: false, read: readRecord(plans), kind: KIND.other, nullIndex: -1, minBytes, branch: fullName };
   return named.compiled;
 }
 
@@ -279,46 +300,32 @@ function compileObject(node: JsonObject, namespace: string | undefined, ctx: Con
     case 'enum': {
       const { fullName } = fullNameOf(node, namespace, 'enum');
       const named = define(ctx, fullName);
+      const symbols = node['symbols'];
+      if (!Array.isArray(symbols) || !symbols.every((s) => typeof s === 'string')) {
+        throw new AvroSchemaProblem(`enum ${fullName} has no symbols array`);
+      }
       const connect = semantic({ type: 'string', optional: false, name: fullName }, 'enum', node);
-      named.compiled = { connect, optional: false, convert: undefined, branch: fullName };
+      named.compiled = { connect, optional: false, read: readEnum(symbols as string[]), kind: KIND.other, nullIndex: -1, minBytes: 1, branch: fullName };
       return named.compiled;
     }
     case 'fixed': {
       const { fullName } = fullNameOf(node, namespace, 'fixed');
       const named = define(ctx, fullName);
-      named.compiled = { connect: semantic({ type: 'bytes', optional: false }, 'fixed', node), optional: false, convert: base64, branch: fullName };
+      const size = node['size'];
+      if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw new AvroSchemaProblem(`fixed ${fullName} has no size`);
+      const connect = semantic({ type: 'bytes', optional: false }, 'fixed', node);
+      named.compiled = { connect, optional: false, read: readFixed(size), kind: KIND.other, nullIndex: -1, minBytes: size, branch: fullName };
       return named.compiled;
     }
     case 'array': {
       const items = compile(node['items'], namespace, ctx);
-      const convertItem = items.convert;
-      const convert: Convert | undefined = convertItem
-        ? (v) => {
-            const list = v as unknown[];
-            for (let i = 0; i < list.length; i++) {
-              const x = list[i];
-              if (x !== null && x !== undefined) list[i] = convertItem(x);
-            }
-            return list;
-          }
-        : undefined;
-      return { connect: semantic({ type: 'array', items: optionalIn(items), optional: false }, 'array', node), optional: false, convert, branch: 'array' };
+      const connect = semantic({ type: 'array', items: placed(items), optional: false }, 'array', node);
+      return { connect, optional: false, read: readArray(items.read, items.minBytes), kind: KIND.other, nullIndex: -1, minBytes: 1, branch: 'array' };
     }
     case 'map': {
       const values = compile(node['values'], namespace, ctx);
-      const convertValue = values.convert;
-      const convert: Convert | undefined = convertValue
-        ? (v) => {
-            const map = v as JsonObject;
-            for (const k in map) {
-              const x = map[k];
-              if (x !== null && x !== undefined) map[k] = convertValue(x);
-            }
-            return map;
-          }
-        : undefined;
-      const connect: ConnectSchema = { type: 'map', keys: { type: 'string', optional: false }, values: optionalIn(values), optional: false };
-      return { connect: semantic(connect, 'map', node), optional: false, convert, branch: 'map' };
+      const connect = semantic({ type: 'map', keys: { type: 'string', optional: false }, values: placed(values), optional: false }, 'map', node);
+      return { connect, optional: false, read: readMap(values.read), kind: KIND.other, nullIndex: -1, minBytes: 1, branch: 'map' };
     }
     default:
       if (PRIMITIVES.has(type)) return primitive(type, node);
@@ -327,37 +334,31 @@ function compileObject(node: JsonObject, namespace: string | undefined, ctx: Con
 }
 
 /**
- * `["null", T]` is an optional T. A union of several non-null types becomes what Connect's
- * AvroConverter makes of it: a struct named io.confluent.connect.avro.Union with one optional field
- * per branch (named after the branch's type, or its name without namespace), the value in its own
- * branch's field. avsc reads such unions wrapped (`{"<branch>": value}`, see the type hook below).
+ * `["null", T]` (in either order) is an optional T. A union of several non-null types becomes what
+ * Connect's AvroConverter makes of it: a struct named io.confluent.connect.avro.Union with one
+ * optional field per branch, named after the branch's type (a named type without its namespace),
+ * the value in its branch's field and null in the others.
  */
 function union(branches: unknown[], namespace: string | undefined, ctx: Context): Compiled {
-  const hasNull = branches.some(isNullSchema);
-  const compiled = branches.filter((b) => !isNullSchema(b)).map((b) => compile(b, namespace, ctx));
-  const [only] = compiled;
+  if (branches.length === 0) throw new AvroSchemaProblem('an empty union');
+  const compiled = branches.map((b) => (isNullSchema(b) ? undefined : compile(b, namespace, ctx)));
+  const present = compiled.filter((c): c is Compiled => c !== undefined);
+  const hasNull = present.length < compiled.length;
+  const [only] = present;
   if (!only) throw new AvroSchemaProblem('a union of null alone has no Connect type');
-  if (compiled.length === 1) return { ...only, optional: hasNull };
-  const byBranch = new Map<string, { readonly field: string; readonly convert: Convert | undefined }>();
-  const fields = compiled.map((c) => {
-    const field = c.branch.slice(c.branch.lastIndexOf('.') + 1);
-    byBranch.set(c.branch, { field, convert: c.convert });
-    return { ...c.connect, optional: true, field };
-  });
-  const empty = Object.fromEntries(fields.map((f) => [f.field, null])) as JsonObject;
-  const convert: Convert = (v) => {
-    const wrapped = v as JsonObject;
-    for (const key in wrapped) {
-      const branch = byBranch.get(key);
-      if (!branch) throw new AvroSchemaProblem(`union value in unknown branch ${key}`);
-      const out = { ...empty };
-      const x = wrapped[key];
-      out[branch.field] = branch.convert && x !== null && x !== undefined ? branch.convert(x) : x;
-      return out;
-    }
-    throw new AvroSchemaProblem('union value without a branch');
-  };
-  return { connect: { type: 'struct', fields, optional: false, name: CONNECT_UNION }, optional: hasNull, convert, branch: 'union' };
+  if (present.length === 1) {
+    if (compiled.length === 1) return only;
+    const read = readUnion(compiled.map((c) => c?.read ?? readNull));
+    // ["null", T]: records read a primitive T inline (see readRecord).
+    const nullIndex = compiled.length === 2 && only.kind !== KIND.other ? compiled.indexOf(undefined) : -1;
+    return { ...only, optional: hasNull, read, kind: nullIndex >= 0 ? only.kind : KIND.other, nullIndex, minBytes: 1 };
+  }
+  const fieldNames = present.map((c) => c.branch.slice(c.branch.lastIndexOf('.') + 1));
+  const fields = present.map((c, i) => ({ ...c.connect, optional: true, field: fieldNames[i]! }));
+  let next = 0;
+  const readers = compiled.map((c) => (c ? readUnionMember(fieldNames, next++, c.read) : readNull));
+  const connect: ConnectSchema = { type: 'struct', fields, optional: false, name: CONNECT_UNION };
+  return { connect, optional: hasNull, read: readUnion(readers), kind: KIND.other, nullIndex: -1, minBytes: 1, branch: 'union' };
 }
 
 function compile(node: unknown, namespace: string | undefined, ctx: Context): Compiled {
@@ -374,8 +375,8 @@ function isLongSchema(schema: unknown): boolean {
 }
 
 /**
- * Exact longs everywhere; unions of several non-null types read wrapped (which branch matters to
- * the Connect form), every other union unwrapped (`["null", T]` reads as null or the T).
+ * avsc's type of the same schema: exact longs; unions of several non-null types wrapped
+ * (`{"<branch>": value}`), every other union unwrapped (`["null", T]` is null or a T).
  */
 const typeHook: NonNullable<Parameters<typeof avsc.Type.forSchema>[1]>['typeHook'] = (schema, opts) => {
   if (isLongSchema(schema)) return EXACT_LONG;
@@ -388,25 +389,20 @@ const typeHook: NonNullable<Parameters<typeof avsc.Type.forSchema>[1]>['typeHook
 /** Compiles a parsed Avro schema (the registry's `schema` text, parsed). Throws AvroSchemaProblem. */
 export function compileAvroSchema(schema: unknown): CompiledAvroSchema {
   const top = compile(schema, undefined, { named: new Map() });
-  const connect = top.optional ? optionalIn(top) : top.connect;
+  const connect = top.optional ? placed(top) : top.connect;
   let type: avsc.Type;
   try {
     type = avsc.Type.forSchema(schema as AvroSchemaInput, { wrapUnions: 'never', typeHook });
   } catch (e) {
     throw new AvroSchemaProblem(`avsc cannot use the schema: ${e instanceof Error ? e.message : String(e)}`);
   }
-  const convert = top.convert;
+  const read = top.read;
+  const none = new Uint8Array(0);
   return {
     connect,
     connectJson: JSON.stringify(connect),
     type,
-    read(bytes, offset) {
-      const { value, offset: end } = type.decode(bytes, offset) as { value: unknown; offset: number };
-      if (end < 0) throw new AvroSchemaProblem('the Avro body ends early (truncated, or not written with this schema)');
-      if (end !== bytes.length) {
-        throw new AvroSchemaProblem(`${bytes.length - end} byte(s) follow the Avro body (not written with this schema)`);
-      }
-      return convert && value !== null && value !== undefined ? convert(value) : value;
-    },
+    transcode: (bytes, offset, head, tail) => transcode(read, bytes, offset, head, tail),
+    readJson: (bytes, offset) => transcode(read, bytes, offset, none, none).toString('utf8'),
   };
 }

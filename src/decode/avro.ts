@@ -113,7 +113,7 @@ interface Known {
   readonly head: Buffer;
 }
 
-const CLOSING_BRACE = 0x7d;
+const CLOSING_BRACE = Uint8Array.of(0x7d);
 
 class AvroDecoder implements Decoder {
   private readonly inner: Decoder;
@@ -152,9 +152,8 @@ class AvroDecoder implements Decoder {
     const id = bytes.readUInt32BE(1);
     const known = this.known.get(id);
     if (!known) throw this.unknown(id, role, at);
-    let payload: unknown;
     try {
-      payload = known.schema.read(bytes, WIRE_HEADER_BYTES);
+      return known.schema.transcode(bytes, WIRE_HEADER_BYTES, known.head, CLOSING_BRACE);
     } catch (cause) {
       throw new DecodeError(`${role} is not a valid Avro body for schema id ${id}: ${errorMessage(cause)}`, {
         code: 'AVRO_DECODE',
@@ -162,13 +161,6 @@ class AvroDecoder implements Decoder {
         cause,
       });
     }
-    const text = JSON.stringify(payload);
-    const head = known.head;
-    const out = Buffer.allocUnsafe(head.length + Buffer.byteLength(text) + 1);
-    head.copy(out, 0);
-    const end = head.length + out.write(text, head.length);
-    out[end] = CLOSING_BRACE;
-    return out;
   }
 
   private unknown(id: number, role: 'key' | 'value', at: RecordCoordinates): DecodeError {

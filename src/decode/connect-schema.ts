@@ -206,6 +206,7 @@ function timestampOf(unit: TimeUnit, ctx: Context): Convert {
 }
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const INT64_CONVERTERS = new WeakSet<Convert>();
 
 /**
  * A plain int64 column (bigint, int8[] elements, MicroDuration…): JSON.parse rounds values beyond
@@ -214,7 +215,7 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
  * a number. Still rounded in exact mode (a name the quoter cannot match): refused, never rounded.
  */
 function int64Of(ctx: Context): Convert {
-  return (v) => {
+  const convert: Convert = (v) => {
     if (typeof v === 'number') {
       if (Number.isSafeInteger(v)) return v;
       if (!Number.isInteger(v)) throw bad('an int64', v);
@@ -230,6 +231,8 @@ function int64Of(ctx: Context): Convert {
     }
     throw bad('an int64', v);
   };
+  INT64_CONVERTERS.add(convert);
+  return convert;
 }
 
 function jsonOf(v: unknown): unknown {
@@ -378,13 +381,28 @@ function convertElements(list: unknown[], convert: Convert): void {
   }
 }
 
+/**
+ * An int64 array holding a bigint holds only bigints (numbers promoted), so that sinks writing
+ * bigints as decimal strings never write a mixed array such as [1, "9223372036854775807"], which
+ * a typed store (Elasticsearch's dynamic mapping) refuses.
+ */
+function uniformInt64(list: unknown[]): void {
+  if (!list.some((e) => typeof e === 'bigint')) return;
+  for (let i = 0; i < list.length; i++) {
+    const e = list[i];
+    if (typeof e === 'number') list[i] = BigInt(e);
+  }
+}
+
 function compileArray(node: SchemaNode, ctx: Context, column: string): Convert | undefined {
   const items = asNode(node.items);
   const convert = items && compileValue(items, ctx, column);
   if (!convert) return undefined;
+  const int64 = INT64_CONVERTERS.has(convert);
   return (v) => {
     if (!Array.isArray(v)) throw bad('an array', v);
     convertElements(v, convert);
+    if (int64) uniformInt64(v);
     return v;
   };
 }

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { DecodeError, type RecordCoordinates } from '../errors.ts';
 import { FieldProblem, type CompiledSchema } from './connect-schema.ts';
 import { describeJsonError, jsonValueEnd } from './json-scan.ts';
@@ -74,6 +75,10 @@ export class SchemaCache {
    * retry after a NeedExactIntegers, for records that do not take the cached path).
    */
   parse(bytes: Buffer, topic: string, at: RecordCoordinates, exact: boolean): ParsedJson {
+    // JSON is UTF-8 (RFC 8259). Decoding would silently turn bad bytes into U+FFFD and write that.
+    if (!isUtf8(bytes)) {
+      throw new DecodeError(`${this.role} is not valid UTF-8`, { code: 'MALFORMED_JSON', at: coordinatesOf(at) });
+    }
     const entries = this.byTopic.get(topic);
     if (entries) {
       for (let i = 0; i < entries.length; i++) {

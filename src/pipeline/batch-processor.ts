@@ -52,6 +52,24 @@ export interface BatchProcessorDeps {
   readonly events: RouterEvents;
   readonly logger: Logger;
   readonly onFailure: FailureHandler;
+  // --- avro: optional preparation before decode (src/decode/avro.ts) ---
+  /**
+   * Asynchronous work a batch needs before its synchronous decode (the Avro schemas its records
+   * name, from the registry). A retriable failure is retried with `retryPolicy` under the batch's
+   * signal, nothing committed meanwhile; if the retries give up (`deadlineMs`), decoding goes on and
+   * the records that could not be prepared fail one by one (the decoder says why).
+   */
+  readonly prepare?: ((records: readonly RawRecord[], signal: AbortSignal) => Promise<void>) | undefined;
+  // --- end avro ---
+}
+
+/** Failed records by batch index: one failure per sink that refused it (one, sink undefined, before the sinks). */
+type Failures = Map<number, RecordFailure[]>;
+
+function addFailure(failures: Failures, index: number, failure: RecordFailure): void {
+  const list = failures.get(index);
+  if (list) list.push(failure);
+  else failures.set(index, [failure]);
 }
 
 interface Pending {
@@ -118,7 +136,7 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
     items: readonly Pending[],
     tracker: PartitionTracker,
     offsets: readonly bigint[],
-    failures: Map<number, RecordFailure>,
+    failures: Failures,
     records: readonly RawRecord[],
     control: BatchControl,
     tally: ReturnType<typeof createOutcomeTally>,
@@ -168,7 +186,7 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
               again.push(p);
               firstError ??= r.error;
               if (!firstFailed.has(p.index)) firstFailed.set(p.index, Date.now());
-            } else failures.set(p.index, failure(p, r.error, attempt + 1));
+            } else addFailure(failures, p.index, failure(p, r.error, attempt + 1));
           });
           pending = again;
           const point = tracker.commitPoint();
@@ -190,14 +208,12 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
         },
       ).catch((err: unknown) => {
         if (err instanceof AbortedError) throw err;
-        // A permanent whole-batch failure: every record still pending failed with it.
+        // A permanent whole-batch failure: every record still pending for this sink failed with it.
         const error =
           err instanceof CdcError
             ? err
             : new SinkError(sink.name, errorMessage(err), { code: 'WRITE_FAILED', retriable: false, cause: err });
-        for (const p of pending) {
-          if (!failures.has(p.index)) failures.set(p.index, failure(p, error, 1));
-        }
+        for (const p of pending) addFailure(failures, p.index, failure(p, error, 1));
       });
     }
   }
@@ -206,6 +222,21 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
     const t0 = performance.now();
     const first = records[0];
     if (!first) return { commitOffset: undefined, halted: undefined, aborted: false };
+    // --- avro: optional preparation before decode ---
+    const prepare = deps.prepare;
+    if (prepare) {
+      const where = { topic: first.topic, partition: first.partition };
+      try {
+        await retry(deps.retryPolicy, () => prepare(records, control.signal), {
+          signal: control.signal,
+          onRetry: (err, attempt, delayMs) => log.warn({ ...where, attempt, delayMs, err }, 'batch preparation failed, retrying'),
+        });
+      } catch (err) {
+        if (err instanceof AbortedError) return { commitOffset: undefined, halted: undefined, aborted: true };
+        log.error({ ...where, err }, 'batch preparation failed for good; its records fail one by one');
+      }
+    }
+    // --- end avro ---
     const ref = { topic: first.topic, partition: first.partition };
     deps.events.emit('batch.started', { ...ref, records: records.length });
     // Metrics, aggregated per batch: outcome counts, and per record the op and timestamps.
@@ -215,7 +246,7 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
     const sourceMs = new Float64Array(records.length).fill(NaN);
     const tracker = new PartitionTracker();
     const offsets = records.map((r) => BigInt(r.offset));
-    const failures = new Map<number, RecordFailure>();
+    const failures: Failures = new Map();
     const perSink = new Map<Sink, Pending[]>();
     let changes = 0;
 
@@ -229,7 +260,7 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
         const error = prepared.error;
         const table = prepared.table?.id;
         ops[index] = prepared.op ?? '';
-        failures.set(index, { record, error, sink: undefined, table, attempts: 1, firstFailureAt: now, lastFailureAt: now });
+        addFailure(failures, index, { record, error, sink: undefined, table, attempts: 1, firstFailureAt: now, lastFailureAt: now });
         deps.events.emit('record.failed', { ...ref, offset: record.offset, error });
         return;
       }
@@ -263,29 +294,30 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
     }
 
     // Failures in offset order: park each (dead-letter) or halt the partition at the first that cannot be.
+    // A record refused by several sinks has one failure per sink; it is finished once all are parked.
     let halted: BatchOutcome['halted'];
     if (!aborted) {
-      for (const index of [...failures.keys()].sort((a, b) => a - b)) {
-        const failure = failures.get(index)!;
-        if (failure.sink !== undefined) {
-          deps.events.emit('record.failed', { ...ref, offset: failure.record.offset, error: failure.error });
+      failed: for (const index of [...failures.keys()].sort((a, b) => a - b)) {
+        for (const failure of failures.get(index)!) {
+          if (failure.sink !== undefined) {
+            deps.events.emit('record.failed', { ...ref, offset: failure.record.offset, error: failure.error });
+          }
+          let parked: boolean;
+          try {
+            parked = await deps.onFailure(failure, control.signal);
+          } catch (err) {
+            // Shutdown or rebalance while the handler waited: commit only what came before.
+            if (!(err instanceof AbortedError)) throw err;
+            aborted = true;
+            break failed;
+          }
+          tally.add(failure.table ?? '', ops[index] ?? '', failure.sink ?? '', parked ? 'dead_lettered' : 'failed');
+          if (!parked) {
+            halted = { offset: failure.record.offset, error: failure.error };
+            break failed;
+          }
         }
-        let parked: boolean;
-        try {
-          parked = await deps.onFailure(failure, control.signal);
-        } catch (err) {
-          // Shutdown or rebalance while the handler waited: commit only what came before.
-          if (!(err instanceof AbortedError)) throw err;
-          aborted = true;
-          break;
-        }
-        tally.add(failure.table ?? '', ops[index] ?? '', failure.sink ?? '', parked ? 'dead_lettered' : 'failed');
-        if (parked) {
-          tracker.finish(offsets[index]!);
-        } else {
-          halted = { offset: failure.record.offset, error: failure.error };
-          break;
-        }
+        tracker.finish(offsets[index]!);
       }
     }
     deps.events.emit('batch.processed', {

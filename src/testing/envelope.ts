@@ -56,7 +56,12 @@ export function envelope(input: EnvelopeInput): { key: string; value: string } {
     ts_ms: tsMs + 5,
     transaction: null,
   };
-  const rowSample = input.after ?? input.before ?? input.key;
+  // One Value schema serves before and after, as in Debezium: a column holding a fraction in either
+  // image is a float64 in both.
+  const rowSample: RowOf = { ...(input.before ?? {}), ...(input.after ?? input.key) };
+  for (const [k, v] of Object.entries(input.before ?? {})) {
+    if (typeof v === 'number' && !Number.isInteger(v)) rowSample[k] = v;
+  }
   const recordName = `${prefix}.${schemaName}.${input.table}`;
   if (!input.withSchema) return { key: JSON.stringify(input.key), value: JSON.stringify(payload) };
   const valueSchema = {

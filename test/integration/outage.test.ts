@@ -318,9 +318,30 @@ describe('store outages: no loss, no dead letters, no restart', () => {
       [...target].filter(([tp, end]) => (committed.get(tp) ?? -1n) < end).map(([tp, end]) => `${tp} ${committed.get(tp) ?? -1n}<${end}`);
     const allTopics = TABLES.map(topicOf);
 
-    const phases: { server: PrivateServer; sink: SinkName; downMs: number }[] = [
+    /**
+     * Makes sure a PostgreSQL write is in flight when the server dies: the ledger table is locked,
+     * so the router's next ledger write waits on it holding a pooled connection.
+     */
+    const holdPgWrite = async () => {
+      const locker = new pg.Client({ connectionString: pgServer.url });
+      locker.on('error', () => undefined); // it dies with the server
+      await locker.connect();
+      await locker.query('BEGIN');
+      await locker.query(`LOCK TABLE "${pgSchema}".ledger IN ACCESS EXCLUSIVE MODE`);
+      await waitUntil(
+        async () => {
+          const res = await locker.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM pg_locks WHERE relation = '"${pgSchema}".ledger'::regclass AND NOT granted`,
+          );
+          return res.rows[0]!.n > 0;
+        },
+        15_000,
+        'a router write waiting on the locked ledger table',
+      );
+    };
+    const phases: { server: PrivateServer; sink: SinkName; downMs: number; beforeStop?: () => Promise<void> }[] = [
       { server: redisServer, sink: 'cache', downMs: 30_000 },
-      { server: pgServer, sink: 'pg', downMs: 30_000 },
+      { server: pgServer, sink: 'pg', downMs: 30_000, beforeStop: holdPgWrite },
       // Elasticsearch then needs ~20 s more to come back: about 40 s away in all.
       { server: esServer, sink: 'search', downMs: 20_000 },
     ];
@@ -338,9 +359,10 @@ describe('store outages: no loss, no dead letters, no restart', () => {
           'a first commit on every partition',
         );
 
-        for (const { server, sink, downMs } of phases) {
+        for (const { server, sink, downMs, beforeStop } of phases) {
           const affected = topicsTo(sink, true);
           const unaffected = topicsTo(sink, false);
+          await beforeStop?.();
           const t0 = Date.now();
           // The outage itself is what is tested: its length is fixed, the rest waits for state.
           await server.stop();

@@ -1,0 +1,79 @@
+/**
+ * What `npm run bench` reads from the environment, with its defaults (the full run the issue asks
+ * for). A quick run: `BENCH_EVENTS=30000 BENCH_RUNS=1 BENCH_NAIVE_SECONDS=10 BENCH_LATENCY_SECONDS=5`.
+ */
+
+export const MODES = ['raw', 'naive', 'noop', 'stores', 'ceiling-postgres', 'ceiling-redis', 'ceiling-elasticsearch'] as const;
+export type Mode = (typeof MODES)[number];
+
+export interface BenchSettings {
+  readonly events: number;
+  readonly seed: number;
+  readonly partitions: number;
+  readonly runs: number;
+  readonly modes: readonly Mode[];
+  readonly naiveSeconds: number;
+  readonly latencySeconds: number;
+  readonly latencyWarmupSeconds: number;
+  /** Share of the measured maximum (median of the cdc-router runs into the stores) offered in the latency run. */
+  readonly latencyLoad: number;
+  readonly runTimeoutSeconds: number;
+  /** Rows per write of the bare ceilings, and concurrent writers (each owns a fixed set of partitions). */
+  readonly ceilingBatch: number;
+  readonly ceilingLanes: number;
+  readonly pollMs: number;
+  readonly broker: string;
+  readonly pgUrl: string;
+  readonly redisUrl: string;
+  readonly esUrl: string;
+}
+
+function int(name: string, fallback: number, min = 1): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw.replace(/_/g, ''));
+  if (!Number.isInteger(n) || n < min) throw new RangeError(`${name}=${raw}: expected an integer >= ${min}`);
+  return n;
+}
+
+function fraction(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!(n > 0 && n <= 1)) throw new RangeError(`${name}=${raw}: expected a number in (0, 1]`);
+  return n;
+}
+
+function modes(): readonly Mode[] {
+  const raw = process.env['BENCH_MODES'];
+  if (!raw) return MODES;
+  const wanted = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  // `ceiling` selects the three store ceilings.
+  const out = wanted.flatMap((m) => (m === 'ceiling' ? MODES.filter((x) => x.startsWith('ceiling-')) : [m]));
+  for (const m of out) {
+    if (!(MODES as readonly string[]).includes(m)) throw new RangeError(`BENCH_MODES: unknown mode ${m} (known: ${MODES.join(', ')}, ceiling)`);
+  }
+  return MODES.filter((m) => out.includes(m));
+}
+
+export function readSettings(): BenchSettings {
+  return {
+    events: int('BENCH_EVENTS', 1_000_000, 100),
+    seed: int('BENCH_SEED', 42, 0),
+    partitions: int('BENCH_PARTITIONS', 12),
+    runs: int('BENCH_RUNS', 3),
+    modes: modes(),
+    naiveSeconds: int('BENCH_NAIVE_SECONDS', 60),
+    latencySeconds: int('BENCH_LATENCY_SECONDS', 30, 0),
+    latencyWarmupSeconds: int('BENCH_LATENCY_WARMUP_SECONDS', 5, 0),
+    latencyLoad: fraction('BENCH_LATENCY_LOAD', 0.7),
+    runTimeoutSeconds: int('BENCH_RUN_TIMEOUT_SECONDS', 1_800),
+    ceilingBatch: int('BENCH_CEILING_BATCH', 5_000),
+    ceilingLanes: int('BENCH_CEILING_LANES', 4),
+    pollMs: int('BENCH_POLL_MS', 100, 10),
+    broker: process.env['KAFKA_BROKER'] ?? `127.0.0.1:${process.env['KAFKA_PORT'] ?? '9092'}`,
+    pgUrl: process.env['PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test',
+    redisUrl: process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379',
+    esUrl: process.env['ES_URL'] ?? `http://127.0.0.1:${process.env['ES_PORT'] ?? '9200'}`,
+  };
+}
