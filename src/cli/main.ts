@@ -24,7 +24,7 @@ program
     const config = await loadConfig(opts.config);
     const logger = createLogger({ level: config.log.level });
     const service = await startService(config, { logger });
-    if (opts.progress) startProgress(service.events, process.stdout);
+    if (opts.progress) startProgress(service.events, process.stdout, service.metrics?.url);
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals) => {
       signals++;

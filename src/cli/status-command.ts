@@ -54,7 +54,7 @@ function httpGet(url: string, timeoutMs: number): Promise<{ status: number; body
   });
 }
 
-async function fetchStatus(url: string, timeoutMs: number): Promise<{ report: StatusReport } | { problem: string }> {
+export async function fetchStatus(url: string, timeoutMs: number): Promise<{ report: StatusReport } | { problem: string }> {
   let res: { status: number; body: string };
   try {
     res = await httpGet(`${url}/status`, timeoutMs);

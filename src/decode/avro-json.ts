@@ -446,6 +446,28 @@ export function readRecord(fields: readonly FieldPlan[]): Reader {
   };
 }
 
+/** `[key,value]`: a map entry of a map whose keys are not strings, as JsonConverter writes it. */
+export function readPair(key: FieldPlan, value: FieldPlan): Reader {
+  const plans = [key, value];
+  return (io) => {
+    putByte(io, 0x5b);
+    for (let i = 0; i < 2; i++) {
+      if (i === 1) putByte(io, 0x2c);
+      const plan = plans[i]!;
+      if (plan.kind !== KIND.other && plan.nullIndex >= 0) {
+        const branch = readCount(io);
+        if (branch === plan.nullIndex) {
+          putBytes(io, NULL);
+          continue;
+        }
+        if (branch !== 1 - plan.nullIndex) throw new AvroBodyProblem(`union branch ${branch} of 2`);
+      }
+      readKind(io, plan.kind, plan.read);
+    }
+    putByte(io, 0x5d);
+  };
+}
+
 /**
  * Array and map blocks: a count, that many items, …, a count of 0; a negative count is followed by
  * the block's byte size. Items of at least one byte cannot outnumber the bytes left.

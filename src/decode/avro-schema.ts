@@ -11,6 +11,7 @@ import {
   readLong,
   readMap,
   readNull,
+  readPair,
   readRecord,
   readString,
   readUnion,
@@ -318,6 +319,8 @@ function compileObject(node: JsonObject, namespace: string | undefined, ctx: Con
       return named.compiled;
     }
     case 'array': {
+      const entry = mapEntry(node['items'], namespace, ctx);
+      if (entry) return entry;
       const items = compile(node['items'], namespace, ctx);
       const connect = semantic({ type: 'array', items: placed(items), optional: false }, 'array', node);
       return { connect, optional: false, read: readArray(items.read, items.minBytes), kind: KIND.other, nullIndex: -1, minBytes: 1, branch: 'array' };
@@ -331,6 +334,32 @@ function compileObject(node: JsonObject, namespace: string | undefined, ctx: Con
       if (PRIMITIVES.has(type)) return primitive(type, node);
       return reference(type, namespace, ctx);
   }
+}
+
+const MAP_ENTRY = /^io\.confluent\.connect\.avro\.MapEntry\d*$/;
+
+/**
+ * Connect's AvroConverter writes a map whose keys are not strings as an array of MapEntry records
+ * ({key, value}); it is a Connect map again, in JsonConverter's form for such maps: [[key,value],…].
+ */
+function mapEntry(items: unknown, namespace: string | undefined, ctx: Context): Compiled | undefined {
+  if (!isObject(items) || (items['type'] !== 'record' && items['type'] !== 'error')) return undefined;
+  const { fullName } = fullNameOf(items, namespace, 'record');
+  if (!MAP_ENTRY.test(fullName) && items['connect.internal.type'] !== 'MapEntry') return undefined;
+  const fields = items['fields'];
+  if (!Array.isArray(fields) || fields.length !== 2) return undefined;
+  const [k, v] = fields as unknown[];
+  if (!isObject(k) || !isObject(v) || k['name'] !== 'key' || v['name'] !== 'value') return undefined;
+  const entry = record(items, namespace, ctx);
+  const [keyField, valueField] = entry.connect.fields ?? [];
+  if (!keyField || !valueField) return undefined;
+  const key = compile(k['type'], fullName.slice(0, fullName.lastIndexOf('.')) || undefined, { named: new Map(ctx.named) });
+  const value = compile(v['type'], fullName.slice(0, fullName.lastIndexOf('.')) || undefined, { named: new Map(ctx.named) });
+  const plan = (name: string, c: Compiled) => ({ name, kind: c.kind, nullIndex: c.nullIndex, read: c.read });
+  const { field: _k, ...keys } = keyField;
+  const { field: _v, ...values } = valueField;
+  const connect: ConnectSchema = { type: 'map', keys, values, optional: false };
+  return { connect, optional: false, read: readArray(readPair(plan('key', key), plan('value', value)), entry.minBytes), kind: KIND.other, nullIndex: -1, minBytes: 1, branch: 'array' };
 }
 
 /**
