@@ -37,7 +37,7 @@ export function routerConfig(task: RouterTask): Record<string, unknown> {
     routes: TABLES.map((t) => ({ table: `${SOURCE_SCHEMA}.${t}`, sinks: [...SINK_NAMES] })),
     ...(task.sinks === 'noop' ? { handlers: fileURLToPath(new URL('./noop-handlers.ts', import.meta.url)) } : {}),
     metrics: { port: 0 },
-    log: { level: 'warn' },
+    log: { level: process.env['BENCH_LOG_LEVEL'] ?? 'warn' },
   };
 }
 
@@ -130,7 +130,7 @@ function trace(events: RouterEvents): () => void {
 
 export async function prepareRouter(task: RouterTask): Promise<ModeRunner> {
   const config = await resolveConfig(routerConfig(task));
-  const logger = createLogger({ level: 'warn' });
+  const logger = createLogger({ level: config.log.level });
   const events = new RouterEvents();
   let processed = 0;
   events.on('batch.processed', (p) => (processed += p.records));

@@ -33,7 +33,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url));
 const RESULTS = fileURLToPath(new URL('./results/', import.meta.url));
 
-const log = (line: string) => console.error(line);
+const began = performance.now();
+const log = (line: string) => console.error(`[${((performance.now() - began) / 1000).toFixed(1).padStart(6)} s] ${line}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Cleanups of what is under way, run on Ctrl-C too. */
@@ -47,10 +48,12 @@ async function withCleanup<T>(cleanup: () => Promise<unknown>, fn: () => Promise
     await cleanup().catch((err: unknown) => log(`  cleanup failed: ${String(err)}`));
   }
 }
-process.once('SIGINT', () => {
-  log('interrupted: cleaning up');
-  void Promise.allSettled([...pendingCleanups].map((c) => c())).finally(() => process.exit(130));
-});
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`${signal}: cleaning up`);
+    void Promise.allSettled([...pendingCleanups].map((c) => c())).finally(() => process.exit(130));
+  });
+}
 
 function ensureServers(settings: BenchSettings): void {
   const needsEs = settings.modes.some((m) => m === 'naive' || m === 'stores' || m === 'ceiling-elasticsearch');

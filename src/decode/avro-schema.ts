@@ -120,6 +120,8 @@ interface Compiled {
   readonly minBytes: number;
   /** avsc's branch name of the type: its full name when named, else its type name. */
   readonly branch: string;
+  /** A record's fields, compiled. */
+  readonly members?: readonly Compiled[];
 }
 
 interface NamedType {
@@ -263,6 +265,7 @@ function record(node: JsonObject, namespace: string | undefined, ctx: Context): 
   if (!Array.isArray(rawFields)) throw new AvroSchemaProblem(`record ${fullName} has no fields array`);
   const fields: ConnectSchema[] = [];
   const plans: FieldPlan[] = [];
+  const members: Compiled[] = [];
   let minBytes = 0;
   for (const f of rawFields) {
     const fieldName = isObject(f) ? str(f['name']) : undefined;
@@ -276,6 +279,7 @@ function record(node: JsonObject, namespace: string | undefined, ctx: Context): 
     }
     fields.push(placed(c, fieldName));
     plans.push({ name: fieldName, kind: c.kind, nullIndex: c.nullIndex, read: c.read });
+    members.push(c);
     minBytes += c.minBytes;
   }
   const connectName = str(node['connect.name']) ?? (CONNECT_DEFAULT.test(fullName) ? undefined : fullName);
@@ -287,7 +291,7 @@ function record(node: JsonObject, namespace: string | undefined, ctx: Context): 
     ...(connectName !== undefined ? { name: connectName } : {}),
     ...(typeof version === 'number' ? { version } : {}),
   };
-  named.compiled = { connect, optional: false, read: readRecord(plans), kind: KIND.other, nullIndex: -1, minBytes, branch: fullName };
+  named.compiled = { connect, optional: false, read: readRecord(plans), kind: KIND.other, nullIndex: -1, minBytes, branch: fullName, members };
   return named.compiled;
 }
 
@@ -352,10 +356,9 @@ function mapEntry(items: unknown, namespace: string | undefined, ctx: Context): 
   if (!isObject(k) || !isObject(v) || k['name'] !== 'key' || v['name'] !== 'value') return undefined;
   const entry = record(items, namespace, ctx);
   const [keyField, valueField] = entry.connect.fields ?? [];
-  if (!keyField || !valueField) return undefined;
-  const key = compile(k['type'], fullName.slice(0, fullName.lastIndexOf('.')) || undefined, { named: new Map(ctx.named) });
-  const value = compile(v['type'], fullName.slice(0, fullName.lastIndexOf('.')) || undefined, { named: new Map(ctx.named) });
-  const plan = (name: string, c: Compiled) => ({ name, kind: c.kind, nullIndex: c.nullIndex, read: c.read });
+  const [key, value] = entry.members ?? [];
+  if (!keyField || !valueField || !key || !value) throw new AvroSchemaProblem(`${fullName} is not a map entry`);
+  const plan = (name: string, c: Compiled): FieldPlan => ({ name, kind: c.kind, nullIndex: c.nullIndex, read: c.read });
   const { field: _k, ...keys } = keyField;
   const { field: _v, ...values } = valueField;
   const connect: ConnectSchema = { type: 'map', keys, values, optional: false };

@@ -51,7 +51,7 @@ export interface KafkaCoordinates extends RecordCoordinates {
 /** Column type as the Debezium schema describes it; sinks use it to create and evolve tables. */
 export interface ColumnSchema {
   readonly name: string;
-  /** Connect type: int8, int16, int32, int64, float32, float64, boolean, string, bytes, array, map, struct. */
+  /** Connect type as JsonConverter names it: int8, int16, int32, int64, float, double, boolean, string, bytes, array, map, struct. */
   readonly type: string;
   /** Semantic type name, e.g. io.debezium.time.MicroTimestamp or org.apache.kafka.connect.data.Decimal. */
   readonly semantic: string | undefined;

@@ -72,6 +72,7 @@ function splitName(name: string): { name: string; namespace: string | undefined 
 export function avroSchemaOf(connect: ConnectInput): AvroSchema {
   const defined = new Set<string>();
   let unnamed = 0;
+  let entries = 0;
   const convert = (s: ConnectInput): AvroSchema => {
     const body = required(s);
     return s.optional ? ['null', body] : body;
@@ -100,9 +101,23 @@ export function avroSchemaOf(connect: ConnectInput): AvroSchema {
       case 'array':
         if (!s.items) throw new Error('array schema without items');
         return { type: 'array', items: convert(s.items), ...connectAttributes(s) };
-      case 'map':
-        if (!s.keys || !s.values || s.keys.type !== 'string') throw new Error('only maps with string keys have an Avro form here');
-        return { type: 'map', values: convert(s.values), ...connectAttributes(s) };
+      case 'map': {
+        if (!s.keys || !s.values) throw new Error('map schema without keys or values');
+        if (s.keys.type === 'string') return { type: 'map', values: convert(s.values), ...connectAttributes(s) };
+        // Other keys: an array of MapEntry records, as AvroConverter writes them.
+        entries++;
+        const entry = {
+          type: 'record',
+          name: `MapEntry${entries === 1 ? '' : entries}`,
+          namespace: 'io.confluent.connect.avro',
+          fields: [
+            { name: 'key', type: convert(s.keys) },
+            { name: 'value', type: convert(s.values), ...(s.values.optional ? { default: null } : {}) },
+          ],
+          'connect.internal.type': 'MapEntry',
+        };
+        return { type: 'array', items: entry, ...connectAttributes(s) };
+      }
       default: {
         const type = AVRO_PRIMITIVE[s.type];
         if (!type) throw new Error(`no Avro type for Connect type ${s.type}`);
@@ -139,6 +154,14 @@ export function avroValueOf(connect: ConnectInput, payload: unknown): unknown {
       if (!Array.isArray(payload)) throw new Error('expected an array');
       return payload.map((x) => avroValueOf(connect.items!, x));
     case 'map': {
+      if (connect.keys?.type !== 'string') {
+        // JsonConverter writes these as [[key, value], …].
+        if (!Array.isArray(payload)) throw new Error('expected [key, value] pairs');
+        return payload.map((pair: unknown) => {
+          if (!Array.isArray(pair) || pair.length !== 2) throw new Error('expected a [key, value] pair');
+          return { key: avroValueOf(connect.keys!, pair[0]), value: avroValueOf(connect.values!, pair[1]) };
+        });
+      }
       if (!isObject(payload)) throw new Error('expected a string-keyed map');
       const out: JsonObject = {};
       for (const k in payload) out[k] = avroValueOf(connect.values!, payload[k]);
@@ -151,7 +174,7 @@ export function avroValueOf(connect: ConnectInput, payload: unknown): unknown {
     case 'float32':
     case 'double':
     case 'float64':
-      return typeof payload === 'string' ? Number(payload) : payload;
+      return typeof payload === 'string' || typeof payload === 'bigint' ? Number(payload) : payload;
     default:
       return payload;
   }

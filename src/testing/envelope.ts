@@ -20,7 +20,7 @@ export interface EnvelopeInput {
 }
 
 function connectType(v: Json): string {
-  if (typeof v === 'number') return Number.isInteger(v) ? 'int64' : 'float64';
+  if (typeof v === 'number') return Number.isInteger(v) ? 'int64' : 'double';
   if (typeof v === 'boolean') return 'boolean';
   return 'string';
 }

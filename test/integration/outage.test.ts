@@ -284,6 +284,12 @@ describe('store outages: no loss, no dead letters, no restart', () => {
     events.on('partition.halted', (h) => failed.push(`halted ${h.topic}/${h.partition}@${h.offset}: ${h.error.message}`));
     events.on('group.joined', () => joins++);
 
+    // A store going away must not crash the router: outside a test runner an uncaught exception ends the process.
+    const uncaught: string[] = [];
+    const onUncaught = (err: unknown) => uncaught.push(err instanceof Error ? (err.stack ?? err.message) : String(err));
+    process.on('uncaughtException', onUncaught);
+    process.on('unhandledRejection', onUncaught);
+
     const logger = pino({ level: 'info' }, destination({ dest: join(dir, 'router.log'), sync: true }));
     const service = await startService(config, { logger, events });
 
@@ -401,8 +407,11 @@ describe('store outages: no loss, no dead letters, no restart', () => {
       expect(behind(await commits(allTopics), await ends(allTopics))).toEqual([]);
     } finally {
       await service.stop();
+      process.off('uncaughtException', onUncaught);
+      process.off('unhandledRejection', onUncaught);
     }
 
+    expect(uncaught).toEqual([]);
     expect(failed).toEqual([]);
     expect(deadLettered).toEqual([]);
     const dlqEnds = await kafka.endOffsets(dlqTopic);

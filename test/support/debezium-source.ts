@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { waitUntil } from './kafka.ts';
+import { testKafka, uniqueName, waitUntil } from './kafka.ts';
 
 /**
  * Real CDC for integration tests: the private source PostgreSQL (scripts/source-pg.sh, port 5433)
@@ -194,5 +194,54 @@ async function dropConnector(c: DebeziumConnector): Promise<void> {
     } finally {
       await db.end();
     }
+  }
+}
+
+export interface TopicRecord {
+  readonly topic: string;
+  readonly key: string | null;
+  readonly value: string | null;
+}
+
+/**
+ * Every record of the topics, up to their end offsets when called, as text: what Debezium wrote.
+ * Reads in a throwaway consumer group, deleted afterwards.
+ */
+export async function readTopics(topics: readonly string[], timeoutMs = 60_000): Promise<TopicRecord[]> {
+  const kafka = testKafka();
+  const admin = kafka.admin();
+  await admin.connect();
+  const groupId = uniqueName('e2e-read');
+  const consumer = kafka.consumer({ groupId });
+  try {
+    const remaining = new Map<string, bigint>();
+    for (const topic of topics) {
+      for (const p of await admin.fetchTopicOffsets(topic)) if (BigInt(p.high) > 0n) remaining.set(`${topic}/${p.partition}`, BigInt(p.high));
+    }
+    const records: TopicRecord[] = [];
+    if (remaining.size === 0) return records;
+    await consumer.connect();
+    await consumer.subscribe({ topics: [...topics], fromBeginning: true });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`reading ${topics.join(', ')} took over ${timeoutMs} ms`)), timeoutMs);
+      void consumer
+        .run({
+          eachMessage: async ({ topic, partition, message }) => {
+            records.push({ topic, key: message.key?.toString('utf8') ?? null, value: message.value?.toString('utf8') ?? null });
+            const id = `${topic}/${partition}`;
+            if (BigInt(message.offset) + 1n >= (remaining.get(id) ?? 0n)) remaining.delete(id);
+            if (remaining.size === 0) {
+              clearTimeout(timer);
+              resolve();
+            }
+          },
+        })
+        .catch(reject);
+    });
+    return records;
+  } finally {
+    await consumer.disconnect();
+    await admin.deleteGroups([groupId]).catch(() => undefined);
+    await admin.disconnect();
   }
 }

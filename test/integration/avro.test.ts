@@ -1,0 +1,290 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resolveConfig } from '../../src/config/load.ts';
+import { createDeadLetterQueue } from '../../src/dlq/create-dead-letter-queue.ts';
+import { RouterEvents } from '../../src/events.ts';
+import { createLogger } from '../../src/log.ts';
+import { startService } from '../../src/service.ts';
+import {
+  avroBodyOf,
+  avroSchemaOf,
+  confluentFrame,
+  debeziumPayloads,
+  debeziumSchemas,
+  jsonConverterText,
+  type ChangeInput,
+  type ConnectInput,
+  type TableSpec,
+} from '../../src/testing/avro-envelope.ts';
+import { BROKER, kafkaFixture, uniqueName, waitUntil, type KafkaFixture } from '../support/kafka.ts';
+import { PG_URL } from '../support/stores.ts';
+
+/** scripts/registry.sh: Apicurio Registry's Confluent-compatible API. */
+const REGISTRY_URL = process.env['TEST_REGISTRY_URL'] ?? `http://127.0.0.1:${process.env['REGISTRY_PORT'] ?? '8081'}/apis/ccompat/v7`;
+
+const decimal = (scale: number, precision: number) => ({
+  type: 'bytes',
+  name: 'org.apache.kafka.connect.data.Decimal',
+  version: 1,
+  parameters: { scale: String(scale), 'connect.decimal.precision': String(precision) },
+});
+
+/** A PostgreSQL table as Debezium describes it: numeric, timestamp, timestamptz, date, jsonb, text[], bigint, double. */
+function itemsTable(prefix: string): TableSpec {
+  return {
+    prefix,
+    table: 'items',
+    key: ['id'],
+    columns: [
+      { field: 'id', type: 'int32', optional: false },
+      { field: 'name', type: 'string', optional: true },
+      { field: 'price', optional: true, ...decimal(2, 10) },
+      { field: 'created', type: 'int64', optional: true, name: 'io.debezium.time.MicroTimestamp', version: 1 },
+      { field: 'updated', type: 'string', optional: true, name: 'io.debezium.time.ZonedTimestamp', version: 1 },
+      { field: 'day', type: 'int32', optional: true, name: 'io.debezium.time.Date', version: 1 },
+      { field: 'doc', type: 'string', optional: true, name: 'io.debezium.data.Json', version: 1 },
+      { field: 'tags', type: 'array', optional: true, items: { type: 'string', optional: true } },
+      { field: 'big', type: 'int64', optional: true },
+      { field: 'score', type: 'double', optional: true },
+    ],
+  };
+}
+
+/** Unscaled two's-complement big-endian bytes of a decimal, base64: JsonConverter's form. */
+function decimalBytes(text: string): string {
+  let n = BigInt(text.replace('.', ''));
+  const bytes: number[] = [];
+  do {
+    bytes.unshift(Number(BigInt.asUintN(8, n)));
+    n >>= 8n;
+  } while (!(n === 0n && (bytes[0]! & 0x80) === 0) && !(n === -1n && (bytes[0]! & 0x80) !== 0));
+  return Buffer.from(bytes).toString('base64');
+}
+
+const MICROS_2024_06_15 = 1718447696123456n; // 2024-06-15T10:34:56.123456Z
+
+function row(id: number, price: string, extra: Record<string, unknown> = {}) {
+  return {
+    id,
+    name: `item "${id}" é`,
+    price: decimalBytes(price),
+    created: MICROS_2024_06_15 + BigInt(id),
+    updated: '2024-06-15T10:34:56.5+02:00',
+    day: 19889, // 2024-06-15
+    doc: JSON.stringify({ id, tags: ['x', 'y'], nested: { n: null } }),
+    tags: ['a', null, `t${id}`],
+    big: 9007199254740993n + BigInt(id), // beyond 2^53
+    score: 0.1 * id,
+    ...extra,
+  };
+}
+
+interface Line {
+  op: string;
+  key: Record<string, unknown>;
+  after: Record<string, unknown> | null;
+  offset: string;
+}
+
+describe('Avro records through a real schema registry', () => {
+  let kafka: KafkaFixture;
+  let dir: string;
+  let db: pg.Client;
+  const dlqTopics: string[] = [];
+  const subjects: string[] = [];
+  const pgSchemas: string[] = [];
+  const registry = new SchemaRegistry({ host: REGISTRY_URL });
+
+  beforeAll(async () => {
+    kafka = await kafkaFixture();
+    dir = await mkdtemp(join(tmpdir(), 'cdc-avro-'));
+    db = new pg.Client({ connectionString: PG_URL });
+    await db.connect();
+    await db.query("SET TIME ZONE 'UTC'");
+  });
+  afterAll(async () => {
+    await kafka.admin.deleteTopics({ topics: dlqTopics }).catch(() => undefined);
+    await kafka.close();
+    for (const s of pgSchemas) await db.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
+    await db.end();
+    for (const subject of subjects) {
+      await fetch(`${REGISTRY_URL}/subjects/${encodeURIComponent(subject)}`, { method: 'DELETE' }).catch(() => undefined);
+      await fetch(`${REGISTRY_URL}/subjects/${encodeURIComponent(subject)}?permanent=true`, { method: 'DELETE' }).catch(() => undefined);
+    }
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function register(subject: string, schema: ConnectInput): Promise<number> {
+    subjects.push(subject);
+    const { id } = await registry.register({ type: SchemaType.AVRO, schema: JSON.stringify(avroSchemaOf(schema)) }, { subject });
+    return id;
+  }
+
+  it('writes Avro changes (c/u/d, tombstones, decimals, timestamps, wide longs) exactly, beside JSON ones, and dead-letters an unknown schema id', async () => {
+    // Avro names allow [A-Za-z0-9_] (Debezium adjusts names to that): no dashes in the prefix.
+    const prefix = uniqueName('avro').replace(/-/g, '_');
+    const topic = `${prefix}.public.items`;
+    const dlqTopic = `${prefix}.dlq`;
+    const pgSchema = prefix.toLowerCase();
+    dlqTopics.push(dlqTopic);
+    pgSchemas.push(pgSchema);
+    await kafka.createTopic(topic, 1);
+
+    const table = itemsTable(prefix);
+    const schemas = debeziumSchemas(table);
+    const keyId = await register(`${topic}-key`, schemas.key);
+    const valueId = await register(`${topic}-value`, schemas.value);
+    expect(keyId).not.toBe(valueId);
+
+    let lsn = 5000;
+    const avro = (change: Omit<ChangeInput, 'lsn'>) => {
+      const p = debeziumPayloads(table, { ...change, lsn: (lsn += 16) });
+      return { key: confluentFrame(keyId, avroBodyOf(schemas.key, p.key)), value: confluentFrame(valueId, avroBodyOf(schemas.value, p.value)) };
+    };
+    const json = (change: Omit<ChangeInput, 'lsn'>) => {
+      const p = debeziumPayloads(table, { ...change, lsn: (lsn += 16) });
+      return { key: jsonConverterText(schemas.key, p.key), value: jsonConverterText(schemas.value, p.value) };
+    };
+    const deleted = avro({ op: 'd', before: row(3, '0.03') });
+    const unknownId = avro({ op: 'c', after: row(9, '9.99') });
+    unknownId.value.writeUInt32BE(2_000_000_000, 1);
+    const messages: { key: Buffer | string; value: Buffer | string | null }[] = [
+      avro({ op: 'c', after: row(1, '12.34') }), // 0
+      avro({ op: 'c', after: row(2, '-0.50') }), // 1
+      avro({ op: 'r', after: row(3, '0.03') }), // 2
+      avro({ op: 'u', before: row(2, '-0.50'), after: row(2, '99999999.99', { name: null, doc: null, tags: [] }) }), // 3
+      deleted, // 4
+      { key: deleted.key, value: null }, // 5: tombstone
+      json({ op: 'c', after: row(4, '4.00') }), // 6: JsonConverter on the same topic
+      unknownId, // 7: schema id unknown to the registry
+      avro({ op: 'u', before: row(1, '12.34'), after: row(1, '12.35') }), // 8
+    ];
+    await kafka.producer.send({ topic, messages });
+
+    const out = join(dir, `${prefix}.jsonl`);
+    const group = uniqueName('avro-group');
+    const config = await resolveConfig({
+      kafka: { brokers: [BROKER], group_id: group, topics: [topic] },
+      decode: { schema_registry: { url: REGISTRY_URL } },
+      sinks: {
+        file: { kind: 'file', path: out, fsync: false },
+        pg: { kind: 'postgres', connection: { connection_string: PG_URL }, schema: pgSchema },
+      },
+      routes: [{ table: 'public.items', sinks: ['file', 'pg'] }],
+      retry: { initial_ms: 50, max_ms: 500 },
+      dlq: { kind: 'kafka', topic: dlqTopic },
+      metrics: { enabled: false },
+    });
+    const events = new RouterEvents();
+    const lettered: { offset: string; stage: string; code: string }[] = [];
+    events.on('record.dead-lettered', (e) => lettered.push({ offset: e.offset, stage: e.stage, code: e.error.code }));
+    const halted: string[] = [];
+    events.on('partition.halted', (h) => halted.push(`${h.offset}: ${h.error.message}`));
+    const service = await startService(config, { logger: createLogger({ level: 'warn' }), events });
+    try {
+      await waitUntil(async () => (await kafka.committed(group, topic)).get(0) === BigInt(messages.length), 90_000, 'commit to the end');
+    } finally {
+      await service.stop();
+    }
+    expect(halted).toEqual([]);
+    expect(lettered).toEqual([{ offset: '7', stage: 'decode', code: 'AVRO_DECODE' }]);
+
+    // PostgreSQL: the exact values, in the column types the sink created from the Avro schema.
+    const columns = await db.query<{ column_name: string; data_type: string }>(
+      `SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'items' AND column_name NOT LIKE '\\_\\_%' ORDER BY ordinal_position`,
+      [pgSchema],
+    );
+    expect(Object.fromEntries(columns.rows.map((c) => [c.column_name, c.data_type]))).toEqual({
+      id: 'integer',
+      name: 'text',
+      price: 'numeric',
+      created: 'timestamp without time zone',
+      updated: 'timestamp with time zone',
+      day: 'date',
+      doc: 'jsonb',
+      tags: 'ARRAY',
+      big: 'bigint',
+      score: 'double precision',
+    });
+    const rows = await db.query(
+      `SELECT id, name, price::text AS price, created::text AS created, updated::text AS updated, day::text AS day, doc, tags, big::text AS big, score
+       FROM "${pgSchema}".items ORDER BY id`,
+    );
+    expect(rows.rows).toEqual([
+      {
+        id: 1,
+        name: 'item "1" é',
+        price: '12.35',
+        created: '2024-06-15 10:34:56.123457',
+        updated: '2024-06-15 08:34:56.5+00',
+        day: '2024-06-15',
+        doc: { id: 1, tags: ['x', 'y'], nested: { n: null } },
+        tags: ['a', null, 't1'],
+        big: '9007199254740994',
+        score: 0.1,
+      },
+      { id: 2, name: null, price: '99999999.99', created: '2024-06-15 10:34:56.123458', updated: '2024-06-15 08:34:56.5+00', day: '2024-06-15', doc: null, tags: [], big: '9007199254740995', score: 0.2 },
+      {
+        id: 4,
+        name: 'item "4" é',
+        price: '4.00',
+        created: '2024-06-15 10:34:56.12346',
+        updated: '2024-06-15 08:34:56.5+00',
+        day: '2024-06-15',
+        doc: { id: 4, tags: ['x', 'y'], nested: { n: null } },
+        tags: ['a', null, 't4'],
+        big: '9007199254740997',
+        score: 0.4,
+      },
+    ]);
+
+    // The file sink: every change in order; the values the decoder made of them.
+    const lines = (await readFile(out, 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Line);
+    expect(lines.map((l) => [l.offset, l.op, l.key['id']])).toEqual([
+      ['0', 'c', 1],
+      ['1', 'c', 2],
+      ['2', 'r', 3],
+      ['3', 'u', 2],
+      ['4', 'd', 3],
+      ['6', 'c', 4],
+      ['8', 'u', 1],
+    ]);
+    expect(lines[0]!.after).toEqual({
+      id: 1,
+      name: 'item "1" é',
+      price: '12.34',
+      created: '2024-06-15T10:34:56.123457',
+      updated: '2024-06-15T10:34:56.5+02:00',
+      day: '2024-06-15',
+      doc: { id: 1, tags: ['x', 'y'], nested: { n: null } },
+      tags: ['a', null, 't1'],
+      big: '9007199254740994',
+      score: 0.1,
+    });
+    expect(lines[3]!.after).toMatchObject({ price: '99999999.99', name: null, doc: null, tags: [] });
+    // The JSON record decodes to the same values as its Avro siblings.
+    expect(lines[5]!.after).toEqual({ ...lines[0]!.after, id: 4, name: 'item "4" é', price: '4.00', created: '2024-06-15T10:34:56.123460', tags: ['a', null, 't4'], big: '9007199254740997', score: 0.4, doc: { id: 4, tags: ['x', 'y'], nested: { n: null } } });
+
+    // The dead-letter entry: the original bytes, the decode stage and the reason.
+    const dlq = createDeadLetterQueue(config, createLogger({ level: 'warn' }))!;
+    await dlq.start();
+    try {
+      const entries = await dlq.list();
+      expect(entries).toHaveLength(1);
+      const entry = entries[0]!;
+      expect(entry.context).toMatchObject({ topic, partition: 0, offset: '7', stage: 'decode', errorClass: 'DecodeError', errorCode: 'AVRO_DECODE' });
+      expect(entry.context.errorMessage).toContain(`${topic}/0@7: value has schema id 2000000000: schema id 2000000000 is not in the registry`);
+      expect(entry.value?.equals(unknownId.value)).toBe(true);
+      expect(entry.key?.equals(unknownId.key)).toBe(true);
+    } finally {
+      await dlq.close();
+    }
+  });
+});
