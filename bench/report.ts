@@ -33,6 +33,8 @@ export interface LatencyResult {
   /** How far the producer fell behind its schedule at worst (latencies count from the schedule). */
   readonly producerBehindMaxMs: number;
   readonly stats: LatencyStats | undefined;
+  /** When there is no figure: the latencies of the records that were committed. */
+  readonly partial?: LatencyStats;
   readonly error?: string;
 }
 

@@ -6,14 +6,17 @@
  * from round to round, so no mode always follows the same one); then one open-loop latency run.
  * Reports go to bench/results/<timestamp>.{md,json}.
  */
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { Kafka, logLevel, type Admin, type Producer } from 'kafkajs';
-import { createCorpusGenerator, expectCorpus, serialize, type CorpusExpectation, type CorpusSpec } from './corpus.ts';
+import { Kafka, logLevel, type Admin } from 'kafkajs';
+import { expectCorpus, type CorpusExpectation, type CorpusSpec } from './corpus.ts';
 import { ensureCorpusTopic } from './corpus-topic.ts';
-import type { LatencyWindow, ParentMessage, Servers, WorkerMessage, WorkerTask } from './protocol.ts';
+import { latencyRun } from './latency-run.ts';
+import { cleanUpOnSignals, log, sleep, withCleanup } from './lifecycle.ts';
+import { commitWatch, endOffsets, reachedEnd } from './offsets.ts';
+import type { Servers, WorkerTask } from './protocol.ts';
 import {
   MODE_LABELS,
   figures,
@@ -28,109 +31,16 @@ import {
 } from './report.ts';
 import { readSettings, type BenchSettings, type Mode } from './settings.ts';
 import { dropTargets, openStoreClients, targetsFor, verifyStores, type StoreClients } from './stores.ts';
+import { startWorker } from './worker-handle.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url));
 const RESULTS = fileURLToPath(new URL('./results/', import.meta.url));
-
-const began = performance.now();
-const log = (line: string) => console.error(`[${((performance.now() - began) / 1000).toFixed(1).padStart(6)} s] ${line}`);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Cleanups of what is under way, run on Ctrl-C too. */
-const pendingCleanups = new Set<() => Promise<unknown>>();
-async function withCleanup<T>(cleanup: () => Promise<unknown>, fn: () => Promise<T>): Promise<T> {
-  pendingCleanups.add(cleanup);
-  try {
-    return await fn();
-  } finally {
-    pendingCleanups.delete(cleanup);
-    await cleanup().catch((err: unknown) => log(`  cleanup failed: ${String(err)}`));
-  }
-}
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    log(`${signal}: cleaning up`);
-    void Promise.allSettled([...pendingCleanups].map((c) => c())).finally(() => process.exit(130));
-  });
-}
 
 function ensureServers(settings: BenchSettings): void {
   const needsEs = settings.modes.some((m) => m === 'naive' || m === 'stores' || m === 'ceiling-elasticsearch');
   for (const script of ['kafka', ...(needsEs ? ['elasticsearch'] : [])]) {
     execFileSync('bash', [`scripts/${script}.sh`, 'up'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
   }
-}
-
-/** A forked worker and its messages, awaited by type; a failure or an exit rejects every wait. */
-interface WorkerHandle {
-  readonly child: ChildProcess;
-  next<T extends WorkerMessage['type']>(type: T, timeoutMs: number): Promise<Extract<WorkerMessage, { type: T }>>;
-  send(message: ParentMessage): void;
-  /** Resolves when the process has exited; kills it after `timeoutMs`. */
-  exit(timeoutMs: number): Promise<void>;
-}
-
-function startWorker(task: WorkerTask): WorkerHandle {
-  const child = fork(WORKER, [JSON.stringify(task)], { cwd: ROOT, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const inbox: WorkerMessage[] = [];
-  let broken: Error | undefined;
-  const waiters = new Set<() => void>();
-  const notify = () => {
-    for (const w of [...waiters]) w();
-  };
-  child.on('message', (m: WorkerMessage) => {
-    if (m.type === 'failed') broken = new Error(`worker failed: ${m.message}`);
-    else inbox.push(m);
-    notify();
-  });
-  const exited = new Promise<void>((resolve) =>
-    child.once('exit', (code, signal) => {
-      broken ??= new Error(`worker exited (code ${code}, signal ${signal})`);
-      notify();
-      resolve();
-    }),
-  );
-  return {
-    child,
-    next: <T extends WorkerMessage['type']>(type: T, timeoutMs: number) =>
-      new Promise<Extract<WorkerMessage, { type: T }>>((resolve, reject) => {
-        const check = () => {
-          const i = inbox.findIndex((m) => m.type === type);
-          if (i < 0 && !broken) return;
-          waiters.delete(check);
-          clearTimeout(deadline);
-          if (i >= 0) resolve(inbox.splice(i, 1)[0] as Extract<WorkerMessage, { type: T }>);
-          else reject(broken);
-        };
-        const deadline = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`worker: no ${type} within ${Math.round(timeoutMs / 1000)} s`));
-        }, timeoutMs);
-        waiters.add(check);
-        check();
-      }),
-    send(message) {
-      if (child.connected) child.send(message);
-    },
-    async exit(timeoutMs) {
-      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
-}
-
-/** Committed offsets of a group on a topic have reached the end offsets. */
-async function reachedEnd(admin: Admin, group: string, topic: string, end: ReadonlyMap<number, string>): Promise<boolean> {
-  // A failed poll (the coordinator busy, a timeout) only means: not known yet.
-  const [res] = await admin.fetchOffsets({ groupId: group, topics: [topic] }).catch(() => []);
-  const committed = new Map((res?.partitions ?? []).map((p) => [p.partition, p.offset]));
-  return [...end].every(([p, e]) => committed.get(p) === e);
-}
-
-async function endOffsets(admin: Admin, topic: string): Promise<Map<number, string>> {
-  return new Map((await admin.fetchTopicOffsets(topic)).map((p) => [p.partition, p.high]));
 }
 
 interface Context {
@@ -209,12 +119,17 @@ async function runOnce(ctx: Context, mode: Mode, round: number): Promise<RunResu
           () => undefined,
           () => undefined,
         );
+        // The naive consumer is stopped by its budget; the others fail when their commits stop moving.
+        const poll = commitWatch(ctx.admin, group, ctx.topic, ctx.end, mode === 'naive' ? Infinity : ctx.settings.stallSeconds * 1000);
         let doneAt: number | undefined;
+        let stalled: string | undefined;
         while (Date.now() - started.at < budgetMs && worker.child.connected) {
-          if (await reachedEnd(ctx.admin, group, ctx.topic, ctx.end)) {
+          const state = await poll();
+          if (state.done) {
             doneAt = Date.now();
             break;
           }
+          if ((stalled = state.stalled)) break;
           await Promise.race([sleep(ctx.settings.pollMs), broken]);
         }
         worker.send({ type: 'stop' });
@@ -222,7 +137,7 @@ async function runOnce(ctx: Context, mode: Mode, round: number): Promise<RunResu
         finishedAll = doneAt !== undefined;
         if (!finishedAll && mode !== 'naive') {
           await worker.exit(120_000);
-          return fail(`committed offsets did not reach the end offsets within ${ctx.settings.runTimeoutSeconds} s`);
+          return fail(stalled ?? `committed offsets did not reach the end offsets within ${ctx.settings.runTimeoutSeconds} s`);
         }
         measured = { at: doneAt ?? last.at, cpuUs: last.cpuUs, processed: finishedAll ? ctx.spec.events : last.processed };
       }
@@ -257,106 +172,10 @@ async function runOnce(ctx: Context, mode: Mode, round: number): Promise<RunResu
   });
 }
 
-/** Pre-serialized records of the latency run, in generator order: serializing is not the producer's live work. */
-function latencyMessages(seed: number, partitions: number, count: number): { partition: number; key: Buffer; value: Buffer | null }[] {
-  const gen = createCorpusGenerator(seed, partitions);
-  return Array.from({ length: count }, () => {
-    const r = gen.next();
-    const { key, value } = serialize(seed, r);
-    return { partition: r.partition, key: Buffer.from(key), value: value === null ? null : Buffer.from(value) };
-  });
-}
-
-/**
- * Open loop: record i is due at start + i/rate, whatever happened to the ones before it; its
- * timestamp is the due time, so a producer falling behind shows as latency, not as a lower rate.
- */
-async function produceOpenLoop(
-  producer: Producer,
-  topic: string,
-  rate: number,
-  messages: readonly { partition: number; key: Buffer; value: Buffer | null }[],
-): Promise<{ startMs: number; behindMaxMs: number; failed: number }> {
-  const startMs = Date.now() + 20;
-  const inflight = new Set<Promise<unknown>>();
-  let sent = 0;
-  let failed = 0;
-  let behindMaxMs = 0;
-  while (sent < messages.length) {
-    const now = Date.now();
-    const due = Math.min(messages.length, Math.floor(((now - startMs) * rate) / 1000) + 1);
-    if (due > sent) {
-      behindMaxMs = Math.max(behindMaxMs, now - (startMs + (sent * 1000) / rate));
-      const batch = messages.slice(sent, due).map((m, j) => ({ ...m, timestamp: String(Math.round(startMs + ((sent + j) * 1000) / rate)) }));
-      const p = producer.send({ topic, acks: -1, messages: batch }).catch(() => void (failed += batch.length));
-      inflight.add(p);
-      void p.finally(() => inflight.delete(p));
-      sent = due;
-    }
-    await sleep(2);
-  }
-  await Promise.all(inflight);
-  return { startMs, behindMaxMs, failed };
-}
-
-async function latencyRun(ctx: Context, kafka: Kafka, basisPerSec: number): Promise<LatencyResult> {
-  const s = ctx.settings;
-  const rate = s.latencyLoad * basisPerSec;
-  const total = Math.max(1, Math.round(rate * (s.latencyWarmupSeconds + s.latencySeconds)));
-  const base = { offeredPerSec: rate, basisPerSec, load: s.latencyLoad, seconds: s.latencySeconds, warmupSeconds: s.latencyWarmupSeconds };
-  const topic = `cdc-bench.latency.${ctx.runId}`;
-  const group = `cdc-bench-${ctx.runId}-latency`;
-  const targets = targetsFor(ctx.runId, 'latency');
-  log(`latency: ${Math.round(rate)} events/s (${Math.round(s.latencyLoad * 100)}% of ${Math.round(basisPerSec)}) for ${s.latencyWarmupSeconds} + ${s.latencySeconds} s`);
-  const messages = latencyMessages(ctx.spec.seed + 1, ctx.spec.partitions, total);
-  const producer = kafka.producer({ allowAutoTopicCreation: false });
-  const cleanup = async () => {
-    await producer.disconnect().catch(() => undefined);
-    for (const p of await dropTargets(ctx.clients, targets)) log(`  cleanup: ${p}`);
-    await ctx.admin.deleteGroups([group]).catch(() => undefined);
-    await ctx.admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
-  };
-  return withCleanup(cleanup, async () => {
-    await ctx.admin.createTopics({ topics: [{ topic, numPartitions: ctx.spec.partitions }], waitForLeaders: true });
-    await producer.connect();
-    const worker = startWorker({ kind: 'router', sinks: 'stores', servers: ctx.servers, topic, group, targets, latency: true });
-    try {
-      await worker.next('ready', 120_000);
-      worker.send({ type: 'start' });
-      await worker.next('running', 120_000);
-      const drained = async () => {
-        const end = await endOffsets(ctx.admin, topic);
-        const deadline = Date.now() + s.runTimeoutSeconds * 1000;
-        while (!(await reachedEnd(ctx.admin, group, topic, end))) {
-          if (Date.now() > deadline || !worker.child.connected) throw new Error('the router did not commit everything appended');
-          await sleep(s.pollMs);
-        }
-      };
-      // Warm-up at the same rate, drained, so that no cold-start backlog spills into the measured part.
-      const warmupCount = Math.round(rate * s.latencyWarmupSeconds);
-      const warmup = await produceOpenLoop(producer, topic, rate, messages.slice(0, warmupCount));
-      await drained();
-      const sent = await produceOpenLoop(producer, topic, rate, messages.slice(warmupCount));
-      await drained();
-      const window: LatencyWindow = { fromMs: sent.startMs, toMs: sent.startMs + s.latencySeconds * 1000 + 1 };
-      worker.send({ type: 'stop', window });
-      const stopped = await worker.next('stopped', 120_000);
-      await worker.exit(60_000);
-      const failed = warmup.failed + sent.failed;
-      const produced = { produced: total - failed, producerBehindMaxMs: sent.behindMaxMs };
-      if (failed > 0) return { ...base, ...produced, stats: undefined, error: `${failed} appends failed` };
-      return { ...base, ...produced, stats: stopped.latency };
-    } catch (err) {
-      worker.child.kill('SIGKILL');
-      await worker.exit(10_000);
-      return { ...base, produced: 0, producerBehindMaxMs: 0, stats: undefined, error: err instanceof Error ? err.message : String(err) };
-    }
-  });
-}
-
 const rotate = <T>(xs: readonly T[], k: number): T[] => xs.map((_, i) => xs[(i + k) % xs.length]!);
 
 async function main(): Promise<void> {
+  cleanUpOnSignals();
   const settings = readSettings();
   const startedAt = new Date();
   const host = machine();
@@ -409,7 +228,7 @@ async function main(): Promise<void> {
     if (settings.latencySeconds === 0) log('latency: skipped (BENCH_LATENCY_SECONDS=0)');
     else if (basis === undefined) log('latency: skipped, no figure for d (cdc-router into the stores) to take 70% of');
     else {
-      latency = await latencyRun(ctx, kafka, basis);
+      latency = await latencyRun({ ...ctx, kafka }, basis);
       log(latency.stats ? `  p50 ${latency.stats.p50Ms} ms, p99 ${latency.stats.p99Ms} ms (${latency.stats.samples} records)` : `  no figure: ${latency.error}`);
     }
 

@@ -15,9 +15,13 @@ export interface BenchSettings {
   readonly naiveSeconds: number;
   readonly latencySeconds: number;
   readonly latencyWarmupSeconds: number;
+  /** How long appends go on after the measured part while its last records are not yet committed. */
+  readonly latencyTailSeconds: number;
   /** Share of the measured maximum (median of the cdc-router runs into the stores) offered in the latency run. */
   readonly latencyLoad: number;
   readonly runTimeoutSeconds: number;
+  /** A run whose committed offsets stop moving this long short of the end fails (a stuck partition). */
+  readonly stallSeconds: number;
   /** Rows per write of the bare ceilings, and concurrent writers (each owns a fixed set of partitions). */
   readonly ceilingBatch: number;
   readonly ceilingLanes: number;
@@ -66,8 +70,10 @@ export function readSettings(): BenchSettings {
     naiveSeconds: int('BENCH_NAIVE_SECONDS', 60),
     latencySeconds: int('BENCH_LATENCY_SECONDS', 30, 0),
     latencyWarmupSeconds: int('BENCH_LATENCY_WARMUP_SECONDS', 5, 0),
+    latencyTailSeconds: int('BENCH_LATENCY_TAIL_SECONDS', 60),
     latencyLoad: fraction('BENCH_LATENCY_LOAD', 0.7),
     runTimeoutSeconds: int('BENCH_RUN_TIMEOUT_SECONDS', 1_800),
+    stallSeconds: int('BENCH_STALL_SECONDS', 60),
     ceilingBatch: int('BENCH_CEILING_BATCH', 5_000),
     ceilingLanes: int('BENCH_CEILING_LANES', 4),
     pollMs: int('BENCH_POLL_MS', 100, 10),

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export CDC_TEST_SERVERS="${CDC_TEST_SERVERS:-kafka,elasticsearch,source-pg,connect}"
+export CDC_TEST_SERVERS="${CDC_TEST_SERVERS:-kafka,elasticsearch,registry,source-pg,connect}"
 started=()
 for s in ${CDC_TEST_SERVERS//,/ }; do
   if ! bash "scripts/$s.sh" status >/dev/null 2>&1; then started+=("$s"); fi

@@ -545,6 +545,28 @@ export function readUnionMember(members: readonly string[], at: number, read: Re
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * Results are cut from slabs, as Node's own Buffer pool does for small buffers: a framed record is
+ * head (the Connect schema, often several KB) plus payload, past the size Node pools, and a fresh
+ * allocation of that size per record cost more than the rest of the copy. Each result is its own
+ * region, never handed out twice; a slab is freed with the last result cut from it.
+ */
+const SLAB_BYTES = 256 * 1024;
+let slab = EMPTY;
+let slabUsed = 0;
+
+function allocate(n: number): Buffer {
+  if (n > SLAB_BYTES / 8) return Buffer.allocUnsafe(n);
+  if (slabUsed + n > slab.length) {
+    slab = Buffer.allocUnsafe(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const out = slab.subarray(slabUsed, slabUsed + n);
+  // Keep regions 8-byte aligned, as Node's pool does.
+  slabUsed += (n + 7) & ~7;
+  return out;
+}
 /** One output buffer for every transcoding: JavaScript runs one at a time, and none calls out. */
 const shared: Io = { src: EMPTY, pos: 0, out: Buffer.allocUnsafe(INITIAL_OUTPUT), len: 0 };
 
@@ -563,7 +585,7 @@ export function transcode(read: Reader, src: Buffer, offset: number, head: Uint8
     if (io.pos !== src.length) {
       throw new AvroBodyProblem(`${src.length - io.pos} byte(s) follow the Avro body (not written with this schema)`);
     }
-    const result = Buffer.allocUnsafe(head.length + io.len + tail.length);
+    const result = allocate(head.length + io.len + tail.length);
     result.set(head, 0);
     io.out.copy(result, head.length, 0, io.len);
     result.set(tail, head.length + io.len);

@@ -62,6 +62,7 @@ export interface AvroSchemaSource {
   /**
    * The compiled schema registered under `id`. Rejects with SchemaRegistryError: retriable when
    * the registry could not answer, permanent (AVRO_DECODE) when it answered that it cannot be used.
+   * Its message says why, after "schema id N: " (the decoder's prefix).
    */
   fetch(id: number): Promise<CompiledAvroSchema>;
 }
@@ -209,7 +210,7 @@ class AvroDecoder implements Decoder {
       const error =
         result.reason instanceof SchemaRegistryError
           ? result.reason
-          : new SchemaRegistryError(`fetching schema id ${id} failed: ${errorMessage(result.reason)}`, {
+          : new SchemaRegistryError(`fetching it failed: ${errorMessage(result.reason)}`, {
               code: 'AVRO_DECODE',
               retriable: false,
               cause: result.reason,
@@ -281,6 +282,8 @@ export function createRegistrySchemaSource(config: SchemaRegistryConfig): AvroSc
       },
     },
   );
+  // The client's messages start with its client id.
+  const detail = (err: unknown) => errorMessage(err).replace(/^cdc-router - /, '');
   return {
     async fetch(id) {
       let schema: object;
@@ -289,7 +292,7 @@ export function createRegistrySchemaSource(config: SchemaRegistryConfig): AvroSc
       } catch (err) {
         const status = statusOf(err);
         if (status === 404) {
-          throw new SchemaRegistryError(`schema id ${id} is not in the registry (${errorMessage(err)})`, {
+          throw new SchemaRegistryError(`the registry has no schema with this id (${detail(err)})`, {
             code: 'AVRO_DECODE',
             retriable: false,
             cause: err,
@@ -297,15 +300,11 @@ export function createRegistrySchemaSource(config: SchemaRegistryConfig): AvroSc
         }
         // The hook's compile errors arrive wrapped as argument errors, as do unknown schema types.
         if (err instanceof Error && err.name === 'ConfluentSchemaRegistryArgumentError') {
-          throw new SchemaRegistryError(`schema id ${id} cannot be used: ${err.message}`, {
-            code: 'AVRO_DECODE',
-            retriable: false,
-            cause: err,
-          });
+          throw new SchemaRegistryError(`the schema cannot be used: ${detail(err)}`, { code: 'AVRO_DECODE', retriable: false, cause: err });
         }
         // Other HTTP answers, and connection failures and timeouts (which the client reports as
         // status 400 responses), may clear up. Anything else is a bug: not retried.
-        throw new SchemaRegistryError(`schema registry ${config.url}: ${errorMessage(err)}`, {
+        throw new SchemaRegistryError(`schema registry ${config.url} did not answer: ${detail(err)}`, {
           code: status !== undefined ? 'SCHEMA_REGISTRY_UNAVAILABLE' : 'AVRO_DECODE',
           retriable: status !== undefined,
           cause: err,
@@ -313,7 +312,7 @@ export function createRegistrySchemaSource(config: SchemaRegistryConfig): AvroSc
       }
       const c = compiled.get(schema);
       if (!c) {
-        throw new SchemaRegistryError(`schema id ${id} is not an Avro schema (Protobuf and JSON Schema are not decoded)`, {
+        throw new SchemaRegistryError('it is not an Avro schema (Protobuf and JSON Schema are not decoded)', {
           code: 'AVRO_DECODE',
           retriable: false,
         });

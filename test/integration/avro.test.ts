@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import pg from 'pg';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config/load.ts';
 import { createDeadLetterQueue } from '../../src/dlq/create-dead-letter-queue.ts';
@@ -149,20 +150,19 @@ describe('Avro records through a real schema registry', () => {
       const p = debeziumPayloads(table, { ...change, lsn: (lsn += 16) });
       return { key: jsonConverterText(schemas.key, p.key), value: jsonConverterText(schemas.value, p.value) };
     };
+    // In source order: each change's LSN is past the one before (sinks refuse older writes).
+    const messages: { key: Buffer | string; value: Buffer | string | null }[] = [];
+    messages.push(avro({ op: 'c', after: row(1, '12.34') })); // 0
+    messages.push(avro({ op: 'c', after: row(2, '-0.50') })); // 1
+    messages.push(avro({ op: 'r', after: row(3, '0.03') })); // 2
+    messages.push(avro({ op: 'u', before: row(2, '-0.50'), after: row(2, '99999999.99', { name: null, doc: null, tags: [] }) })); // 3
     const deleted = avro({ op: 'd', before: row(3, '0.03') });
+    messages.push(deleted, { key: deleted.key, value: null }); // 4, and 5: its tombstone
+    messages.push(json({ op: 'c', after: row(4, '4.00') })); // 6: JsonConverter on the same topic
     const unknownId = avro({ op: 'c', after: row(9, '9.99') });
     unknownId.value.writeUInt32BE(2_000_000_000, 1);
-    const messages: { key: Buffer | string; value: Buffer | string | null }[] = [
-      avro({ op: 'c', after: row(1, '12.34') }), // 0
-      avro({ op: 'c', after: row(2, '-0.50') }), // 1
-      avro({ op: 'r', after: row(3, '0.03') }), // 2
-      avro({ op: 'u', before: row(2, '-0.50'), after: row(2, '99999999.99', { name: null, doc: null, tags: [] }) }), // 3
-      deleted, // 4
-      { key: deleted.key, value: null }, // 5: tombstone
-      json({ op: 'c', after: row(4, '4.00') }), // 6: JsonConverter on the same topic
-      unknownId, // 7: schema id unknown to the registry
-      avro({ op: 'u', before: row(1, '12.34'), after: row(1, '12.35') }), // 8
-    ];
+    messages.push(unknownId); // 7: a schema id the registry does not have
+    messages.push(avro({ op: 'u', before: row(1, '12.34'), after: row(1, '12.35') })); // 8
     await kafka.producer.send({ topic, messages });
 
     const out = join(dir, `${prefix}.jsonl`);
@@ -184,7 +184,7 @@ describe('Avro records through a real schema registry', () => {
     events.on('record.dead-lettered', (e) => lettered.push({ offset: e.offset, stage: e.stage, code: e.error.code }));
     const halted: string[] = [];
     events.on('partition.halted', (h) => halted.push(`${h.offset}: ${h.error.message}`));
-    const service = await startService(config, { logger: createLogger({ level: 'warn' }), events });
+    const service = await startService(config, { logger: createLogger({ level: 'error' }), events });
     try {
       await waitUntil(async () => (await kafka.committed(group, topic)).get(0) === BigInt(messages.length), 90_000, 'commit to the end');
     } finally {
@@ -280,11 +280,66 @@ describe('Avro records through a real schema registry', () => {
       expect(entries).toHaveLength(1);
       const entry = entries[0]!;
       expect(entry.context).toMatchObject({ topic, partition: 0, offset: '7', stage: 'decode', errorClass: 'DecodeError', errorCode: 'AVRO_DECODE' });
-      expect(entry.context.errorMessage).toContain(`${topic}/0@7: value has schema id 2000000000: schema id 2000000000 is not in the registry`);
+      expect(entry.context.errorMessage).toContain(`${topic}/0@7: value has schema id 2000000000: the registry has no schema with this id`);
       expect(entry.value?.equals(unknownId.value)).toBe(true);
       expect(entry.key?.equals(unknownId.key)).toBe(true);
     } finally {
       await dlq.close();
     }
+  });
+
+  it('waits, committing nothing, while the registry cannot be reached, and goes on once it can', async () => {
+    const prefix = uniqueName('avro_down').replace(/-/g, '_');
+    const topic = `${prefix}.public.items`;
+    await kafka.createTopic(topic, 1);
+    const table = itemsTable(prefix);
+    const schemas = debeziumSchemas(table);
+    const keyId = await register(`${topic}-key`, schemas.key);
+    const valueId = await register(`${topic}-value`, schemas.value);
+    const messages = [1, 2].map((id) => {
+      const p = debeziumPayloads(table, { op: 'c', after: row(id, '1.00'), lsn: 100 + id * 8 });
+      return { key: confluentFrame(keyId, avroBodyOf(schemas.key, p.key)), value: confluentFrame(valueId, avroBodyOf(schemas.value, p.value)) };
+    });
+    await kafka.producer.send({ topic, messages });
+
+    const out = join(dir, `${prefix}.jsonl`);
+    const group = uniqueName('avro-down-group');
+    const document = (url: string) => ({
+      kafka: { brokers: [BROKER], group_id: group, topics: [topic] },
+      decode: { schema_registry: { url, request_timeout_ms: 2_000 } },
+      sinks: { file: { kind: 'file', path: out, fsync: false } },
+      routes: [{ table: 'public.items', sinks: ['file'] }],
+      retry: { initial_ms: 50, max_ms: 200 },
+      metrics: { enabled: false },
+    });
+    const logs: { msg?: string; err?: { message?: string } }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void logs.push(JSON.parse(line) as (typeof logs)[number]) });
+
+    // Nothing listens on port 1: connection refused, a retriable failure.
+    const down = await startService(await resolveConfig(document('http://127.0.0.1:1/apis/ccompat/v7')), { logger });
+    try {
+      await waitUntil(() => logs.filter((l) => l.msg === 'batch preparation failed, retrying').length >= 3, 60_000, 'registry retries');
+      expect(logs.find((l) => l.msg === 'batch preparation failed, retrying')?.err?.message).toMatch(/did not answer: .*ECONNREFUSED/);
+      expect((await kafka.committed(group, topic)).get(0) ?? -1n).toBe(-1n);
+    } finally {
+      // Shutdown drains for 10 s, then its abort ends the wait for the registry, committing nothing.
+      const t0 = Date.now();
+      await down.stop();
+      expect(Date.now() - t0).toBeLessThan(25_000);
+    }
+    expect((await kafka.committed(group, topic)).get(0) ?? -1n).toBe(-1n);
+    expect(await readFile(out, 'utf8').catch(() => '')).toBe('');
+
+    const up = await startService(await resolveConfig(document(REGISTRY_URL)), { logger });
+    try {
+      await waitUntil(async () => (await kafka.committed(group, topic)).get(0) === 2n, 60_000, 'commit to the end');
+    } finally {
+      await up.stop();
+    }
+    const lines = (await readFile(out, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line);
+    expect(lines.map((l) => [l.offset, l.op, l.after?.['price']])).toEqual([
+      ['0', 'c', '1.00'],
+      ['1', 'c', '1.00'],
+    ]);
   });
 });

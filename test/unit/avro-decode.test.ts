@@ -95,7 +95,7 @@ class FakeRegistry implements AvroSchemaSource {
     const failure = this.failure?.(id);
     if (failure) throw failure;
     const schema = this.schemas.get(id);
-    if (!schema) throw new SchemaRegistryError(`schema id ${id} is not in the registry (HTTP 404)`, { code: 'AVRO_DECODE', retriable: false });
+    if (!schema) throw new SchemaRegistryError('the registry has no schema with this id (HTTP 404)', { code: 'AVRO_DECODE', retriable: false });
     return schema;
   }
 }
@@ -259,7 +259,7 @@ describe('Avro through the JSON decoder', () => {
     const decoding = await prepared(registry, records);
     expect(outcome(decoding.decoder, records[0]!)).toEqual({
       error: 'AVRO_DECODE',
-      message: 't/2@5: value has schema id 999: schema id 999 is not in the registry (HTTP 404)',
+      message: 't/2@5: value has schema id 999: the registry has no schema with this id (HTTP 404)',
     });
     expect(outcome(decoding.decoder, records[1]!)).toMatchObject({ error: 'AVRO_DECODE', message: expect.stringMatching(/^t\/2@6: value is not a valid Avro body for schema id 100: /) });
     expect(outcome(decoding.decoder, records[2]!)).toMatchObject({
