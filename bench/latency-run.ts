@@ -50,6 +50,8 @@ interface OpenLoop {
   /** How far behind schedule the producer was at worst, over the counted records. */
   behindMaxMs(): number;
   failed(): number;
+  /** The first append error, when some failed. */
+  firstError(): string | undefined;
   stop(): Promise<void>;
 }
 
@@ -60,6 +62,7 @@ function startOpenLoop(producer: Producer, topic: string, rate: number, counted:
   const inflight = new Set<Promise<unknown>>();
   let sent = 0;
   let failed = 0;
+  let firstError: string | undefined;
   let behindMaxMs = 0;
   let stopping = false;
   let countedQueued: () => void = () => undefined;
@@ -86,7 +89,10 @@ function startOpenLoop(producer: Producer, topic: string, rate: number, counted:
               if (n) required.set(r.partition, Math.max(required.get(r.partition) ?? 0, Number(r.baseOffset) + n));
             }
           },
-          () => void (failed += batch.length),
+          (err: unknown) => {
+            failed += batch.length;
+            firstError ??= err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+          },
         );
         inflight.add(p);
         void p.finally(() => inflight.delete(p));
@@ -107,6 +113,7 @@ function startOpenLoop(producer: Producer, topic: string, rate: number, counted:
     }),
     behindMaxMs: () => behindMaxMs,
     failed: () => failed,
+    firstError: () => firstError,
     async stop() {
       stopping = true;
       await loop;
@@ -119,15 +126,18 @@ async function committedOffsets(admin: Admin, group: string, topic: string): Pro
   return new Map((res?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
 }
 
-export async function latencyRun(ctx: LatencyContext, basisPerSec: number): Promise<LatencyResult> {
+/** At BENCH_LATENCY_RATE, else at BENCH_LATENCY_LOAD (70%) of `basisPerSec`, the figure of d. */
+export async function latencyRun(ctx: LatencyContext, basisPerSec: number | undefined): Promise<LatencyResult> {
   const s = ctx.settings;
-  const rate = s.latencyLoad * basisPerSec;
+  const load = s.latencyRate === undefined ? s.latencyLoad : undefined;
+  const rate = s.latencyRate ?? s.latencyLoad * (basisPerSec ?? NaN);
   const counted = Math.max(1, Math.round(rate * (s.latencyWarmupSeconds + s.latencySeconds)));
-  const base = { offeredPerSec: rate, basisPerSec, load: s.latencyLoad, seconds: s.latencySeconds, warmupSeconds: s.latencyWarmupSeconds };
+  const base = { offeredPerSec: rate, basisPerSec, load, seconds: s.latencySeconds, warmupSeconds: s.latencyWarmupSeconds };
   const topic = `cdc-bench.latency.${ctx.runId}`;
   const group = `cdc-bench-${ctx.runId}-latency`;
   const targets = targetsFor(ctx.runId, 'latency');
-  log(`latency: ${Math.round(rate)} events/s (${Math.round(s.latencyLoad * 100)}% of ${Math.round(basisPerSec)}), ${s.latencyWarmupSeconds} s warm-up + ${s.latencySeconds} s measured`);
+  const share = load === undefined ? 'BENCH_LATENCY_RATE' : `${Math.round(load * 100)}% of ${Math.round(basisPerSec ?? NaN)}`;
+  log(`latency: ${Math.round(rate)} events/s (${share}), ${s.latencyWarmupSeconds} s warm-up + ${s.latencySeconds} s measured`);
   const message = messageSource(ctx.spec.seed + 1, ctx.spec.partitions, counted);
   const producer = ctx.kafka.producer({ allowAutoTopicCreation: false });
   const cleanup = async () => {
@@ -172,7 +182,7 @@ export async function latencyRun(ctx: LatencyContext, basisPerSec: number): Prom
       const stopped = await worker.next('stopped', 120_000);
       await worker.exit(60_000);
       const produced = { produced: counted, producerBehindMaxMs: stream.behindMaxMs() };
-      if (stream.failed() > 0) return noFigure(`${stream.failed()} appends failed`, produced);
+      if (stream.failed() > 0) return noFigure(`${stream.failed()} appends failed, the first with ${stream.firstError()}`, produced);
       const stats: LatencyStats | undefined = stopped.latency;
       if (!covered) {
         return noFigure(

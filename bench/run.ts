@@ -37,7 +37,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS = fileURLToPath(new URL('./results/', import.meta.url));
 
 function ensureServers(settings: BenchSettings): void {
-  const needsEs = settings.modes.some((m) => m === 'naive' || m === 'stores' || m === 'ceiling-elasticsearch');
+  const needsEs = settings.latencySeconds > 0 || settings.modes.some((m) => m === 'naive' || m === 'stores' || m === 'ceiling-elasticsearch');
   for (const script of ['kafka', ...(needsEs ? ['elasticsearch'] : [])]) {
     execFileSync('bash', [`scripts/${script}.sh`, 'up'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
   }
@@ -226,7 +226,7 @@ async function main(): Promise<void> {
     const basis = median(runs.filter((r) => r.mode === 'stores' && r.eventsPerSec !== undefined).map((r) => r.eventsPerSec!));
     let latency: LatencyResult | undefined;
     if (settings.latencySeconds === 0) log('latency: skipped (BENCH_LATENCY_SECONDS=0)');
-    else if (basis === undefined) log('latency: skipped, no figure for d (cdc-router into the stores) to take 70% of');
+    else if (basis === undefined && settings.latencyRate === undefined) log('latency: skipped, no figure for d (cdc-router into the stores) to take 70% of');
     else {
       latency = await latencyRun({ ...ctx, kafka }, basis);
       log(latency.stats ? `  p50 ${latency.stats.p50Ms} ms, p99 ${latency.stats.p99Ms} ms (${latency.stats.samples} records)` : `  no figure: ${latency.error}`);

@@ -19,6 +19,8 @@ export interface BenchSettings {
   readonly latencyTailSeconds: number;
   /** Share of the measured maximum (median of the cdc-router runs into the stores) offered in the latency run. */
   readonly latencyLoad: number;
+  /** An offered rate (events/s) for the latency run instead of latencyLoad × d's figure; d need not run then. */
+  readonly latencyRate: number | undefined;
   readonly runTimeoutSeconds: number;
   /** A run whose committed offsets stop moving this long short of the end fails (a stuck partition). */
   readonly stallSeconds: number;
@@ -72,6 +74,7 @@ export function readSettings(): BenchSettings {
     latencyWarmupSeconds: int('BENCH_LATENCY_WARMUP_SECONDS', 5, 0),
     latencyTailSeconds: int('BENCH_LATENCY_TAIL_SECONDS', 60),
     latencyLoad: fraction('BENCH_LATENCY_LOAD', 0.7),
+    latencyRate: process.env['BENCH_LATENCY_RATE'] ? int('BENCH_LATENCY_RATE', 1) : undefined,
     runTimeoutSeconds: int('BENCH_RUN_TIMEOUT_SECONDS', 1_800),
     stallSeconds: int('BENCH_STALL_SECONDS', 60),
     ceilingBatch: int('BENCH_CEILING_BATCH', 5_000),

@@ -16,7 +16,9 @@ export interface WorkerHandle {
 }
 
 export function startWorker(task: WorkerTask): WorkerHandle {
-  const child = fork(WORKER, [JSON.stringify(task)], { cwd: ROOT, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // BENCH_CPU_PROFILE=<dir>: every worker writes a V8 CPU profile there (open it in Chrome DevTools).
+  const profile = process.env['BENCH_CPU_PROFILE'] ? ['--cpu-prof', `--cpu-prof-dir=${process.env['BENCH_CPU_PROFILE']}`] : [];
+  const child = fork(WORKER, [JSON.stringify(task)], { cwd: ROOT, execArgv: ['--import', 'tsx', ...profile], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const inbox: WorkerMessage[] = [];
   let broken: Error | undefined;
   const waiters = new Set<() => void>();

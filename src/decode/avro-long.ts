@@ -1,17 +1,17 @@
 import avsc from 'avsc';
 
 /**
- * Avro `long` for avsc, exact over the whole int64 range.
+ * Avro `long` for avsc, exact over the whole int64 range: the long of the avsc types this project
+ * builds (given to the registry client, and used by tests to encode). The decoder reads Avro with
+ * its own readers (avro-json.ts), exact too.
  *
  * avsc's own long reads the varint into a double and throws 'potential precision loss' past ±2^53
- * (every NanoTimestamp after 1970-04-15, MicroTimestamps past year 2255, large LSNs and ids): a
- * decoder built on it would reject real records. This type reads the raw varint bytes itself
- * (`noUnpack`): up to 7 bytes (|n| < 2^48, the common case) with float arithmetic that is exact
- * there, longer ones through BigInt.
+ * (every NanoTimestamp after 1970-04-15, Debezium's ts_ns, large ids). This type reads and writes
+ * the raw varint bytes itself (`noUnpack`): up to 7 bytes (|n| < 2^48) with float arithmetic, which
+ * is exact there, longer ones through BigInt.
  *
  * Read values are a number when safe, else the decimal digits as a string: what JSON carries
- * without loss. The JSON decoder's timestamp converters read digit strings exactly, and sinks write
- * a digit string into a bigint column unchanged. Writes take a number, a bigint or a digit string.
+ * without loss. Writes take a number, a bigint or a digit string.
  */
 
 export type ExactLong = number | string;

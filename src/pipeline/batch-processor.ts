@@ -142,7 +142,16 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
     tally: ReturnType<typeof createOutcomeTally>,
   ): Promise<void> {
     for (let start = 0; start < items.length; start += deps.maxBatchSize) {
-      let pending = items.slice(start, start + deps.maxBatchSize);
+      await writeChunk(items.slice(start, start + deps.maxBatchSize));
+    }
+
+    /**
+     * One sink write with retries. A permanent failure of the whole write is bisected: the halves are
+     * written again, in order, until the records that cause it are alone, so one record the sink
+     * cannot even encode (say JSON nested too deep) fails alone and the rest of the batch is written.
+     */
+    async function writeChunk(chunk: readonly Pending[]): Promise<void> {
+      let pending = chunk;
       const firstFailed = new Map<number, number>();
       const failure = (p: Pending, error: CdcError, attempts: number): RecordFailure => {
         const now = Date.now();
@@ -206,13 +215,20 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
             log.warn({ sink: sink.name, attempt, delayMs, err: error }, 'sink write failed, retrying');
           },
         },
-      ).catch((err: unknown) => {
+      ).catch(async (err: unknown) => {
         if (err instanceof AbortedError) throw err;
-        // A permanent whole-batch failure: every record still pending for this sink failed with it.
         const error =
           err instanceof CdcError
             ? err
             : new SinkError(sink.name, errorMessage(err), { code: 'WRITE_FAILED', retriable: false, cause: err });
+        if (!error.retriable && pending.length > 1) {
+          const half = Math.ceil(pending.length / 2);
+          const rest = pending;
+          await writeChunk(rest.slice(0, half));
+          await writeChunk(rest.slice(half));
+          return;
+        }
+        // A single record, or a retriable failure past the retry deadline: it failed with this error.
         for (const p of pending) addFailure(failures, p.index, failure(p, error, 1));
       });
     }
