@@ -21,7 +21,7 @@ type RouterTask = Extract<WorkerTask, { kind: 'router' }>;
 
 const SINK_NAMES = ['pg', 'cache', 'search'] as const;
 
-export function routerConfig(task: RouterTask): Record<string, unknown> {
+function routerConfig(task: RouterTask): Record<string, unknown> {
   const { servers, targets } = task;
   const sinks =
     task.sinks === 'noop'
@@ -42,7 +42,7 @@ export function routerConfig(task: RouterTask): Record<string, unknown> {
 }
 
 /** Nearest-rank percentile of sorted values. */
-export function percentile(sorted: Float64Array, p: number): number {
+function percentile(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }

@@ -25,6 +25,15 @@ program
     const logger = createLogger({ level: config.log.level });
     const service = await startService(config, { logger });
     if (opts.progress) startProgress(service.events, process.stdout, service.metrics?.url);
+    // A consumer kafkajs will not restart leaves a process that consumes nothing: exit non-zero so
+    // that the supervisor restarts it (nothing unacknowledged was committed).
+    service.consumer.onFatal((err) => {
+      logger.fatal({ err }, 'consumer stopped for good; exiting');
+      void service.stop().finally(() => {
+        logger.flush();
+        process.exit(1);
+      });
+    });
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals) => {
       signals++;

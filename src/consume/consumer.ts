@@ -42,6 +42,8 @@ export interface ChangeConsumer {
    * replay needs it to recognise the end of a range that ends with one of those.
    */
   onFetched(listener: (topic: string, partition: number, nextOffset: bigint) => void): () => void;
+  /** kafkajs gave up and will not restart the consumer: the process should exit and be restarted. */
+  onFatal(listener: (error: Error) => void): () => void;
 }
 
 function toHeaders(headers: IHeaders | undefined): Record<string, Buffer | undefined> {
@@ -142,8 +144,10 @@ export function createChangeConsumer(kafka: Kafka, config: KafkaConfig, events: 
     log.info({ memberId: payload.memberId, assignment: payload.memberAssignment }, 'joined group');
     events.emit('group.joined', { memberId: payload.memberId, assignment: payload.memberAssignment });
   });
+  const fatalListeners = new Set<(error: Error) => void>();
   consumer.on(consumer.events.CRASH, ({ payload }) => {
     log.error({ err: payload.error, restart: payload.restart }, 'consumer crashed');
+    if (!payload.restart && !stopping) for (const l of fatalListeners) l(payload.error);
   });
   // A fetch of transaction markers only never reaches eachBatch; the worker still has to know.
   consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
@@ -269,6 +273,10 @@ export function createChangeConsumer(kafka: Kafka, config: KafkaConfig, events: 
     },
     paused() {
       return consumer.paused();
+    },
+    onFatal(listener) {
+      fatalListeners.add(listener);
+      return () => fatalListeners.delete(listener);
     },
     onFetched(listener) {
       fetchedListeners.add(listener);
