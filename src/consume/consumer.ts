@@ -199,36 +199,40 @@ export function createChangeConsumer(kafka: Kafka, config: KafkaConfig, events: 
   async function drain(w: PartitionWorker): Promise<void> {
     const h = handler;
     if (!h) return;
-    while (w.queue.length > 0 && !w.controller.signal.aborted) {
-      const item = w.queue[0]!;
-      if (item.records) {
-        const result = await h(item.records, { signal: w.controller.signal, progress: (o) => void commit(w, o) });
-        if (w.controller.signal.aborted) break;
-        if (result.commitOffset !== undefined) void commit(w, result.commitOffset);
-        if (result.halt) {
-          w.halted = true;
-          w.queue.length = 0;
-          w.queued = 0;
-          consumer.pause([{ topic: w.topic, partitions: [w.partition] }]);
-          // Later batches were handed over already; fetch from the halted record if resumed.
-          if (result.commitOffset !== undefined) {
-            consumer.seek({ topic: w.topic, partition: w.partition, offset: result.commitOffset.toString() });
+    // A batch queued while the last commit is awaited must not wait for the partition's next fetch.
+    for (;;) {
+      while (w.queue.length > 0 && !w.controller.signal.aborted) {
+        const item = w.queue[0]!;
+        if (item.records) {
+          const result = await h(item.records, { signal: w.controller.signal, progress: (o) => void commit(w, o) });
+          if (w.controller.signal.aborted) break;
+          if (result.commitOffset !== undefined) void commit(w, result.commitOffset);
+          if (result.halt) {
+            w.halted = true;
+            w.queue.length = 0;
+            w.queued = 0;
+            consumer.pause([{ topic: w.topic, partitions: [w.partition] }]);
+            // Later batches were handed over already; fetch from the halted record if resumed.
+            if (result.commitOffset !== undefined) {
+              consumer.seek({ topic: w.topic, partition: w.partition, offset: result.commitOffset.toString() });
+            }
+            break;
           }
-          break;
+        } else if (w.wanted >= item.firstOffset) {
+          // Markers right after finished records: move the commit past them (lag 0, not 1).
+          void commit(w, item.nextOffset);
         }
-      } else if (w.wanted >= item.firstOffset) {
-        // Markers right after finished records: move the commit past them (lag 0, not 1).
-        void commit(w, item.nextOffset);
+        w.queue.shift();
+        w.queued -= item.records?.length ?? 0;
+        for (const l of fetchedListeners) l(w.topic, w.partition, item.nextOffset);
+        if (w.backpressured && w.queued <= maxQueued / 2) {
+          w.backpressured = false;
+          consumer.resume([{ topic: w.topic, partitions: [w.partition] }]);
+        }
       }
-      w.queue.shift();
-      w.queued -= item.records?.length ?? 0;
-      for (const l of fetchedListeners) l(w.topic, w.partition, item.nextOffset);
-      if (w.backpressured && w.queued <= maxQueued / 2) {
-        w.backpressured = false;
-        consumer.resume([{ topic: w.topic, partitions: [w.partition] }]);
-      }
+      await w.commitChain;
+      if (w.queue.length === 0 || w.controller.signal.aborted || w.halted) break;
     }
-    await w.commitChain;
   }
 
   async function eachBatch(payload: EachBatchPayload): Promise<void> {
