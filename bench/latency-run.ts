@@ -55,6 +55,8 @@ interface OpenLoop {
   stop(): Promise<void>;
 }
 
+const SEND_MAX = 1_000;
+
 function startOpenLoop(producer: Producer, topic: string, rate: number, counted: number, message: (i: number) => Outgoing): OpenLoop {
   const startMs = Date.now() + 50;
   const required = new Map<number, number>();
@@ -71,7 +73,9 @@ function startOpenLoop(producer: Producer, topic: string, rate: number, counted:
   const loop = (async () => {
     while (!stopping) {
       const now = Date.now();
-      const due = Math.floor(((now - startMs) * rate) / 1000) + 1;
+      // At most SEND_MAX per request: after a stall of this process a request of everything due
+      // would exceed the broker's message size limit (a partition's share is one record batch).
+      const due = Math.min(sent + SEND_MAX, Math.floor(((now - startMs) * rate) / 1000) + 1);
       if (due > sent) {
         if (sent < counted) behindMaxMs = Math.max(behindMaxMs, now - (startMs + (sent * 1000) / rate));
         const countedIn = new Map<number, number>();

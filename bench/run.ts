@@ -88,7 +88,7 @@ async function runOnce(ctx: Context, mode: Mode, round: number): Promise<RunResu
   const writes = mode !== 'raw' && mode !== 'noop';
   const consumes = task.kind !== 'ceiling';
   const cleanup = async () => {
-    if (writes) {
+    if (writes && !process.env['BENCH_KEEP']) {
       const problems = await dropTargets(ctx.clients, targetsFor(ctx.runId, label));
       for (const p of problems) log(`  cleanup: ${p}`);
     }

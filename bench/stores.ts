@@ -124,8 +124,9 @@ async function verifyPostgres(clients: StoreClients, targets: StoreTargets, expe
     let seen = 0;
     let after = -1;
     for (;;) {
+      // t.id: a bare `id` in ORDER BY names the text output column, and pages would go in text order.
       const res = await clients.pg.query<{ id: string; row: Record<string, unknown> }>(
-        `SELECT id::text AS id, to_jsonb(t) AS row FROM ${quote(targets.pgSchema)}.${quote(table)} t WHERE id > $1 ORDER BY id LIMIT 5000`,
+        `SELECT id::text AS id, to_jsonb(t) AS row FROM ${quote(targets.pgSchema)}.${quote(table)} t WHERE t.id > $1 ORDER BY t.id LIMIT 5000`,
         [after],
       );
       for (const { id: text, row } of res.rows) {

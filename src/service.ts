@@ -13,6 +13,7 @@ import { policyFromConfig } from './retry/retrier.ts';
 import { createRouter } from './route/router.ts';
 import { withCircuitBreaker } from './sink/circuit-breaker.ts';
 import { once, type Sink } from './sink/sink.ts';
+import { withWriteCombining } from './sink/write-combiner.ts';
 
 export interface Service {
   readonly events: RouterEvents;
@@ -68,15 +69,13 @@ export async function buildPipeline(
   const sinks = new Map<string, Sink>();
   for (const spec of config.sinks) {
     const sink = spec.factory.create(spec.name, spec.config, { logger });
-    sinks.set(
-      spec.name,
-      withCircuitBreaker(
-        sink,
-        { failureThreshold: config.retry.circuit_failure_threshold, openMs: config.retry.circuit_open_ms },
-        events,
-        logger,
-      ),
+    const guarded = withCircuitBreaker(
+      sink,
+      { failureThreshold: config.retry.circuit_failure_threshold, openMs: config.retry.circuit_open_ms },
+      events,
+      logger,
     );
+    sinks.set(spec.name, withWriteCombining(guarded, { concurrency: config.sinkConcurrency, maxRecords: config.maxBatchSize }));
   }
   const closeSinks = once(async () => {
     const results = await Promise.allSettled([...sinks.values()].map((s) => s.close()));
@@ -146,7 +145,9 @@ export async function startService(
   }).catch(closeMetricsAndThrow);
   metrics?.markSinksStarted();
 
-  const consumer = createChangeConsumer(createKafka(config.kafka, logger), config.kafka, events, logger);
+  const consumer = createChangeConsumer(createKafka(config.kafka, logger), config.kafka, events, logger, {
+    mergeUpTo: config.maxBatchSize,
+  });
   metrics?.watchConsumer(consumer);
   await consumer.run(async (records, control) => {
     const outcome = await processor.process(records, control);

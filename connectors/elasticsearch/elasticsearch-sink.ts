@@ -3,6 +3,7 @@ import { Client, errors, type ClientOptions } from '@elastic/elasticsearch';
 import { SinkError } from '../../src/errors.ts';
 import { isUnavailable, type ChangeEvent, type Row, type TableId } from '../../src/model/change-event.ts';
 import { positionToVersion } from '../../src/model/position.ts';
+import { rowJson } from '../../src/model/serialize.ts';
 import { coalesce, expandResults, keyString, type Segment } from '../../src/sink/coalesce.ts';
 import { defineSink, OK, once, type Sink, type SinkResult } from '../../src/sink/sink.ts';
 import { BulkRequestError, deleteAction, indexAction, sendBulk, type BulkAction, type BulkOptions } from './bulk.ts';
@@ -32,16 +33,6 @@ function hasUnavailable(row: Readonly<Row>): boolean {
 }
 
 /** The row as JSON. Unavailable markers are symbols, which JSON.stringify leaves out. */
-function toSource(row: Readonly<Row>): string {
-  try {
-    return JSON.stringify(row);
-  } catch (err) {
-    // Only bigints throw here; the replacer is slower, so it is the fallback, not the rule.
-    if (!(err instanceof TypeError)) throw err;
-    return JSON.stringify(row, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
-  }
-}
-
 /**
  * The row with its unavailable columns taken from the stored document. A null-prototype object, so
  * that a column named `__proto__` is a column. Columns the stored document lacks are left out.
@@ -256,7 +247,7 @@ export const elasticsearchSink = defineSink({
           const row = p.partial ? mergeStored(p.event.after!, stored?.get(p.slot)) : p.event.after!;
           let source: string;
           try {
-            source = toSource(row);
+            source = rowJson(row);
           } catch (err) {
             results[p.slot] = recordError(p.event, `index ${p.index}`, permanent('NOT_SERIALIZABLE', String(err)), err);
             continue;

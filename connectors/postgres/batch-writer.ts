@@ -15,7 +15,7 @@ import {
 } from './batch-plan.ts';
 import { arrayElement, encodeValue, type Codec } from './column-types.ts';
 import { describeDbError, isRetriable, isRowError, isStaleMetadata, sqlState } from './pg-errors.ts';
-import { deleteSql, truncateSql, upsertSql } from './statements.ts';
+import { deleteSql, inlineParams, truncateSql, upsertSql } from './statements.ts';
 import { TableProblem, type TableCatalog, type TableMeta } from './table-catalog.ts';
 
 const TEXT: Codec = { kind: 'text', array: false };
@@ -128,6 +128,14 @@ export class BatchWriter {
 
   private async transaction(client: pg.ClientBase, units: readonly Unit[], metas: Metas, careful: boolean): Promise<void> {
     if (units.length === 0) return;
+    if (!careful) {
+      // The whole batch in one round trip: node-postgres does not pipeline, so BEGIN, a statement
+      // per table and shape, and COMMIT would each wait for a reply and then for a turn of a busy
+      // event loop. Several statements in one simple query run as one implicit transaction.
+      const text = this.batchText(units, metas);
+      if (text) await client.query(text);
+      return;
+    }
     await client.query('BEGIN');
     try {
       for (const unit of units) {
@@ -172,6 +180,28 @@ export class BatchWriter {
         this.fail(change, `cannot ${verb} ${unit.ref.qualified} key ${describeKey(change)}: ${describeDbError(err)}`, `PG_${sqlState(err)}`, err);
       }
     }
+  }
+
+  /** Every unit's statement with its values inlined, `;`-separated; undefined when nothing is left to write. */
+  private batchText(units: readonly Unit[], metas: Metas): string | undefined {
+    const statements: string[] = [];
+    for (const unit of units) {
+      const meta = metas.get(unit.ref.id)!;
+      if (unit.kind === 'truncate') {
+        statements.push(truncateSql(meta));
+        continue;
+      }
+      const params = this.encode(meta, unit, unit.changes);
+      if (!params) continue;
+      const ref = inlineParams(params);
+      const { positionColumn } = this.options;
+      statements.push(
+        unit.kind === 'upsert'
+          ? upsertSql(meta, unit.shape.columns, unit.shape.key.columns, positionColumn, ref)
+          : deleteSql(meta, unit.key.columns, positionColumn, ref),
+      );
+    }
+    return statements.length === 0 ? undefined : statements.join(';\n');
   }
 
   private async execute(client: pg.ClientBase, unit: Unit, changes: readonly Change[], metas: Metas): Promise<void> {

@@ -21,16 +21,34 @@ interface Param {
   readonly expr: string;
 }
 
-function param(meta: TableMeta, column: string, i: number): Param {
+/**
+ * How a statement refers to its parameter i: `$<i+1>` (bound parameters), or the value itself as
+ * a string literal (see inlineParams).
+ */
+export type ParamRef = (i: number) => string;
+
+const bound: ParamRef = (i) => `$${i + 1}`;
+
+/**
+ * Parameter values as E'…' literals: a whole batch then goes as one simple-protocol query (one
+ * round trip, one implicit transaction). E'' syntax: backslashes and quotes are escaped whatever
+ * standard_conforming_strings says; the values are already array literals, which PostgreSQL
+ * parses exactly as it would a bound parameter's text.
+ */
+export function inlineParams(values: readonly string[]): ParamRef {
+  return (i) => `E'${values[i]!.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
+}
+
+function param(meta: TableMeta, column: string, i: number, ref: ParamRef): Param {
   const col = meta.columns.get(column);
-  if (!col) return { decl: `$${i + 1}::text[]`, expr: `u.c${i}` };
-  if (col.typedParam) return { decl: `$${i + 1}::${col.type}[]`, expr: `u.c${i}` };
-  return { decl: `$${i + 1}::text[]`, expr: col.type === 'text' ? `u.c${i}` : `u.c${i}::${col.type}` };
+  if (!col) return { decl: `${ref(i)}::text[]`, expr: `u.c${i}` };
+  if (col.typedParam) return { decl: `${ref(i)}::${col.type}[]`, expr: `u.c${i}` };
+  return { decl: `${ref(i)}::text[]`, expr: col.type === 'text' ? `u.c${i}` : `u.c${i}::${col.type}` };
 }
 
 /** unnest of the parameters, positions last; and the select list naming them c0…, p. */
-function source(params: readonly Param[]): { from: string; select: string } {
-  const decls = [...params.map((p) => p.decl), `$${params.length + 1}::text[]`];
+function source(params: readonly Param[], ref: ParamRef): { from: string; select: string } {
+  const decls = [...params.map((p) => p.decl), `${ref(params.length)}::text[]`];
   const names = [...params.map((_p, i) => `c${i}`), 'p'];
   return {
     from: `unnest(${decls.join(', ')}) AS u(${names.join(', ')})`,
@@ -43,9 +61,18 @@ function source(params: readonly Param[]): { from: string; select: string } {
  * same columns. Columns a row does not set (unchanged TOAST values) are in neither list: the stored
  * value stays, and a new row gets NULL.
  */
-export function upsertSql(meta: TableMeta, columns: readonly string[], keys: readonly string[], positionColumn: string): string {
+export function upsertSql(
+  meta: TableMeta,
+  columns: readonly string[],
+  keys: readonly string[],
+  positionColumn: string,
+  ref: ParamRef = bound,
+): string {
   const pos = quoteIdent(positionColumn);
-  const src = source(columns.map((c, i) => param(meta, c, i)));
+  const src = source(
+    columns.map((c, i) => param(meta, c, i, ref)),
+    ref,
+  );
   const keyMatch = keys.map((k) => `d.${quoteIdent(k)} = s.c${columns.indexOf(k)}`);
   const updates = columns.filter((c) => !keys.includes(c)).map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`);
   updates.push(`${pos} = EXCLUDED.${pos}`);
@@ -65,10 +92,13 @@ export function upsertSql(meta: TableMeta, columns: readonly string[], keys: rea
  * statement. A tombstone is written even when the stored row is newer: it is then older than the
  * row and blocks nothing.
  */
-export function deleteSql(meta: TableMeta, keys: readonly string[], positionColumn: string): string {
+export function deleteSql(meta: TableMeta, keys: readonly string[], positionColumn: string, ref: ParamRef = bound): string {
   const pos = quoteIdent(positionColumn);
   const deletedAt = quoteIdent(DELETED_AT_COLUMN);
-  const src = source(keys.map((k, i) => param(meta, k, i)));
+  const src = source(
+    keys.map((k, i) => param(meta, k, i, ref)),
+    ref,
+  );
   const keyMatch = keys.map((k, i) => `t.${quoteIdent(k)} = s.c${i}`);
   return (
     `WITH s AS (SELECT ${src.select} FROM ${src.from}), ` +

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { errorMessage, SinkError } from '../../src/errors.ts';
 import { isUnavailable, type ChangeEvent, type Row } from '../../src/model/change-event.ts';
 import { encodePosition } from '../../src/model/position.ts';
+import { jsonWithBigints, rowJson } from '../../src/model/serialize.ts';
 import { coalesce, expandResults, keyString, type Segment } from '../../src/sink/coalesce.ts';
 import { defineSink, OK, once, type Sink, type SinkResult } from '../../src/sink/sink.ts';
 import { createKeyLayout, DEFAULT_KEY_TEMPLATE, templateProblems, type KeyLayout } from './key-layout.ts';
@@ -140,22 +141,12 @@ async function tlsOptions(c: RedisSinkConfig, on: boolean): Promise<ConnectionOp
   };
 }
 
-/** JSON for values; bigints (rare: integers beyond 2^53) as decimal strings. */
-function toJson(value: unknown): string {
-  try {
-    return JSON.stringify(value);
-  } catch (err) {
-    if (!(err instanceof TypeError)) throw err;
-    return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
-  }
-}
-
 /** A column value as a hash field value; null/undefined never get here (the field is omitted). */
 function hashValue(v: unknown): string {
   if (typeof v === 'string') return v;
   if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean') return String(v);
   if (Buffer.isBuffer(v)) return v.toString('base64');
-  return toJson(v);
+  return jsonWithBigints(v);
 }
 
 /** A script call's outcome: its reply or what it was rejected with. */
@@ -248,7 +239,7 @@ export const redisSink = defineSink({
         for (const col in after) if (!isUnavailable(after[col])) copy[col] = after[col];
         row = copy;
       }
-      const body = toJson(row);
+      const body = rowJson(row);
       // Built by hand: JSON.stringify would put integer-like column names before the position.
       const json = `{"${POSITION_FIELD}":"${pos}"${body === '{}' ? '}' : `,${body.slice(1)}`}`;
       argv.push('u', pos, json);

@@ -32,6 +32,7 @@ export interface Config {
   readonly routes: readonly RouteSpec[];
   readonly unrouted: RawConfig['unrouted'];
   readonly maxBatchSize: number;
+  readonly sinkConcurrency: number;
   readonly retry: RetryConfig;
   readonly dlq: DlqConfig;
   readonly log: RawConfig['log'];
@@ -177,6 +178,7 @@ export async function resolveConfig(
     routes: [...routes].map(([table, r]) => ({ table, transforms: r.transforms, sinks: r.sinks })),
     unrouted: raw.unrouted,
     maxBatchSize: raw.max_batch_size,
+    sinkConcurrency: raw.sink_concurrency,
     retry: raw.retry,
     dlq: raw.dlq,
     log: raw.log,

@@ -211,6 +211,13 @@ export const configSchema = z
       .describe('a change of a table no route matches: skip (and count) or treat as a failed record'),
     handlers: z.string().optional().describe('TypeScript/JavaScript module exporting table handlers'),
     max_batch_size: z.number().int().positive().default(5_000).describe('records per sink write'),
+    sink_concurrency: z
+      .number()
+      .int()
+      .min(1)
+      .max(64)
+      .default(2)
+      .describe("writes per sink at once; batches of other partitions that arrive meanwhile go out together as the sink's next write"),
     retry: retrySchema.default({}),
     dlq: dlqSchema.default({ kind: 'none' }).describe('dead-letter queue for records that can never succeed'),
     log: z

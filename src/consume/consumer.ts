@@ -102,7 +102,19 @@ class PartitionWorker {
   ) {}
 }
 
-export function createChangeConsumer(kafka: Kafka, config: KafkaConfig, events: RouterEvents, logger: Logger): ChangeConsumer {
+export interface ChangeConsumerOptions {
+  /** Queued batches of a partition are handed over together up to this many records. */
+  readonly mergeUpTo?: number;
+}
+
+export function createChangeConsumer(
+  kafka: Kafka,
+  config: KafkaConfig,
+  events: RouterEvents,
+  logger: Logger,
+  options: ChangeConsumerOptions = {},
+): ChangeConsumer {
+  const mergeUpTo = options.mergeUpTo ?? 5_000;
   const log = logger.child({ component: 'consumer', group: config.group_id });
   const consumer: Consumer = kafka.consumer({
     groupId: config.group_id,
@@ -163,30 +175,51 @@ export function createChangeConsumer(kafka: Kafka, config: KafkaConfig, events: 
     return w;
   }
 
-  /** Commits run one at a time per partition, always for the highest finished offset so far. */
+  /** Partitions whose finished offset moved since their last commit request. */
+  const dirty = new Set<PartitionWorker>();
+  let flushing: Promise<void> | undefined;
+
+  /**
+   * Group commit: one OffsetCommit request at a time for every partition whose finished offset
+   * moved meanwhile (a dozen partitions finishing small batches would otherwise each send their
+   * own request and wait for its turn). Always the highest finished offset so far; never backwards.
+   */
   function commit(w: PartitionWorker, offset: bigint): Promise<void> {
-    if (offset <= w.wanted) return w.commitChain;
-    w.wanted = offset;
-    w.commitChain = w.commitChain.then(async () => {
-      const target = w.wanted;
+    if (offset > w.wanted) {
+      w.wanted = offset;
+      dirty.add(w);
+    }
+    return (w.commitChain = flushing ??= flushCommits());
+  }
+
+  async function flushCommits(): Promise<void> {
+    // Started from within commit(): `flushing` is assigned before the loop runs, and commits
+    // requested in the same turn join this request.
+    await Promise.resolve();
+    for (;;) {
+      // Checked and cleared in one synchronous step: a commit() after this sees no flush running.
+      if (dirty.size === 0) {
+        flushing = undefined;
+        return;
+      }
       // A partition of an older generation may belong to another member now: commit nothing for it.
-      if (target <= w.committed || w.generation !== generation) return;
+      const due = [...dirty].filter((w) => w.generation === generation && w.wanted > w.committed).map((w) => ({ w, target: w.wanted }));
+      dirty.clear();
+      if (due.length === 0) continue;
       const t0 = performance.now();
       try {
-        await consumer.commitOffsets([{ topic: w.topic, partition: w.partition, offset: target.toString() }]);
-        w.committed = target;
-        events.emit('batch.committed', {
-          topic: w.topic,
-          partition: w.partition,
-          offset: target.toString(),
-          durationMs: performance.now() - t0,
-        });
+        await consumer.commitOffsets(due.map(({ w, target }) => ({ topic: w.topic, partition: w.partition, offset: target.toString() })));
+        const durationMs = performance.now() - t0;
+        for (const { w, target } of due) {
+          if (target > w.committed) w.committed = target;
+          events.emit('batch.committed', { topic: w.topic, partition: w.partition, offset: target.toString(), durationMs });
+        }
       } catch (err) {
         // Uncommitted records are read again (by us or the next owner); sinks are idempotent.
-        log.warn({ err, topic: w.topic, partition: w.partition, offset: target.toString() }, 'commit failed');
+        const offsets = due.map(({ w, target }) => `${w.topic}[${w.partition}]@${target}`);
+        log.warn({ err, offsets }, 'commit failed');
       }
-    });
-    return w.commitChain;
+    }
   }
 
   function enqueue(w: PartitionWorker, item: QueuedBatch): void {
@@ -203,8 +236,24 @@ export function createChangeConsumer(kafka: Kafka, config: KafkaConfig, events: 
     for (;;) {
       while (w.queue.length > 0 && !w.controller.signal.aborted) {
         const item = w.queue[0]!;
-        if (item.records) {
-          const result = await h(item.records, { signal: w.controller.signal, progress: (o) => void commit(w, o) });
+        // Batches that queued up behind a slow write go out as one (up to mergeUpTo records): after
+        // an outage or under a backlog a partition catches up in a few large writes, not many small ones.
+        let taken = 1;
+        let records = item.records;
+        if (records && w.queue.length > 1 && records.length < mergeUpTo) {
+          const parts = [records];
+          let total = records.length;
+          for (let i = 1; i < w.queue.length; i++) {
+            const next = w.queue[i]!.records;
+            if (!next || total + next.length > mergeUpTo) break;
+            parts.push(next);
+            total += next.length;
+            taken++;
+          }
+          if (taken > 1) records = parts.flat();
+        }
+        if (records) {
+          const result = await h(records, { signal: w.controller.signal, progress: (o) => void commit(w, o) });
           if (w.controller.signal.aborted) break;
           if (result.commitOffset !== undefined) void commit(w, result.commitOffset);
           if (result.halt) {
@@ -222,9 +271,10 @@ export function createChangeConsumer(kafka: Kafka, config: KafkaConfig, events: 
           // Markers right after finished records: move the commit past them (lag 0, not 1).
           void commit(w, item.nextOffset);
         }
-        w.queue.shift();
-        w.queued -= item.records?.length ?? 0;
-        for (const l of fetchedListeners) l(w.topic, w.partition, item.nextOffset);
+        const done = w.queue.splice(0, taken);
+        w.queued -= records?.length ?? 0;
+        const nextOffset = done[done.length - 1]!.nextOffset;
+        for (const l of fetchedListeners) l(w.topic, w.partition, nextOffset);
         if (w.backpressured && w.queued <= maxQueued / 2) {
           w.backpressured = false;
           consumer.resume([{ topic: w.topic, partitions: [w.partition] }]);

@@ -200,9 +200,13 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
   };
   for (const name of options.sinkNames) sinkState(name);
 
+  // Observed once per record: the labelled children are looked up once per topic, not hashed each time.
+  const perTopic = new Map<string, { append: Histogram.Internal<'topic'>; source: Histogram.Internal<'topic'> }>();
   const latency = createCommitLatencyTracker((topic, appendS, sourceS) => {
-    fromAppend.observe({ topic }, appendS);
-    if (!Number.isNaN(sourceS)) fromSource.observe({ topic }, sourceS);
+    let h = perTopic.get(topic);
+    if (!h) perTopic.set(topic, (h = { append: fromAppend.labels({ topic }), source: fromSource.labels({ topic }) }));
+    h.append.observe(appendS);
+    if (!Number.isNaN(sourceS)) h.source.observe(sourceS);
   });
 
   /** The newer of our last commit and the broker's answer. */

@@ -1,4 +1,4 @@
-import { isUnavailable } from './change-event.ts';
+import { isUnavailable, type Row } from './change-event.ts';
 
 /** How the unavailable-value marker looks in JSON output: distinguishable from any column value. */
 export const UNAVAILABLE_JSON = Object.freeze({ $unavailable: true });
@@ -21,4 +21,27 @@ export function toJsonValue(value: unknown): unknown {
     return out;
   }
   return value;
+}
+
+const bigintAsString = (_k: string, v: unknown) => (typeof v === 'bigint' ? v.toString() : v);
+
+/** JSON with bigints (integers beyond 2^53) as decimal strings. */
+export function jsonWithBigints(value: unknown): string {
+  try {
+    return JSON.stringify(value);
+  } catch (err) {
+    // Only bigints throw here; the replacer costs a call per value, so it is the fallback.
+    if (!(err instanceof TypeError)) throw err;
+    return JSON.stringify(value, bigintAsString);
+  }
+}
+
+/** Rows are shared by every sink of a route (and never changed after the transforms): each is serialized once. */
+const rowJsonCache = new WeakMap<Readonly<Row>, string>();
+
+/** A row as JSON (see jsonWithBigints), once per row object. */
+export function rowJson(row: Readonly<Row>): string {
+  let json = rowJsonCache.get(row);
+  if (json === undefined) rowJsonCache.set(row, (json = jsonWithBigints(row)));
+  return json;
 }

@@ -8,6 +8,10 @@ import { AbortedError, retry, type RetryPolicy } from '../retry/retrier.ts';
 import type { Route, Router } from '../route/router.ts';
 import type { Sink, SinkResult } from '../sink/sink.ts';
 
+/** Records decoded between two yields to the event loop. */
+const YIELD_EVERY = 256;
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 /** A record that can never succeed as it is, with where it failed. */
 export interface RecordFailure {
   readonly record: RawRecord;
@@ -266,7 +270,11 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
     const perSink = new Map<Sink, Pending[]>();
     let changes = 0;
 
-    records.forEach((record, index) => {
+    for (let index = 0; index < records.length; index++) {
+      // Decoding is synchronous: a large batch yields now and then so that other partitions' sink
+      // replies are not held up behind it (each sink round trip waits for a free event loop).
+      if (index > 0 && index % YIELD_EVERY === 0) await yieldToEventLoop();
+      const record = records[index]!;
       const offset = offsets[index]!;
       const prepared = prepareRecord(record, deps);
       if (prepared.kind === 'change' || prepared.table !== undefined) changes++;
@@ -278,14 +286,14 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
         ops[index] = prepared.op ?? '';
         addFailure(failures, index, { record, error, sink: undefined, table, attempts: 1, firstFailureAt: now, lastFailureAt: now });
         deps.events.emit('record.failed', { ...ref, offset: record.offset, error });
-        return;
+        continue;
       }
       if (prepared.kind === 'skipped') {
         tracker.track(offset, 0);
         const outcome = prepared.reason === 'filtered' ? 'filtered' : 'skipped';
         tally.add(prepared.table?.id ?? '', prepared.op ?? prepared.reason, '', outcome);
         deps.events.emit('record.skipped', { ...ref, offset: record.offset, reason: prepared.reason });
-        return;
+        continue;
       }
       const { event, route } = prepared;
       ops[index] = event.op;
@@ -296,7 +304,7 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
         if (!list) perSink.set(sink, (list = []));
         list.push({ index, event });
       }
-    });
+    }
 
     let aborted = false;
     const writes = [...perSink].map(([sink, items]) =>

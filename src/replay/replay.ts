@@ -209,7 +209,9 @@ async function consumeRanges(
 
   const pipeline = await buildPipeline(config, { logger: options.logger, events });
   const kafka: KafkaConfig = { ...config.kafka, group_id: group, topics: [topic], topic_pattern: undefined };
-  const consumer = createChangeConsumer(createKafka(config.kafka, options.logger, '-replay'), kafka, events, options.logger);
+  const consumer = createChangeConsumer(createKafka(config.kafka, options.logger, '-replay'), kafka, events, options.logger, {
+    mergeUpTo: config.maxBatchSize,
+  });
   try {
     // The end of a range can be a record the pipeline never sees (a transaction marker).
     consumer.onFetched((t, p, nextOffset) => {
