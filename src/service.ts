@@ -69,13 +69,18 @@ export async function buildPipeline(
   const sinks = new Map<string, Sink>();
   for (const spec of config.sinks) {
     const sink = spec.factory.create(spec.name, spec.config, { logger });
-    const guarded = withCircuitBreaker(
-      sink,
-      { failureThreshold: config.retry.circuit_failure_threshold, openMs: config.retry.circuit_open_ms },
-      events,
-      logger,
+    // The breaker outside the combiner: each partition's failed write counts (as it would without
+    // combining), and while the circuit is open no write even queues for the dead server.
+    const combined = withWriteCombining(sink, { concurrency: config.sinkConcurrency, maxRecords: config.maxBatchSize });
+    sinks.set(
+      spec.name,
+      withCircuitBreaker(
+        combined,
+        { failureThreshold: config.retry.circuit_failure_threshold, openMs: config.retry.circuit_open_ms },
+        events,
+        logger,
+      ),
     );
-    sinks.set(spec.name, withWriteCombining(guarded, { concurrency: config.sinkConcurrency, maxRecords: config.maxBatchSize }));
   }
   const closeSinks = once(async () => {
     const results = await Promise.allSettled([...sinks.values()].map((s) => s.close()));

@@ -133,8 +133,10 @@ export class BatchWriter {
       // per table and shape, and COMMIT would each wait for a reply and then for a turn of a busy
       // event loop. Several statements in one simple query run as one implicit transaction.
       const text = this.batchText(units, metas);
-      if (text) await client.query(text);
-      return;
+      if (text !== null) {
+        if (text !== undefined) await client.query(text);
+        return;
+      }
     }
     await client.query('BEGIN');
     try {
@@ -182,8 +184,13 @@ export class BatchWriter {
     }
   }
 
-  /** Every unit's statement with its values inlined, `;`-separated; undefined when nothing is left to write. */
-  private batchText(units: readonly Unit[], metas: Metas): string | undefined {
+  /**
+   * Every unit's statement with its values inlined, `;`-separated; undefined when nothing is left to
+   * write; null when a value holds a NUL character. The query text travels as a C string, so a NUL
+   * would cut it short (a protocol violation that costs the connection): such a batch takes the
+   * bound-parameter path, where the server refuses that row alone (22021).
+   */
+  private batchText(units: readonly Unit[], metas: Metas): string | undefined | null {
     const statements: string[] = [];
     for (const unit of units) {
       const meta = metas.get(unit.ref.id)!;
@@ -193,6 +200,7 @@ export class BatchWriter {
       }
       const params = this.encode(meta, unit, unit.changes);
       if (!params) continue;
+      if (params.some((p) => p.includes('\u0000'))) return null;
       const ref = inlineParams(params);
       const { positionColumn } = this.options;
       statements.push(

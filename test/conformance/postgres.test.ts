@@ -143,6 +143,24 @@ describe('postgres sink', () => {
     expect(Object.keys(await columnsOf(schema, 'nn__cdc_tombstones')).sort()).toEqual(['__cdc_deleted_at', '__cdc_position', 'id']);
   });
 
+  it('writes quotes, backslashes and array syntax exactly, and fails only the row holding a NUL character', async () => {
+    const tricky = [`O'Brien`, `''`, `back\\slash \\' \\\\`, `E'x'`, `{"a":"b"}`, `a,b "c" {d}`, `$1 $$ $tag$`, `'); DROP TABLE x; --`];
+    await sink.write([upsert('lit', 0, { id: 0, s: 'seed' })]); // s becomes text
+    const batch = tricky.map((s, i) => upsert('lit', i + 1, { id: i + 1, s }));
+    allOk(await sink.write(batch));
+    for (const [i, s] of tricky.entries()) expect(await readRow(admin, schema, 'lit', { id: i + 1 })).toEqual({ id: i + 1, s });
+    // A NUL cannot travel inside query text: that batch goes with bound parameters, and the server
+    // refuses the NUL row alone; the connection stays usable.
+    const withNul = [upsert('lit', 20, { id: 20, s: 'before' }), upsert('lit', 21, { id: 21, s: 'a\u0000b' }), upsert('lit', 22, { id: 22, s: `it's after` })];
+    const results = await sink.write(withNul);
+    expect(results.map((r) => r.ok)).toEqual([true, false, true]);
+    const bad = results[1]!;
+    expect(!bad.ok && bad.error.code).toBe('PG_22021');
+    expect(await readRow(admin, schema, 'lit', { id: 22 })).toEqual({ id: 22, s: `it's after` });
+    allOk(await sink.write([upsert('lit', 23, { id: 23, s: 'next batch' })]));
+    expect(await count(admin, schema, 'lit')).toBe(tricky.length + 4);
+  });
+
   it('isolates a few bad values in a large batch by bisection', async () => {
     await sink.write([upsert('bisect', 0, { id: 0, n: 1 })]); // n becomes bigint
     const batch = Array.from({ length: 2_000 }, (_, i) => upsert('bisect', i, { id: i, n: i === 17 || i === 1_500 ? 'not a number' : i }));
