@@ -2,8 +2,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config/load.ts';
 import { createKafka } from './consume/kafka-client.ts';
 import { createChangeConsumer, type ChangeConsumer } from './consume/consumer.ts';
-import { createSchemaRegistryDecoding } from './decode/avro.ts';
-import { createDecoder } from './decode/debezium.ts';
+import { decodingFromConfig } from './decode/avro.ts';
 import { createDeadLetterQueue } from './dlq/create-dead-letter-queue.ts';
 import { createDeadLetterHandler } from './dlq/failure-handler.ts';
 import { RouterEvents } from './events.ts';
@@ -101,16 +100,8 @@ export async function buildPipeline(
   }
 
   const router = createRouter(config.routes, sinks);
-  // --- avro: Avro-framed records through the schema registry, JSON as before ---
-  const decoding = createSchemaRegistryDecoding(
-    createDecoder({
-      heartbeatTopicPrefix: config.decode.heartbeat_topic_prefix,
-      transactionTopicSuffix: config.decode.transaction_topic_suffix,
-    }),
-    config.decode.schema_registry,
-    logger.child({ component: 'decode' }),
-  );
-  // --- end avro ---
+  // Avro-framed records through the schema registry when one is configured, JSON as before.
+  const decoding = decodingFromConfig(config, logger.child({ component: 'decode' }));
   const processor = createBatchProcessor({
     decoder: decoding.decoder,
     prepare: decoding.prepare,

@@ -1,11 +1,12 @@
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import type { Logger } from 'pino';
+import type { Config } from '../config/load.ts';
 import type { SchemaRegistryConfig } from '../config/schema.ts';
 import { CdcError, DecodeError, errorMessage, type RecordCoordinates } from '../errors.ts';
 import type { DecodedRecord, RawRecord } from '../model/change-event.ts';
 import { AbortedError } from '../retry/retrier.ts';
 import { compileAvroSchema, type CompiledAvroSchema } from './avro-schema.ts';
-import type { Decoder } from './debezium.ts';
+import { createDecoder, type Decoder } from './debezium.ts';
 import { coordinatesOf } from './schema-cache.ts';
 
 /**
@@ -327,4 +328,16 @@ export function createRegistrySchemaSource(config: SchemaRegistryConfig): AvroSc
 /** The decoder the pipeline uses: Avro through the configured registry, if any, else JSON only. */
 export function createSchemaRegistryDecoding(inner: Decoder, config: SchemaRegistryConfig | undefined, log?: Logger): AvroDecoding {
   return createAvroDecoding(inner, config ? createRegistrySchemaSource(config) : undefined, log);
+}
+
+/** The service's decoding, as the config says: Debezium JSON, and Avro when a registry is configured. */
+export function decodingFromConfig(config: Config, log?: Logger): AvroDecoding {
+  return createSchemaRegistryDecoding(
+    createDecoder({
+      heartbeatTopicPrefix: config.decode.heartbeat_topic_prefix,
+      transactionTopicSuffix: config.decode.transaction_topic_suffix,
+    }),
+    config.decode.schema_registry,
+    log,
+  );
 }

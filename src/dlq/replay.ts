@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
-import { createDecoder } from '../decode/debezium.ts';
+import { decodingFromConfig } from '../decode/avro.ts';
 import { CdcError, SinkError, errorMessage } from '../errors.ts';
 import type { ChangeEvent, RawRecord } from '../model/change-event.ts';
 import { encodePosition } from '../model/position.ts';
@@ -67,10 +67,9 @@ export function createReplayer(config: Config, deps: { readonly dlq: DeadLetterQ
   const sinks = new Map<string, Sink>();
   for (const spec of config.sinks) sinks.set(spec.name, spec.factory.create(spec.name, spec.config, { logger: deps.logger }));
   const router = createRouter(config.routes, sinks);
-  const decoder = createDecoder({
-    heartbeatTopicPrefix: config.decode.heartbeat_topic_prefix,
-    transactionTopicSuffix: config.decode.transaction_topic_suffix,
-  });
+  // As the service decodes: an Avro entry is replayed through the configured schema registry.
+  const decoding = decodingFromConfig(config, log);
+  const decoder = decoding.decoder;
   const started = new Map<string, Promise<void>>();
   const policy = { ...policyFromConfig(config.retry), deadlineMs: REPLAY_DEADLINE_MS };
   let closing: Promise<void> | undefined;
@@ -112,7 +111,15 @@ export function createReplayer(config: Config, deps: { readonly dlq: DeadLetterQ
         code: err instanceof CdcError ? err.code : undefined,
       });
 
-      const prepared = prepareRecord(recordOf(entry), { decoder, router, unrouted: config.unrouted });
+      const record = recordOf(entry);
+      if (decoding.prepare) {
+        // The schemas an Avro entry names; a registry that does not answer leaves the entry to fail
+        // with SCHEMA_REGISTRY_UNAVAILABLE below (kept in the queue, replayable later).
+        await retry(policy, () => decoding.prepare!([record], AbortSignal.timeout(REPLAY_DEADLINE_MS))).catch((err: unknown) =>
+          log.warn({ id: entry.id, err }, 'schema registry did not answer'),
+        );
+      }
+      const prepared = prepareRecord(record, { decoder, router, unrouted: config.unrouted });
       if (prepared.kind === 'failed') return failed([], prepared.error, { table: prepared.table?.id ?? entry.context.table });
       let outcome: ReplayResult;
       if (prepared.kind === 'skipped') {

@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config/load.ts';
 import { createDeadLetterQueue } from '../../src/dlq/create-dead-letter-queue.ts';
+import { createReplayer } from '../../src/dlq/replay.ts';
 import { RouterEvents } from '../../src/events.ts';
 import { createLogger } from '../../src/log.ts';
 import { startService } from '../../src/service.ts';
@@ -125,7 +126,7 @@ describe('Avro records through a real schema registry', () => {
     return id;
   }
 
-  it('writes Avro changes (c/u/d, tombstones, decimals, timestamps, wide longs) exactly, beside JSON ones, and dead-letters an unknown schema id', async () => {
+  it('writes Avro changes (c/u/d, tombstones, decimals, timestamps, wide longs) exactly, beside JSON ones, dead-letters an unknown schema id, and replays a dead-lettered Avro entry', async () => {
     // Avro names allow [A-Za-z0-9_] (Debezium adjusts names to that): no dashes in the prefix.
     const prefix = uniqueName('avro').replace(/-/g, '_');
     const topic = `${prefix}.public.items`;
@@ -165,20 +166,36 @@ describe('Avro records through a real schema registry', () => {
     messages.push(avro({ op: 'u', before: row(1, '12.34'), after: row(1, '12.35') })); // 8
     await kafka.producer.send({ topic, messages });
 
+    // A table with no route (unrouted: fail): its Avro change is dead-lettered, to be replayed below.
+    const otherTopic = `${prefix}.public.other`;
+    await kafka.createTopic(otherTopic, 1);
+    const other: TableSpec = { ...table, table: 'other' };
+    const otherSchemas = debeziumSchemas(other);
+    const otherKeyId = await register(`${otherTopic}-key`, otherSchemas.key);
+    const otherValueId = await register(`${otherTopic}-value`, otherSchemas.value);
+    const otherPayloads = debeziumPayloads(other, { op: 'c', after: row(7, '7.77'), lsn: (lsn += 16) });
+    const unroutedAvro = {
+      key: confluentFrame(otherKeyId, avroBodyOf(otherSchemas.key, otherPayloads.key)),
+      value: confluentFrame(otherValueId, avroBodyOf(otherSchemas.value, otherPayloads.value)),
+    };
+    await kafka.producer.send({ topic: otherTopic, messages: [unroutedAvro] });
+
     const out = join(dir, `${prefix}.jsonl`);
     const group = uniqueName('avro-group');
-    const config = await resolveConfig({
-      kafka: { brokers: [BROKER], group_id: group, topics: [topic] },
+    const rawConfig = {
+      kafka: { brokers: [BROKER], group_id: group, topics: [topic, otherTopic] },
       decode: { schema_registry: { url: REGISTRY_URL } },
       sinks: {
         file: { kind: 'file', path: out, fsync: false },
         pg: { kind: 'postgres', connection: { connection_string: PG_URL }, schema: pgSchema },
       },
       routes: [{ table: 'public.items', sinks: ['file', 'pg'] }],
+      unrouted: 'fail',
       retry: { initial_ms: 50, max_ms: 500 },
       dlq: { kind: 'kafka', topic: dlqTopic },
       metrics: { enabled: false },
-    });
+    };
+    const config = await resolveConfig(rawConfig);
     const events = new RouterEvents();
     const lettered: { offset: string; stage: string; code: string }[] = [];
     events.on('record.dead-lettered', (e) => lettered.push({ offset: e.offset, stage: e.stage, code: e.error.code }));
@@ -187,11 +204,15 @@ describe('Avro records through a real schema registry', () => {
     const service = await startService(config, { logger: createLogger({ level: 'error' }), events });
     try {
       await waitUntil(async () => (await kafka.committed(group, topic)).get(0) === BigInt(messages.length), 90_000, 'commit to the end');
+      await waitUntil(async () => (await kafka.committed(group, otherTopic)).get(0) === 1n, 30_000, 'commit past the unrouted change');
     } finally {
       await service.stop();
     }
     expect(halted).toEqual([]);
-    expect(lettered).toEqual([{ offset: '7', stage: 'decode', code: 'AVRO_DECODE' }]);
+    expect(lettered.sort((a, b) => a.stage.localeCompare(b.stage))).toEqual([
+      { offset: '7', stage: 'decode', code: 'AVRO_DECODE' },
+      { offset: '0', stage: 'route', code: 'UNROUTED' },
+    ]);
 
     // PostgreSQL: the exact values, in the column types the sink created from the Avro schema.
     const columns = await db.query<{ column_name: string; data_type: string }>(
@@ -277,12 +298,29 @@ describe('Avro records through a real schema registry', () => {
     await dlq.start();
     try {
       const entries = await dlq.list();
-      expect(entries).toHaveLength(1);
-      const entry = entries[0]!;
+      expect(entries).toHaveLength(2);
+      const entry = entries.find((e) => e.context.topic === topic)!;
       expect(entry.context).toMatchObject({ topic, partition: 0, offset: '7', stage: 'decode', errorClass: 'DecodeError', errorCode: 'AVRO_DECODE' });
       expect(entry.context.errorMessage).toContain(`${topic}/0@7: value has schema id 2000000000: the registry has no schema with this id`);
       expect(entry.value?.equals(unknownId.value)).toBe(true);
       expect(entry.key?.equals(unknownId.key)).toBe(true);
+
+      // The unrouted Avro entry, replayed once a route exists: decoded through the registry, as the service would.
+      const unrouted = entries.find((e) => e.context.topic === otherTopic)!;
+      expect(unrouted.context).toMatchObject({ stage: 'route', errorCode: 'UNROUTED' });
+      const fixed = await resolveConfig({ ...rawConfig, routes: [...rawConfig.routes, { table: 'public.other', sinks: ['file'] }] });
+      const replayer = createReplayer(fixed, { dlq, logger: createLogger({ level: 'warn' }) });
+      try {
+        expect(await replayer.replay(unrouted)).toMatchObject({ outcome: 'replayed', table: 'public.other', op: 'c', sinks: ['file'] });
+      } finally {
+        await replayer.close();
+      }
+      const replayed = (await readFile(out, 'utf8'))
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Line)
+        .at(-1)!;
+      expect([replayed.op, replayed.key['id'], replayed.after?.['price']]).toEqual(['c', 7, '7.77']);
     } finally {
       await dlq.close();
     }
