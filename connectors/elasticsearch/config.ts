@@ -29,7 +29,9 @@ const tableSchema = z
     mapping: z
       .record(z.unknown())
       .optional()
-      .describe('mapping `properties` for the index the sink creates; other fields are mapped dynamically'),
+      .describe(
+        'mapping `properties` for the index the sink creates; other fields: plain numbers and booleans typed from the Debezium schema, the rest mapped dynamically',
+      ),
     settings: z
       .record(z.unknown())
       .optional()
@@ -66,7 +68,7 @@ export const configSchema = z
     tables: z
       .record(z.string().min(1), tableSchema)
       .default({})
-      .describe('per table id (<schema>.<table>): mapping and settings of the index the sink creates'),
+      .describe('per table id (<schema>.<table>): mapping and settings of the index the sink creates (columns it does not map: plain numbers and booleans typed from the Debezium schema, the rest dynamically)'),
     tombstone_retention: z
       .string()
       .regex(TIME_VALUE, 'expected an Elasticsearch time value such as 7d, 12h, 90m')

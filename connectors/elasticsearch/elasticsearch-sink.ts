@@ -9,6 +9,7 @@ import { defineSink, OK, once, type Sink, type SinkResult } from '../../src/sink
 import { BulkRequestError, deleteAction, indexAction, sendBulk, type BulkAction, type BulkOptions } from './bulk.ts';
 import { classifyError, describeServerError, type Failure } from './classify.ts';
 import { configSchema, type ElasticsearchSinkConfig } from './config.ts';
+import { mappingFromColumns } from './mapping.ts';
 import { documentId, indexNameFor } from './naming.ts';
 
 export { configSchema };
@@ -123,8 +124,11 @@ export const elasticsearchSink = defineSink({
       return entry;
     };
 
-    async function createIndex(es: Client, index: string, table: TableId): Promise<Failure | undefined> {
+    async function createIndex(es: Client, index: string, event: ChangeEvent): Promise<Failure | undefined> {
+      const table = event.table;
       const perTable = config.tables[table.id];
+      // Typed from the change's schema where that is unambiguous; the configured mapping wins.
+      const properties = { ...mappingFromColumns(event.columns), ...perTable?.mapping };
       const settings = normalizeSettings({
         number_of_replicas: config.number_of_replicas,
         gc_deletes: config.tombstone_retention,
@@ -132,7 +136,7 @@ export const elasticsearchSink = defineSink({
         ...perTable?.settings,
       });
       try {
-        await es.indices.create({ index, settings, ...(perTable?.mapping ? { mappings: { properties: perTable.mapping } } : {}) });
+        await es.indices.create({ index, settings, ...(Object.keys(properties).length > 0 ? { mappings: { properties } } : {}) });
         log.info({ index, table: table.id }, 'index created');
         return undefined;
       } catch (err) {
@@ -163,10 +167,10 @@ export const elasticsearchSink = defineSink({
       }
     }
 
-    function ensureIndex(es: Client, index: string, table: TableId): Promise<Failure | undefined> {
+    function ensureIndex(es: Client, index: string, event: ChangeEvent): Promise<Failure | undefined> {
       let p = ensured.get(index);
       if (!p) {
-        p = createIndex(es, index, table);
+        p = createIndex(es, index, event);
         ensured.set(index, p);
         // Failures are not cached: the next batch tries again.
         p.then(
@@ -221,9 +225,10 @@ export const elasticsearchSink = defineSink({
       });
 
       // Indices first (in parallel); the records of an index that cannot be created fail, the others go on.
-      const tables = new Map<string, TableId>();
-      for (const p of prepared) if (!tables.has(p.index)) tables.set(p.index, p.event.table);
-      const created = await Promise.all([...tables].map(([index, table]) => ensureIndex(es, index, table)));
+      // Per index, a change that carries its schema if any does (it types the index's fields).
+      const tables = new Map<string, ChangeEvent>();
+      for (const p of prepared) if (!tables.get(p.index)?.columns) tables.set(p.index, p.event);
+      const created = await Promise.all([...tables].map(([index, event]) => ensureIndex(es, index, event)));
       const refused = new Map<string, Failure>();
       [...tables.keys()].forEach((index, i) => created[i] && refused.set(index, created[i]));
 

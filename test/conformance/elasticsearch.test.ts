@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema, documentId, elasticsearchSink, indexNameFor } from '../../connectors/elasticsearch/elasticsearch-sink.ts';
 import { escapeIndexPart } from '../../connectors/elasticsearch/naming.ts';
 import { SinkError } from '../../src/errors.ts';
-import type { ChangeEvent, Row, TableId } from '../../src/model/change-event.ts';
+import type { ChangeEvent, ColumnSchema, Row, TableId } from '../../src/model/change-event.ts';
 import { position } from '../../src/model/position.ts';
 import type { Sink, SinkResult } from '../../src/sink/sink.ts';
 import { describeSinkConformance } from './sink-conformance.ts';
@@ -172,6 +172,30 @@ describe('elasticsearch sink: specifics', () => {
     }
     expect(await readDoc(es, indexOf(schema, 'mapped'), { id: 3 })).toEqual({ id: 3, n: 3 });
     expect(await readDoc(es, indexOf(schema, 'mapped'), { id: 2 })).toBeUndefined();
+  });
+
+  it('types the fields of an index it creates from the Debezium schema: a double column takes 1e300 after 0.5', async () => {
+    const col = (name: string, type: string, semantic?: string): ColumnSchema => ({ name, type, semantic, optional: true, parameters: undefined, items: undefined });
+    const columns = [
+      col('id', 'int32'),
+      col('score', 'double'),
+      col('ratio', 'float'),
+      col('big', 'int64'),
+      col('flag', 'boolean'),
+      col('created', 'int64', 'io.debezium.time.MicroTimestamp'),
+      col('name', 'string'),
+    ];
+    const typed = (id: number, after: Row) =>
+      makeEvent({ op: 'c', schema, table: 'typed', key: { id }, after: { id, ...after }, lsn: next(), columns });
+    expectOk(await sink.write([typed(1, { score: 0.5, ratio: 0.25, big: 1, flag: true, created: '2024-06-15T10:34:56.123457', name: 'a' })]));
+    expectOk(await sink.write([typed(2, { score: 1e300, ratio: 1.5, big: 9_007_199_254_740_993n, flag: false, created: '2024-06-16T00:00:00', name: 'b' })]));
+    const index = indexOf(schema, 'typed');
+    const mapping = await es.indices.getMapping({ index });
+    const properties = mapping[index]?.mappings.properties ?? {};
+    const types = Object.fromEntries(Object.entries(properties).map(([k, v]) => [k, (v as { type?: string }).type]));
+    // Plain numbers and booleans from the schema; the rest (ISO timestamps, strings) mapped dynamically.
+    expect(types).toMatchObject({ id: 'integer', score: 'double', ratio: 'float', big: 'long', flag: 'boolean', created: 'date', name: 'text' });
+    expect(await readDoc(es, index, { id: 2 })).toMatchObject({ score: 1e300, big: '9007199254740993' });
   });
 
   it('writes into an index created beforehand, keeping its mapping', async () => {
