@@ -89,7 +89,7 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
   });
   const sinkWrite = new Histogram({
     name: 'cdc_router_sink_write_duration_seconds',
-    help: 'Duration of one sink batch write',
+    help: "Duration of one partition's sink batch write, with its wait to go out combined with other partitions' batches",
     labelNames: ['sink'] as const,
     buckets: SINK_SECONDS,
     registers,
