@@ -1,7 +1,7 @@
 /**
  * Modes (c) and (d), and the open-loop latency run: cdc-router itself (startService, as `cdc-router
  * run` starts it), with product defaults except where a benchmark needs otherwise (a fresh group,
- * metrics on any free port, warn-level logs). (c) routes every table to three no-op sinks
+ * metrics on a free port, warn-level logs). (c) routes every table to three no-op sinks
  * (bench/noop-handlers.ts), (d) to PostgreSQL, Redis (json mode) and Elasticsearch.
  *
  * Latency: append-to-commit per record, by the router's own commit-latency tracker (the one behind

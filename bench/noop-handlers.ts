@@ -1,6 +1,6 @@
 /**
  * The `noop` sink kind for mode (c): acknowledges every record at once and writes nothing, so a run
- * measures the router without any store. Loaded through the config's `handlers:`, as any custom
+ * measures the router without a store. Loaded through the config's `handlers:`, as every custom
  * sink kind is.
  */
 import { z } from 'zod';

@@ -225,7 +225,7 @@ export const elasticsearchSink = defineSink({
       });
 
       // Indices first (in parallel); the records of an index that cannot be created fail, the others go on.
-      // Per index, a change that carries its schema if any does (it types the index's fields).
+      // Per index, preferably a change that carries its schema (it types the index's fields).
       const tables = new Map<string, ChangeEvent>();
       for (const p of prepared) if (!tables.get(p.index)?.columns) tables.set(p.index, p.event);
       const created = await Promise.all([...tables].map(([index, event]) => ensureIndex(es, index, event)));

@@ -1,11 +1,9 @@
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,9 +16,9 @@ import { RouterEvents } from '../../src/events.ts';
 import { createLogger } from '../../src/log.ts';
 import { startService } from '../../src/service.ts';
 import { envelope } from '../../src/testing/envelope.ts';
+import { cli } from '../support/router-process.ts';
 import { BROKER, kafkaFixture, testKafka, uniqueName, waitUntil, type KafkaFixture } from '../support/kafka.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const REDIS_PORT = 6379;
 const logger = createLogger({ level: 'error' });
 
@@ -259,17 +257,6 @@ function captureIo(): DlqIo & { out: PassThrough; text(): { out: string; err: st
   out.on('data', (c: Buffer) => chunks.out.push(c));
   err.on('data', (c: Buffer) => chunks.err.push(c));
   return { out, err, text: () => ({ out: Buffer.concat(chunks.out).toString(), err: Buffer.concat(chunks.err).toString() }) };
-}
-
-/** Runs the real CLI, as an operator would. */
-async function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['bin/cdc-router.js', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  child.stdout.on('data', (c: Buffer) => out.push(c));
-  child.stderr.on('data', (c: Buffer) => err.push(c));
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
 }
 
 interface Line {

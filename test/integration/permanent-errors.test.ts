@@ -1,10 +1,7 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { fileURLToPath } from 'node:url';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runDlqReplay } from '../../src/cli/dlq-command.ts';
@@ -15,6 +12,7 @@ import { RouterEvents } from '../../src/events.ts';
 import { createLogger } from '../../src/log.ts';
 import { startService } from '../../src/service.ts';
 import { envelope, type RowOf } from '../../src/testing/envelope.ts';
+import { cli } from '../support/router-process.ts';
 import { BROKER, kafkaFixture, uniqueName, waitUntil, type KafkaFixture } from '../support/kafka.ts';
 import { ES_URL, openStores, PG_URL, type Stores } from '../support/stores.ts';
 
@@ -26,7 +24,6 @@ import { ES_URL, openStores, PG_URL, type Stores } from '../support/stores.ts';
  * target holds from overwriting it.
  */
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const logger = createLogger({ level: 'error' });
 
 type Table = 'items' | 'products';
@@ -85,17 +82,6 @@ function differences(want: ReadonlyMap<string, RowOf>, got: ReadonlyMap<string, 
   }
   for (const k of got.keys()) if (!want.has(k)) problems.push(`${k}: unexpected ${JSON.stringify(got.get(k))}`);
   return problems;
-}
-
-/** Runs the real CLI, as an operator would. */
-async function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['bin/cdc-router.js', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  child.stdout.on('data', (c: Buffer) => out.push(c));
-  child.stderr.on('data', (c: Buffer) => err.push(c));
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
 }
 
 describe('permanent sink errors: dead-lettered with their context, replayed once fixed', () => {

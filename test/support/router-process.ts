@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { waitUntil } from './kafka.ts';
@@ -10,6 +11,17 @@ import { waitUntil } from './kafka.ts';
  */
 
 export const ROOT = resolve(import.meta.dirname, '../..');
+
+/** Runs the real CLI, as an operator would. */
+export async function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['bin/cdc-router.js', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout.on('data', (c: Buffer) => out.push(c));
+  child.stderr.on('data', (c: Buffer) => err.push(c));
+  const [code] = (await once(child, 'close')) as [number | null];
+  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
+}
 
 /** One line of the router's log: pino's fields (level, time, msg) plus whatever the line carries. */
 export type LogLine = Record<string, unknown> & { readonly level: number; readonly time: number; readonly msg?: string };
