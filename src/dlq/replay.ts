@@ -42,6 +42,8 @@ export interface Replayer {
 
 /** A replay gives a sink this long (retrying retriable failures) before it counts as failed. */
 const REPLAY_DEADLINE_MS = 30_000;
+/** Replays are not aborted: the retry policy's deadline bounds them. */
+const NEVER = new AbortController().signal;
 
 export function recordOf(entry: DeadLetterEntry): RawRecord {
   const c = entry.context;
@@ -115,9 +117,8 @@ export function createReplayer(config: Config, deps: { readonly dlq: DeadLetterQ
       if (decoding.prepare) {
         // The schemas an Avro entry names; a registry that does not answer leaves the entry to fail
         // with SCHEMA_REGISTRY_UNAVAILABLE below (kept in the queue, replayable later).
-        await retry(policy, () => decoding.prepare!([record], AbortSignal.timeout(REPLAY_DEADLINE_MS))).catch((err: unknown) =>
-          log.warn({ id: entry.id, err }, 'schema registry did not answer'),
-        );
+        const prepare = decoding.prepare;
+        await retry(policy, () => prepare([record], NEVER)).catch((err: unknown) => log.warn({ id: entry.id, err }, 'schema registry did not answer'));
       }
       const prepared = prepareRecord(record, { decoder, router, unrouted: config.unrouted });
       if (prepared.kind === 'failed') return failed([], prepared.error, { table: prepared.table?.id ?? entry.context.table });

@@ -1,8 +1,8 @@
 import { isUnavailable, type ChangeEvent, type Row } from '../model/change-event.ts';
 import { comparePositions } from '../model/position.ts';
+import { jsonWithBigints } from '../model/serialize.ts';
 import type { SinkResult } from './sink.ts';
 
-const bigintAsString = (_k: string, v: unknown) => (typeof v === 'bigint' ? v.toString() : v);
 /** Key objects are shared by every sink of a route: each is stringified once. */
 const keyStrings = new WeakMap<Readonly<Row>, string>();
 
@@ -10,34 +10,8 @@ const keyStrings = new WeakMap<Readonly<Row>, string>();
 export function keyString(key: Readonly<Row> | null): string {
   if (!key) return '';
   let s = keyStrings.get(key);
-  if (s === undefined) {
-    const values = Object.values(key);
-    try {
-      // The replacer costs a call per value; only bigints (integers beyond 2^53) need it, and
-      // JSON.stringify throws a TypeError on one.
-      s = JSON.stringify(values);
-    } catch (err) {
-      if (!(err instanceof TypeError)) throw err;
-      s = JSON.stringify(values, bigintAsString);
-    }
-    keyStrings.set(key, s);
-  }
+  if (s === undefined) keyStrings.set(key, (s = jsonWithBigints(Object.values(key))));
   return s;
-}
-
-/** The (table, key) identity per key object: built once, though every sink coalesces the same events. */
-const coalesceIds = new WeakMap<Readonly<Row>, { readonly table: string; readonly id: string }>();
-
-function coalesceId(event: ChangeEvent): string {
-  const key = event.key;
-  const table = event.table.id;
-  if (!key) return `${table}\u0000`;
-  const cached = coalesceIds.get(key);
-  // A key object shared by events of two tables (built by hand) gets the right id all the same.
-  if (cached?.table === table) return cached.id;
-  const id = `${table}\u0000${keyString(key)}`;
-  coalesceIds.set(key, { table, id });
-  return id;
 }
 
 export type Segment =
@@ -68,7 +42,7 @@ export function coalesce(batch: readonly ChangeEvent[]): Segment[] {
       segments.push({ kind: 'truncate', event, index });
       return;
     }
-    const id = coalesceId(event);
+    const id = `${event.table.id}\u0000${keyString(event.key)}`;
     const prev = byKey.get(id);
     if (!prev) {
       byKey.set(id, { event, members: [index] });
