@@ -15,7 +15,7 @@ import {
   writeRouterConfig,
   type RouterProcess,
 } from '../support/router-process.ts';
-import { ES_URL, openStores, PG_URL, REDIS_URL, type Stores } from '../support/stores.ts';
+import { canonical, ES_URL, openStores, PG_URL, REDIS_URL, type Stores } from '../support/stores.ts';
 
 /**
  * Failures without loss: 50,000 Debezium changes over three tables and 18 partitions, produced up
@@ -158,16 +158,6 @@ async function esAll(stores: Stores, index: string): Promise<Map<string, Record<
 
 const strip = (row: Record<string, unknown>) => Object.fromEntries(Object.entries(row).filter(([k]) => !k.startsWith('__cdc')));
 
-/** JSON with object members sorted: PostgreSQL's jsonb orders them its own way. */
-function canonical(v: unknown): string {
-  return (
-    JSON.stringify(v, (_k, x: unknown) =>
-      x !== null && typeof x === 'object' && !Array.isArray(x)
-        ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-        : x,
-    ) ?? 'undefined'
-  );
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -16,7 +16,7 @@ import {
   writeRouterConfig,
   type Random,
 } from '../support/router-process.ts';
-import { openStores, PG_URL, REDIS_URL, type Stores } from '../support/stores.ts';
+import { canonical, openStores, PG_URL, REDIS_URL, type Stores } from '../support/stores.ts';
 
 /**
  * 10,000 malformed or hostile records, interleaved with valid ones over six partitions of two
@@ -786,14 +786,6 @@ describe('hostile records: each one dead-lettered with its reason, the service s
   );
 });
 
-/** JSON with object members sorted: PostgreSQL's jsonb orders them its own way. */
-function canonical(v: unknown): string {
-  return JSON.stringify(v, (_k, x: unknown) =>
-    x !== null && typeof x === 'object' && !Array.isArray(x)
-      ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b2]) => (a < b2 ? -1 : a > b2 ? 1 : 0)))
-      : x,
-  ) ?? 'undefined';
-}
 
 function sameBytes(a: Buffer | null, b: Buffer | null): boolean {
   if (a === null || b === null) return (a === null || a.length === 0) && (b === null || b.length === 0);

@@ -16,7 +16,7 @@ import {
   type LogLine,
   type RouterProcess,
 } from '../support/router-process.ts';
-import { openStores, PG_URL, type Stores } from '../support/stores.ts';
+import { canonical, openStores, PG_URL, type Stores } from '../support/stores.ts';
 
 /**
  * Two router processes in one consumer group over a topic of 8 partitions while changes stream in:
@@ -37,16 +37,6 @@ const RATE = 500;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** JSON with object members sorted: PostgreSQL's jsonb orders them its own way. */
-function canonical(v: unknown): string {
-  return (
-    JSON.stringify(v, (_k, x: unknown) =>
-      x !== null && typeof x === 'object' && !Array.isArray(x)
-        ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-        : x,
-    ) ?? 'undefined'
-  );
-}
 
 async function fileOffsets(path: string): Promise<string[]> {
   const text = await readFile(path, 'utf8').catch(() => '');

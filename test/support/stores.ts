@@ -74,3 +74,14 @@ export async function openStores(): Promise<Stores> {
     },
   };
 }
+
+/** JSON with object members sorted: PostgreSQL's jsonb orders them its own way. */
+export function canonical(v: unknown): string {
+  return (
+    JSON.stringify(v, (_k, x: unknown) =>
+      x !== null && typeof x === 'object' && !Array.isArray(x)
+        ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+        : x,
+    ) ?? 'undefined'
+  );
+}
