@@ -22,6 +22,11 @@ export const fileSink = defineSink({
   configSchema,
   create(name, config, { logger }): Sink {
     let handle: FileHandle | undefined;
+    // Bytes known to end in a whole line: a failed append is cut back to it before the retry.
+    let size = 0;
+    // The write combiner may run two writes at once; FileHandle.appendFile splits a large string into
+    // several write(2) calls, so concurrent appends would interleave inside a line. One at a time.
+    let tail: Promise<unknown> = Promise.resolve();
     const log = logger.child({ component: 'sink', sink: name, kind: 'file' });
     return {
       name,
@@ -29,6 +34,7 @@ export const fileSink = defineSink({
       async start() {
         await mkdir(dirname(config.path), { recursive: true });
         handle = await open(config.path, 'a');
+        size = (await handle.stat()).size;
         log.info({ path: config.path }, 'file sink opened');
       },
       async write(batch) {
@@ -68,20 +74,30 @@ export const fileSink = defineSink({
           }
         });
         if (lines.length === 0) return results;
-        try {
-          await handle.appendFile(lines.join(''));
-          if (config.fsync) await handle.datasync();
-        } catch (err) {
-          // Disk full or I/O errors may clear up; a retry is the safe choice.
-          throw new SinkError(name, `cannot append to ${config.path}: ${String(err)}`, {
-            code: 'FILE_WRITE',
-            retriable: true,
-            cause: err,
-          });
-        }
+        const file = handle;
+        const text = Buffer.from(lines.join(''), 'utf8');
+        const append = tail.then(async () => {
+          try {
+            await file.appendFile(text);
+            if (config.fsync) await file.datasync();
+            size += text.length;
+          } catch (err) {
+            // A partial line would corrupt the file for every reader: cut it off (best effort).
+            await file.truncate(size).catch(() => undefined);
+            // Disk full or I/O errors may clear up; a retry is the safe choice.
+            throw new SinkError(name, `cannot append to ${config.path}: ${String(err)}`, {
+              code: 'FILE_WRITE',
+              retriable: true,
+              cause: err,
+            });
+          }
+        });
+        tail = append.catch(() => undefined);
+        await append;
         return results;
       },
       close: once(async () => {
+        await tail;
         await handle?.close();
         handle = undefined;
       }),
