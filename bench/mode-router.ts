@@ -31,14 +31,33 @@ function routerConfig(task: RouterTask): Record<string, unknown> {
           cache: { kind: 'redis', url: servers.redisUrl, key_prefix: targets.redisPrefix, mode: 'json' },
           search: { kind: 'elasticsearch', nodes: servers.esUrl, index_template: `${targets.esPrefix}-{table}` },
         };
-  return {
+  return merged(process.env['BENCH_ROUTER_CONFIG'], {
     kafka: { brokers: [servers.broker], client_id: 'cdc-bench', group_id: task.group, topics: [task.topic] },
     sinks,
     routes: TABLES.map((t) => ({ table: `${SOURCE_SCHEMA}.${t}`, sinks: [...SINK_NAMES] })),
     ...(task.sinks === 'noop' ? { handlers: fileURLToPath(new URL('./noop-handlers.ts', import.meta.url)) } : {}),
     metrics: { port: 0 },
     log: { level: process.env['BENCH_LOG_LEVEL'] ?? 'warn' },
+  });
+}
+
+type Json = Record<string, unknown>;
+const isPlain = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** `BENCH_ROUTER_CONFIG` (JSON) laid over the router's config, objects merged key by key: to try settings. */
+function merged(overlay: string | undefined, base: Json): Json {
+  if (!overlay) return base;
+  const parsed: unknown = JSON.parse(overlay);
+  if (!isPlain(parsed)) throw new TypeError('BENCH_ROUTER_CONFIG must be a JSON object');
+  const merge = (a: Json, b: Json): Json => {
+    const out: Json = { ...a };
+    for (const [k, v] of Object.entries(b)) {
+      const old = out[k];
+      out[k] = isPlain(old) && isPlain(v) ? merge(old, v) : v;
+    }
+    return out;
   };
+  return merge(base, parsed);
 }
 
 /** Nearest-rank percentile of sorted values. */

@@ -54,10 +54,10 @@ function modes(): readonly Mode[] {
   const raw = process.env['BENCH_MODES'];
   if (!raw) return MODES;
   const wanted = raw.split(',').map((s) => s.trim()).filter(Boolean);
-  // `ceiling` selects the three store ceilings.
-  const out = wanted.flatMap((m) => (m === 'ceiling' ? MODES.filter((x) => x.startsWith('ceiling-')) : [m]));
+  // `ceiling` selects the three store ceilings; `latency` alone selects none (only the latency run).
+  const out = wanted.flatMap((m) => (m === 'ceiling' ? MODES.filter((x) => x.startsWith('ceiling-')) : m === 'latency' ? [] : [m]));
   for (const m of out) {
-    if (!(MODES as readonly string[]).includes(m)) throw new RangeError(`BENCH_MODES: unknown mode ${m} (known: ${MODES.join(', ')}, ceiling)`);
+    if (!(MODES as readonly string[]).includes(m)) throw new RangeError(`BENCH_MODES: unknown mode ${m} (known: ${MODES.join(', ')}, ceiling, latency)`);
   }
   return MODES.filter((m) => out.includes(m));
 }

@@ -6,7 +6,7 @@ import { OK, type SinkResult } from '../../src/sink/sink.ts';
 import { inferPgType, pgTypeOfSchema } from './column-types.ts';
 import { clipIdent, quoteIdent, renderTemplate, sideTableName } from './identifiers.ts';
 import type { PostgresConfig } from './postgres-config.ts';
-import type { TableNeed, TargetRef } from './table-catalog.ts';
+import { TRUNCATES_TABLE, type TableNeed, type TargetRef } from './table-catalog.ts';
 
 /**
  * Turns a batch into statements-to-be: coalesced per key, resolved to target tables and columns,
@@ -146,6 +146,7 @@ export class Planner {
         tombstone,
         qualified: `${quoteIdent(schema)}.${quoteIdent(name)}`,
         tombstoneQualified: `${quoteIdent(schema)}.${quoteIdent(tombstone)}`,
+        truncatesQualified: `${quoteIdent(schema)}.${quoteIdent(TRUNCATES_TABLE)}`,
       },
       sourceId: table.id,
       rename,

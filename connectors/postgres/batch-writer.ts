@@ -1,6 +1,7 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import type { ChangeEvent } from '../../src/model/change-event.ts';
+import { encodePosition } from '../../src/model/position.ts';
 import { expandResults } from '../../src/sink/coalesce.ts';
 import type { SinkResult } from '../../src/sink/sink.ts';
 import {
@@ -15,7 +16,7 @@ import {
 } from './batch-plan.ts';
 import { arrayElement, encodeValue, type Codec } from './column-types.ts';
 import { describeDbError, isRetriable, isRowError, isStaleMetadata, sqlState } from './pg-errors.ts';
-import { deleteSql, inlineParams, truncateSql, upsertSql } from './statements.ts';
+import { deleteSql, inlineParams, literal, truncateSql, upsertSql } from './statements.ts';
 import { TableProblem, type TableCatalog, type TableMeta } from './table-catalog.ts';
 
 const TEXT: Codec = { kind: 'text', array: false };
@@ -104,9 +105,24 @@ export class BatchWriter {
       }
     }
     for (const [id, ref] of plan.truncated) {
-      if (metas.has(id)) continue;
-      const meta = await this.options.catalog.lookup(client, ref);
-      if (meta) metas.set(id, meta);
+      const known = metas.get(id) ?? (await this.options.catalog.lookup(client, ref));
+      if (!known) continue;
+      try {
+        const meta = known.truncates ? known : await this.options.catalog.ensureTruncates(client, ref);
+        if (meta) metas.set(id, meta);
+      } catch (err) {
+        const permanent = err instanceof TableProblem || (err instanceof pg.DatabaseError && !isRetriable(err));
+        if (!permanent) throw err;
+        // Every change of the table in this batch fails with its truncate: none may move across it.
+        metas.delete(id);
+        const code = err instanceof TableProblem ? err.code : `PG_${sqlState(err) ?? 'ERROR'}`;
+        const message = err instanceof TableProblem ? err.message : `cannot prepare ${ref.qualified}: ${describeDbError(err)}`;
+        for (const unit of plan.units) {
+          if (unit.ref.id !== id) continue;
+          if (unit.kind === 'truncate') unit.results[0] = failure(this.options.sink, `cannot truncate ${ref.qualified}: ${message}`, code, unit.event, err);
+          else for (const change of unit.changes) this.fail(change, message, code, err);
+        }
+      }
     }
     return metas;
   }
@@ -195,7 +211,7 @@ export class BatchWriter {
     for (const unit of units) {
       const meta = metas.get(unit.ref.id)!;
       if (unit.kind === 'truncate') {
-        statements.push(truncateSql(meta));
+        statements.push(...truncateSql(meta, this.options.positionColumn, literal(encodePosition(unit.event.position))));
         continue;
       }
       const params = this.encode(meta, unit, unit.changes);
@@ -215,7 +231,9 @@ export class BatchWriter {
   private async execute(client: pg.ClientBase, unit: Unit, changes: readonly Change[], metas: Metas): Promise<void> {
     const meta = metas.get(unit.ref.id)!;
     if (unit.kind === 'truncate') {
-      await client.query(truncateSql(meta));
+      for (const sql of truncateSql(meta, this.options.positionColumn, '$1')) {
+        await client.query(sql, [encodePosition(unit.event.position)]);
+      }
       return;
     }
     const sql = this.sql(meta, unit);

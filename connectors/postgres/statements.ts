@@ -7,8 +7,9 @@ import { DELETED_AT_COLUMN, type TableMeta } from './table-catalog.ts';
  * an event reaches the SQL text unquoted.
  *
  * The stale-write guard is the position column: an upsert changes a row only when the stored
- * position is older (or NULL: rows the sink did not write), and skips keys whose tombstone is at
- * least as new. Positions compare with COLLATE "C": byte order is position order.
+ * position is older (or NULL: rows the sink did not write), and skips keys whose tombstone, or
+ * whose table's last truncate, is at least as new. Positions compare with COLLATE "C": byte order
+ * is position order.
  */
 
 /**
@@ -36,7 +37,12 @@ const bound: ParamRef = (i) => `$${i + 1}`;
  * parses exactly as it would a bound parameter's text.
  */
 export function inlineParams(values: readonly string[]): ParamRef {
-  return (i) => `E'${values[i]!.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
+  return (i) => literal(values[i]!);
+}
+
+/** A string as an E'' literal (see inlineParams). */
+export function literal(value: string): string {
+  return `E'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 }
 
 function param(meta: TableMeta, column: string, i: number, ref: ParamRef): Param {
@@ -82,6 +88,10 @@ export function upsertSql(
     `FROM (SELECT ${src.select} FROM ${src.from}) AS s ` +
     `WHERE NOT EXISTS (SELECT 1 FROM ${meta.ref.tombstoneQualified} AS d WHERE ${keyMatch.join(' AND ')} ` +
     `AND d.${pos} >= s.p COLLATE "C") ` +
+    (meta.truncates
+      ? `AND NOT EXISTS (SELECT 1 FROM ${meta.ref.truncatesQualified} AS w WHERE w.target = ${literal(meta.ref.table)} ` +
+        `AND w.${pos} >= s.p COLLATE "C") `
+      : '') +
     `ON CONFLICT (${keys.map(quoteIdent).join(', ')}) DO UPDATE SET ${updates.join(', ')} ` +
     `WHERE t.${pos} IS NULL OR t.${pos} < EXCLUDED.${pos} COLLATE "C"`
   );
@@ -111,8 +121,20 @@ export function deleteSql(meta: TableMeta, keys: readonly string[], positionColu
   );
 }
 
-export function truncateSql(meta: TableMeta): string {
-  return `TRUNCATE ${meta.ref.qualified}`;
+/**
+ * A truncate at `position` (a literal or a parameter reference): removes the rows older than it,
+ * the tombstones it supersedes, and raises the table's watermark. Not TRUNCATE: rows newer than
+ * the truncate (it being replayed after them) must stay. The caller runs these in one transaction.
+ */
+export function truncateSql(meta: TableMeta, positionColumn: string, position: string): string[] {
+  const pos = quoteIdent(positionColumn);
+  const statements = [`DELETE FROM ${meta.ref.qualified} AS t WHERE t.${pos} IS NULL OR t.${pos} < ${position} COLLATE "C"`];
+  if (meta.tombstoneColumns) statements.push(`DELETE FROM ${meta.ref.tombstoneQualified} AS d WHERE d.${pos} < ${position} COLLATE "C"`);
+  statements.push(
+    `INSERT INTO ${meta.ref.truncatesQualified} AS w (target, ${pos}) VALUES (${literal(meta.ref.table)}, ${position}) ` +
+      `ON CONFLICT (target) DO UPDATE SET ${pos} = EXCLUDED.${pos}, truncated_at = now() WHERE w.${pos} < EXCLUDED.${pos} COLLATE "C"`,
+  );
+  return statements;
 }
 
 /** Removes tombstones older than the retention ($1: milliseconds). */

@@ -14,6 +14,8 @@ export interface TargetRef {
   /** Quoted, schema-qualified names for SQL text. */
   readonly qualified: string;
   readonly tombstoneQualified: string;
+  /** The schema's table of truncate watermarks (TRUNCATES_TABLE). */
+  readonly truncatesQualified: string;
 }
 
 export interface ColumnMeta {
@@ -32,6 +34,8 @@ export interface TableMeta {
   readonly uniqueKeys: readonly (readonly string[])[];
   /** Undefined while the tombstone table does not exist. */
   readonly tombstoneColumns: ReadonlyMap<string, ColumnMeta> | undefined;
+  /** The schema's truncate watermark table exists. */
+  readonly truncates: boolean;
 }
 
 /** What a batch will write into one target. */
@@ -72,6 +76,21 @@ export class TableProblem extends Error {
 /** Column of the tombstone table saying when the delete was recorded, for the cleanup. */
 export const DELETED_AT_COLUMN = '__cdc_deleted_at';
 
+/**
+ * Per target schema: the position of the last truncate of each target table (`target` is the table
+ * name). An upsert not newer than its table's watermark is skipped, as a tombstone skips one key: a
+ * replay from before a truncate must not bring back the rows it removed.
+ */
+export const TRUNCATES_TABLE = '__cdc_truncates';
+
+/** The watermark table's DDL (the position column is the sink's). */
+export function truncatesDdl(qualified: string, positionColumn: string): string {
+  return (
+    `CREATE TABLE IF NOT EXISTS ${qualified} (target text PRIMARY KEY, ${quoteIdent(positionColumn)} text COLLATE "C" NOT NULL, ` +
+    'truncated_at timestamptz NOT NULL DEFAULT now())'
+  );
+}
+
 /** Errors of two sinks (or two batches) creating the same object at once: look again and go on. */
 const DDL_RACE = new Set(['42P06', '42P07', '42701', '42710', '23505']);
 
@@ -79,6 +98,7 @@ interface DdlPlan {
   readonly createTable: boolean;
   readonly addPosition: boolean;
   readonly createTombstone: boolean;
+  readonly createTruncates: boolean;
   readonly addColumns: readonly string[];
   readonly missing: ReadonlySet<string>;
 }
@@ -144,7 +164,7 @@ export class TableCatalog {
     const target = need.ref.qualified;
     if (!meta) {
       if (!autoCreate) this.fail(`table ${target} does not exist and auto_create is off`, 'PG_TABLE_MISSING');
-      return { createTable: true, addPosition: false, createTombstone: true, addColumns: [], missing: NOTHING };
+      return { createTable: true, addPosition: false, createTombstone: true, createTruncates: true, addColumns: [], missing: NOTHING };
     }
     const keyMissing = need.keyColumns.filter((k) => !meta.columns.has(k));
     if (keyMissing.length > 0) {
@@ -183,6 +203,8 @@ export class TableCatalog {
       createTable: false,
       addPosition,
       createTombstone,
+      // Without it upserts skip the watermark check; a truncate then needs it (ensureTruncates).
+      createTruncates: !meta.truncates && bookkeeping,
       addColumns: evolve ? absent : [],
       missing: evolve ? NOTHING : new Set(absent),
     };
@@ -222,6 +244,26 @@ export class TableCatalog {
       );
       log.info({ table: ref.tombstoneQualified }, 'created tombstone table');
     }
+    if (plan.createTruncates) {
+      await client.query(truncatesDdl(ref.truncatesQualified, this.options.positionColumn));
+    }
+  }
+
+  /**
+   * A truncate records its watermark: the table for it must exist. Created when bookkeeping is
+   * allowed; otherwise a TableProblem that says how to create it.
+   */
+  async ensureTruncates(client: pg.ClientBase, ref: TargetRef): Promise<TableMeta | undefined> {
+    return this.serialized(ref.id, async () => {
+      const meta = await this.load(client, ref);
+      if (!meta || meta.truncates) return meta;
+      const ddl = truncatesDdl(ref.truncatesQualified, this.options.positionColumn);
+      if (!this.options.autoCreate && !this.options.evolve) {
+        this.fail(`truncate watermark table ${ref.truncatesQualified} does not exist and auto_create and evolve are off; run ${ddl}`, 'PG_NO_TRUNCATES_TABLE');
+      }
+      await client.query(ddl);
+      return this.load(client, ref);
+    });
   }
 
   private async load(client: pg.ClientBase, ref: TargetRef): Promise<TableMeta | undefined> {
@@ -235,7 +277,8 @@ export class TableCatalog {
     const columns = await loadColumns(client, oid);
     const uniqueKeys = await loadUniqueKeys(client, oid);
     const tombstoneColumns = tombOid === undefined ? undefined : await loadColumns(client, tombOid);
-    const meta: TableMeta = { ref, columns, uniqueKeys, tombstoneColumns };
+    const truncates = (await relationOid(client, ref.schema, TRUNCATES_TABLE)) !== undefined;
+    const meta: TableMeta = { ref, columns, uniqueKeys, tombstoneColumns, truncates };
     this.tables.set(ref.id, meta);
     return meta;
   }
@@ -261,7 +304,7 @@ export class TableCatalog {
 }
 
 function hasDdl(plan: DdlPlan): boolean {
-  return plan.createTable || plan.addPosition || plan.createTombstone || plan.addColumns.length > 0;
+  return plan.createTable || plan.addPosition || plan.createTombstone || plan.createTruncates || plan.addColumns.length > 0;
 }
 
 function sameSet(a: readonly string[], b: readonly string[]): boolean {

@@ -218,6 +218,30 @@ describe('postgres sink', () => {
     expect(!noKey!.ok && noKey!.error.message).toContain('key_columns');
   });
 
+  it('refuses a truncate whose watermark table it may not create, and says how to create it', async () => {
+    const own = `${schema}_strict`;
+    const strict = await started({ auto_create: false, evolve: false });
+    try {
+      await admin.query(`CREATE SCHEMA ${q(own)}`);
+      await admin.query(`CREATE TABLE ${q(own)}.t (id bigint PRIMARY KEY, v text, __cdc_position text COLLATE "C")`);
+      await admin.query(`CREATE TABLE ${q(own)}.t__cdc_tombstones (id bigint NOT NULL PRIMARY KEY, __cdc_position text COLLATE "C" NOT NULL, __cdc_deleted_at timestamptz NOT NULL DEFAULT now())`);
+      const results = await strict.write([
+        makeEvent({ op: 'c', schema: own, table: 't', key: { id: 1 }, after: { id: 1, v: 'a' }, lsn: next() }),
+        makeEvent({ op: 't', schema: own, table: 't', key: null, lsn: next() }),
+      ]);
+      const truncate = results[1]!;
+      expect(!truncate.ok && truncate.error.code).toBe('PG_NO_TRUNCATES_TABLE');
+      expect(!truncate.ok && truncate.error.message).toContain('CREATE TABLE IF NOT EXISTS');
+      // Created as told, the truncate goes through.
+      await admin.query(`CREATE TABLE ${q(own)}.__cdc_truncates (target text PRIMARY KEY, __cdc_position text COLLATE "C" NOT NULL, truncated_at timestamptz NOT NULL DEFAULT now())`);
+      const again = await strict.write([makeEvent({ op: 't', schema: own, table: 't', key: null, lsn: next() })]);
+      expect(again[0]!.ok).toBe(true);
+      expect((await admin.query(`SELECT count(*)::int AS n FROM ${q(own)}.t`)).rows[0].n).toBe(0);
+    } finally {
+      await admin.query(`DROP SCHEMA IF EXISTS ${q(own)} CASCADE`);
+    }
+  });
+
   it('creates typed columns from the Debezium schema and round-trips their values', async () => {
     const cols: ColumnSchema[] = [
       column('id', 'int32'),

@@ -159,5 +159,33 @@ export function describeSinkConformance(name: string, open: (schema: string) => 
       expect(await t.count('trunc')).toBe(1);
       expect(await t.read('trunc', { id: 4 })).toEqual(project({ id: 4, v: 'd' }));
     });
+
+    it('keeps truncated rows out when changes from before the truncate are replayed', async () => {
+      const insertAt = next();
+      const updateAt = next();
+      const truncateAt = next();
+      await write([ev('c', 'trunc_replay', 1, { id: 1, v: 'a' }, insertAt), ev('c', 'trunc_replay', 2, { id: 2, v: 'b' }, insertAt + 1)]);
+      await write([makeEvent({ op: 't', schema, table: 'trunc_replay', key: null, lsn: truncateAt })]);
+      // A replay from before the truncate, in batches that stop short of it.
+      await write([ev('c', 'trunc_replay', 1, { id: 1, v: 'a' }, insertAt), ev('c', 'trunc_replay', 2, { id: 2, v: 'b' }, insertAt + 1)]);
+      await write([ev('u', 'trunc_replay', 1, { id: 1, v: 'a2' }, updateAt)]);
+      expect(await t.read('trunc_replay', { id: 1 })).toBeUndefined();
+      expect(await t.read('trunc_replay', { id: 2 })).toBeUndefined();
+      expect(await t.count('trunc_replay')).toBe(0);
+      // A change newer than the truncate is written.
+      await write([ev('c', 'trunc_replay', 1, { id: 1, v: 'after' })]);
+      expect(await t.read('trunc_replay', { id: 1 })).toEqual(project({ id: 1, v: 'after' }));
+    });
+
+    it('spares rows newer than a truncate when the truncate is replayed', async () => {
+      await write([ev('c', 'trunc_again', 1, { id: 1, v: 'old' })]);
+      const truncateAt = next();
+      await write([makeEvent({ op: 't', schema, table: 'trunc_again', key: null, lsn: truncateAt })]);
+      await write([ev('c', 'trunc_again', 2, { id: 2, v: 'new' })]);
+      await write([makeEvent({ op: 't', schema, table: 'trunc_again', key: null, lsn: truncateAt })]);
+      expect(await t.read('trunc_again', { id: 1 })).toBeUndefined();
+      expect(await t.read('trunc_again', { id: 2 })).toEqual(project({ id: 2, v: 'new' }));
+      expect(await t.count('trunc_again')).toBe(1);
+    });
   });
 }
