@@ -68,6 +68,8 @@ export interface KeyLayout {
   rowKey(table: TableId, key: Readonly<Row> | null): string | { readonly error: string };
   /** Where a delete's tombstone for a row key lives. */
   tombstoneKey(rowKey: string): string;
+  /** Where the table's truncate watermark lives: one per set of keys a truncate removes. */
+  truncateKey(table: TableId): string;
   /** A SCAN MATCH pattern covering the table's row keys (and possibly others: check with `matcher`). */
   tablePattern(table: TableId): string;
   /** Exactly the table's row keys. */
@@ -105,6 +107,11 @@ export function createKeyLayout(prefix: string, template: string): KeyLayout {
     },
     tombstoneKey(rowKey) {
       return `${reserved}tomb:${rowKey.slice(prefix.length)}`;
+    },
+    truncateKey(table) {
+      // The pattern without the prefix: glob escaping keeps head and tail apart.
+      const p = parts(table);
+      return `${reserved}trunc:${escapeGlob(p.head.slice(prefix.length))}*${escapeGlob(p.tail)}`;
     },
     tablePattern(table) {
       const p = parts(table);

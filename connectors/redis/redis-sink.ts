@@ -10,12 +10,14 @@ import { coalesce, expandResults, keyString, type Segment } from '../../src/sink
 import { defineSink, OK, once, type Sink, type SinkResult } from '../../src/sink/sink.ts';
 import { createKeyLayout, DEFAULT_KEY_TEMPLATE, templateProblems, type KeyLayout } from './key-layout.ts';
 import { classifyRedisError, classifyReply, scrubbed, toSinkError } from './redis-errors.ts';
-import { HASH_SCRIPT, JSON_SCRIPT } from './scripts.ts';
+import { HASH_SCRIPT, JSON_SCRIPT, KEYS_PER_ROW, MARK_SCRIPT, SWEEP_SCRIPT } from './scripts.ts';
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     cdcApplyHash(numKeys: number, keys: readonly string[], argv: readonly (string | number)[]): Result<unknown, Context>;
     cdcApplyJson(numKeys: number, keys: readonly string[], argv: readonly (string | number)[]): Result<unknown, Context>;
+    cdcMarkTruncate(numKeys: number, keys: readonly string[], argv: readonly string[]): Result<unknown, Context>;
+    cdcSweep(numKeys: number, keys: readonly string[], argv: readonly string[]): Result<unknown, Context>;
   }
 }
 
@@ -68,7 +70,7 @@ const configSchema = z
     truncate: z
       .enum(['apply', 'ignore'])
       .default('apply')
-      .describe("apply: a truncate deletes the table's keys (SCAN over the table's key pattern); ignore: skip it (default apply)"),
+      .describe("apply: a truncate deletes the table's keys older than it (SCAN over the table's key pattern) and keeps its position so that replayed older writes stay out; ignore: skip it (default apply)"),
     rows_per_script: z
       .number()
       .int()
@@ -176,7 +178,9 @@ interface Chunk {
  *   the position with a pattern match, without decoding, and the row stays one key with one TTL);
  * - after a delete, K is gone and `<key_prefix>__cdc:tomb:<K without prefix>` holds the delete's
  *   position, expiring after tombstone_retention_seconds. A write not newer than the row's or the
- *   tombstone's position is skipped (and reported ok); a newer one removes the tombstone.
+ *   tombstone's position is skipped (and reported ok); a newer one removes the tombstone;
+ * - after a truncate, `<key_prefix>__cdc:trunc:<the table's key pattern>` holds its position (kept
+ *   for good: one key per table); writes not newer than it are skipped.
  * A column named `__cdc_position` is refused (per record).
  */
 export const redisSink = defineSink({
@@ -265,7 +269,7 @@ export const redisSink = defineSink({
         else {
           const message = typeof status === 'string' && status.startsWith('E') ? status.slice(1) : `unexpected script reply ${String(status)}`;
           const { code, retriable } = classifyReply(message);
-          out[index] = fail(event, chunk.keys[2 * j], message, code, retriable);
+          out[index] = fail(event, chunk.keys[KEYS_PER_ROW * j], message, code, retriable);
         }
       });
       return true;
@@ -280,7 +284,7 @@ export const redisSink = defineSink({
       const singles: { chunk: Chunk; reply: Promise<Settled> }[] = [];
       for (const c of broken) {
         c.rows.forEach((index, j) => {
-          const keys = c.keys.slice(2 * j, 2 * j + 2);
+          const keys = c.keys.slice(KEYS_PER_ROW * j, KEYS_PER_ROW * (j + 1));
           const argv = [...header, ...c.argv.slice(c.starts[j], c.starts[j + 1] ?? c.argv.length)];
           singles.push({ chunk: { keys, argv, starts: [header.length], rows: [index] }, reply: send(redis, keys, argv) });
         });
@@ -332,7 +336,7 @@ export const redisSink = defineSink({
           out[index] = fail(event, key, problem, 'REDIS_MAPPING', false);
           return;
         }
-        chunk.keys.push(key, layout.tombstoneKey(key));
+        chunk.keys.push(key, layout.tombstoneKey(key), layout.truncateKey(event.table));
         chunk.starts.push(start);
         chunk.rows.push(index);
         if (chunk.rows.length >= config.rows_per_script) flush();
@@ -354,8 +358,15 @@ export const redisSink = defineSink({
       return out;
     }
 
+    /**
+     * Raises the table's watermark first (writes older than it are skipped from then on), then
+     * removes the table's rows older than the truncate; newer ones stay, for a truncate replayed
+     * after them.
+     */
     async function truncate(redis: Redis, event: ChangeEvent): Promise<SinkResult> {
       if (config.truncate === 'ignore') return OK;
+      const pos = encodePosition(event.position);
+      await redis.cdcMarkTruncate(1, [layout.truncateKey(event.table)], [pos]);
       const pattern = layout.tablePattern(event.table);
       const mine = layout.tableMatcher(event.table);
       let cursor = '0';
@@ -364,7 +375,7 @@ export const redisSink = defineSink({
         const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
         cursor = next;
         const doomed = keys.filter((k) => mine.test(k));
-        if (doomed.length > 0) removed += await redis.unlink(...doomed);
+        if (doomed.length > 0) removed += Number(await redis.cdcSweep(doomed.length, doomed, [pos]));
       } while (cursor !== '0');
       log.info({ table: event.table.id, removed }, 'table truncated');
       return OK;
@@ -391,7 +402,12 @@ export const redisSink = defineSink({
           enableOfflineQueue: false,
           maxRetriesPerRequest: 0,
           retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
-          scripts: { cdcApplyHash: { lua: HASH_SCRIPT }, cdcApplyJson: { lua: JSON_SCRIPT } },
+          scripts: {
+            cdcApplyHash: { lua: HASH_SCRIPT },
+            cdcApplyJson: { lua: JSON_SCRIPT },
+            cdcMarkTruncate: { lua: MARK_SCRIPT },
+            cdcSweep: { lua: SWEEP_SCRIPT },
+          },
         });
         let down = false;
         let firstError: Error | undefined;

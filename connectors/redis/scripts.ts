@@ -2,11 +2,14 @@
  * The Lua scripts that apply a chunk of coalesced changes atomically per row, with the stale-write
  * guard running inside Redis so that no other writer can slip between the check and the write.
  *
- * Call shape (both modes): KEYS = row key, tombstone key, for each row. ARGV[1] = ttl seconds (0 =
+ * Call shape (both modes): KEYS = row key, tombstone key, table watermark key, for each row
+ * (KEYS_PER_ROW). ARGV[1] = ttl seconds (0 =
  * none), ARGV[2] = tombstone retention seconds, then per row:
  *   hash: 'u', position, 2n, field1, value1, … fieldn, valuen, m, unavailable1, … unavailablem
  *   json: 'u', position, json, m, unavailable1, … unavailablem  (names JSON-encoded, quotes included)
  *   both: 'd', position
+ * A row not newer than its table's truncate watermark (MARK_SCRIPT) is stale too: a replay from
+ * before a truncate must not bring back what the truncate removed.
  * Returns one entry per row: 1 written, 0 stale (ignored), or 'E<error reply>' for a row whose
  * key could not be read (WRONGTYPE…), so one bad key does not fail the others. A failed write
  * fails the whole call; the sink then runs that call's rows one by one to find the culprit.
@@ -16,6 +19,8 @@
  * byte order in any locale.
  */
 
+export const KEYS_PER_ROW = 3;
+
 /** Shared by both scripts: the call's header, read before the functions that use it. */
 const HEADER = String.raw`
 local ttl = tonumber(ARGV[1])
@@ -24,6 +29,8 @@ local retention = tonumber(ARGV[2])
 -- memory (DEL is not); after any write it lets the script run on. So each script's first write
 -- is such a command, and OOM fails the call instead of being ignored.
 local wrote = false
+-- Truncate watermarks read so far in this call, by key (false: none).
+local marks = {}
 `;
 
 /**
@@ -37,20 +44,35 @@ local function read(...)
   if type(r) == 'table' and r.err then return nil, 'E' .. r.err end
   return r
 end
+
+-- True when pos is not newer than the table's last truncate (or the error reply).
+local function truncated(wkey, pos)
+  local mark = marks[wkey]
+  if mark == nil then
+    local err
+    mark, err = read('GET', wkey)
+    if err then return nil, err end
+    marks[wkey] = mark
+  end
+  return mark and pos <= mark, nil
+end
 `;
 
 /** Shared by both scripts: walks the rows, one status each. */
 const RUN = String.raw`
 local out = {}
 local a = 3
-for i = 1, #KEYS / 2 do
+for i = 1, #KEYS / 3 do
   local op, pos = ARGV[a], ARGV[a + 1]
   local first, count, u0, nu = 0, 0, 0, 0
   a = a + 2
   if op == 'u' then
     a, first, count, u0, nu = parse(a)
   end
-  out[i] = apply(KEYS[2 * i - 1], KEYS[2 * i], op, pos, first, count, u0, nu)
+  local old, err = truncated(KEYS[3 * i], pos)
+  if err then out[i] = err
+  elseif old then out[i] = 0
+  else out[i] = apply(KEYS[3 * i - 2], KEYS[3 * i - 1], op, pos, first, count, u0, nu) end
 end
 return out
 `;
@@ -206,3 +228,34 @@ local function apply(key, tomb, op, pos, first, count, u0, nu)
   return 1
 end
 ${RUN}`;
+
+/** KEYS[1] = a table's watermark key, ARGV[1] = a truncate's position: raises the watermark to it. */
+export const MARK_SCRIPT = String.raw`
+local cur = redis.call('GET', KEYS[1])
+if not cur or cur < ARGV[1] then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+`;
+
+/**
+ * KEYS = row keys of a truncated table, ARGV[1] = the truncate's position: removes the rows older
+ * than it, and keys without a position of ours (both modes: a hash's field, a JSON string's first
+ * member); rows newer than the truncate (it being replayed after them) stay. Returns how many went.
+ */
+export const SWEEP_SCRIPT = String.raw`
+local removed = 0
+for i = 1, #KEYS do
+  local k = KEYS[i]
+  local t = redis.call('TYPE', k).ok
+  local pos = nil
+  if t == 'hash' then
+    pos = redis.call('HGET', k, '__cdc_position')
+  elseif t == 'string' then
+    pos = string.match(redis.call('GET', k), '^{"__cdc_position":"([^"]*)"')
+  end
+  if t ~= 'none' and (not pos or pos < ARGV[1]) then
+    redis.call('UNLINK', k)
+    removed = removed + 1
+  end
+end
+return removed
+`;
