@@ -139,7 +139,9 @@ export const postgresConfigSchema = z
     truncate: z
       .enum(['apply', 'ignore'])
       .default('apply')
-      .describe('a source TRUNCATE: apply (delete the target's rows older than it, in order within the batch, and keep its position in <schema>.__cdc_truncates so that replayed older changes stay out) or ignore (default apply)'),
+      .describe(
+        "a source TRUNCATE: apply (delete the target's rows older than it, in order within the batch, and keep its position in <schema>.__cdc_truncates so that replayed older changes stay out) or ignore (default apply)",
+      ),
   })
   .strict();
 
