@@ -3,7 +3,8 @@ import { dirname } from 'node:path';
 import { z } from 'zod';
 import { SinkError, errorMessage } from '../../src/errors.ts';
 import { encodePosition } from '../../src/model/position.ts';
-import { toJsonValue } from '../../src/model/serialize.ts';
+import { stringifyKeepingDigits } from '../../src/model/raw-json.ts';
+import { eventJsonReplacer } from '../../src/model/serialize.ts';
 import { defineSink, OK, once, type Sink, type SinkResult } from '../../src/sink/sink.ts';
 
 const configSchema = z
@@ -45,8 +46,8 @@ export const fileSink = defineSink({
         const results = batch.map((e): SinkResult => {
           try {
             lines.push(
-              JSON.stringify(
-                toJsonValue({
+              stringifyKeepingDigits(
+                {
                   op: e.op,
                   table: e.table.id,
                   key: e.key,
@@ -57,7 +58,8 @@ export const fileSink = defineSink({
                   topic: e.kafka.topic,
                   partition: e.kafka.partition,
                   offset: e.kafka.offset,
-                }),
+                },
+                eventJsonReplacer,
               ) + '\n',
             );
             return OK;

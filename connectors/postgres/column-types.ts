@@ -1,4 +1,5 @@
 import { isUnavailable, type ColumnSchema } from '../../src/model/change-event.ts';
+import { keptJson } from '../../src/model/raw-json.ts';
 
 /**
  * Types of the columns the sink creates, and how event values become the text PostgreSQL parses.
@@ -156,7 +157,7 @@ function bytesText(v: unknown): string {
 function scalarText(v: unknown, kind: ValueKind): string {
   switch (kind) {
     case 'json':
-      return JSON.stringify(v, bigintSafe);
+      return keptJson(v) ?? JSON.stringify(v, bigintSafe);
     case 'bytea':
       return bytesText(v);
     case 'datetime':
@@ -164,7 +165,7 @@ function scalarText(v: unknown, kind: ValueKind): string {
     case 'text':
       if (typeof v === 'string') return v;
       if (v instanceof Date) return v.toISOString();
-      if (typeof v === 'object') return JSON.stringify(v, bigintSafe);
+      if (typeof v === 'object') return keptJson(v) ?? JSON.stringify(v, bigintSafe);
       return String(v);
   }
 }

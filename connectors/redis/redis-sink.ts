@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { errorMessage, SinkError } from '../../src/errors.ts';
 import { isUnavailable, type ChangeEvent, type Row } from '../../src/model/change-event.ts';
 import { encodePosition } from '../../src/model/position.ts';
+import { keptJson } from '../../src/model/raw-json.ts';
 import { jsonWithBigints, rowJson } from '../../src/model/serialize.ts';
 import { coalesce, expandResults, keyString, type Segment } from '../../src/sink/coalesce.ts';
 import { defineSink, OK, once, type Sink, type SinkResult } from '../../src/sink/sink.ts';
@@ -148,7 +149,7 @@ function hashValue(v: unknown): string {
   if (typeof v === 'string') return v;
   if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean') return String(v);
   if (Buffer.isBuffer(v)) return v.toString('base64');
-  return jsonWithBigints(v);
+  return keptJson(v) ?? jsonWithBigints(v);
 }
 
 /** A script call's outcome: its reply or what it was rejected with. */

@@ -5,6 +5,7 @@ import { describeJsonError, objectMemberSpans, type MemberSpan } from '../decode
 import { errorMessage } from '../errors.ts';
 import type { DecodedRecord, RawRecord } from '../model/change-event.ts';
 import { encodePosition } from '../model/position.ts';
+import { stringifyKeepingDigits } from '../model/raw-json.ts';
 import { eventJsonReplacer } from '../model/serialize.ts';
 
 /**
@@ -100,7 +101,7 @@ function describe(decoded: DecodedRecord): unknown {
 }
 
 function decodeLine(decoder: Decoder, line: string, index: number): string {
-  return JSON.stringify(describe(decoder.decode(recordOf(line, index))), eventJsonReplacer);
+  return stringifyKeepingDigits(describe(decoder.decode(recordOf(line, index))), eventJsonReplacer);
 }
 
 async function write(stream: NodeJS.WritableStream, text: string): Promise<void> {

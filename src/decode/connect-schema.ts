@@ -1,5 +1,6 @@
 import { UNAVAILABLE, type ColumnSchema, type Row } from '../model/change-event.ts';
 import { decimalFromBytes, decimalFromNumber, decodeBase64 } from './decimal.ts';
+import { parseJsonKeepingDigits } from '../model/raw-json.ts';
 import { describeJsonError } from './json-scan.ts';
 import { isArrayPlaceholder, isBytesPlaceholder, isMapPlaceholder, isStringPlaceholder } from './placeholder.ts';
 import {
@@ -238,7 +239,7 @@ function int64Of(ctx: Context): Convert {
 function jsonOf(v: unknown): unknown {
   if (typeof v !== 'string') return v;
   try {
-    return JSON.parse(v);
+    return parseJsonKeepingDigits(v);
   } catch {
     throw new FieldProblem('BAD_FIELD', `${SEMANTIC.json} value is not valid JSON: ${describeJsonError(v)}`);
   }

@@ -1,4 +1,5 @@
 import { isUnavailable, type Row } from './change-event.ts';
+import { holdsKeptJson, stringifyKeepingDigits } from './raw-json.ts';
 
 /** How the unavailable-value marker looks in JSON output: distinguishable from any column value. */
 export const UNAVAILABLE_JSON = Object.freeze({ $unavailable: true });
@@ -7,19 +8,6 @@ export const UNAVAILABLE_JSON = Object.freeze({ $unavailable: true });
 export function eventJsonReplacer(_key: string, value: unknown): unknown {
   if (typeof value === 'bigint') return value.toString();
   if (isUnavailable(value)) return UNAVAILABLE_JSON;
-  return value;
-}
-
-/** JSON.stringify skips symbol-valued properties; turn them into the marker first. */
-export function toJsonValue(value: unknown): unknown {
-  if (isUnavailable(value)) return UNAVAILABLE_JSON;
-  if (typeof value === 'bigint') return value.toString();
-  if (Array.isArray(value)) return value.map(toJsonValue);
-  if (value !== null && typeof value === 'object' && !Buffer.isBuffer(value) && !(value instanceof Date)) {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = toJsonValue(v);
-    return out;
-  }
   return value;
 }
 
@@ -39,9 +27,12 @@ export function jsonWithBigints(value: unknown): string {
 /** Rows are shared by every sink of a route (and never changed after the transforms): each is serialized once. */
 const rowJsonCache = new WeakMap<Readonly<Row>, string>();
 
-/** A row as JSON (see jsonWithBigints), once per row object. */
+/** A row as JSON (see jsonWithBigints; Json columns with every digit, see raw-json.ts), once per row object. */
 export function rowJson(row: Readonly<Row>): string {
   let json = rowJsonCache.get(row);
-  if (json === undefined) rowJsonCache.set(row, (json = jsonWithBigints(row)));
+  if (json === undefined) {
+    json = holdsKeptJson(row) ? stringifyKeepingDigits(row, bigintAsString) : jsonWithBigints(row);
+    rowJsonCache.set(row, json);
+  }
   return json;
 }

@@ -10,6 +10,7 @@ import { SinkError } from '../../src/errors.ts';
 import type { ChangeEvent, ColumnSchema, Row, TableId } from '../../src/model/change-event.ts';
 import { position } from '../../src/model/position.ts';
 import type { Sink, SinkResult } from '../../src/sink/sink.ts';
+import { objectMemberSpans } from '../../src/decode/json-scan.ts';
 import { describeSinkConformance } from './sink-conformance.ts';
 import { makeEvent, UNAVAILABLE } from '../support/events.ts';
 
@@ -69,6 +70,14 @@ describeSinkConformance('elasticsearch', async (schema) => {
     sink,
     read: (table, key) => readDoc(es, indexOf(schema, table), key),
     count: (table) => countDocs(es, indexOf(schema, table)),
+    async storedText(table, key, column) {
+      // The response's own text: the client would parse _source with JSON.parse.
+      const res = await fetch(`${NODE}/${encodeURIComponent(indexOf(schema, table))}/_source/${encodeURIComponent(idOf(key))}`);
+      if (res.status === 404) return undefined;
+      const text = await res.text();
+      const span = objectMemberSpans(text)?.get(column);
+      return span ? text.slice(span.start, span.end) : undefined;
+    },
     async cleanup() {
       await dropIndices(es, schema);
       await es.close();

@@ -71,6 +71,14 @@ describeSinkConformance('postgres', async (schema) => {
     sink,
     read: (table, key) => readRow(admin, schema, table, key),
     count: (table) => count(admin, schema, table),
+    async storedText(table, key, column) {
+      const keys = Object.keys(key);
+      const res = await admin.query<{ v: string | null }>(
+        `SELECT ${q(column)}::text AS v FROM ${q(schema)}.${q(table)} WHERE ${keys.map((k, i) => `${q(k)} = $${i + 1}`).join(' AND ')}`,
+        Object.values(key),
+      );
+      return res.rows[0]?.v ?? undefined;
+    },
     async cleanup() {
       await admin.query(`DROP SCHEMA IF EXISTS ${q(schema)} CASCADE`);
       await admin.end();

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKeyLayout, escapeGlob } from '../../connectors/redis/key-layout.ts';
 import { classifyRedisError } from '../../connectors/redis/redis-errors.ts';
 import { POSITION_FIELD, redisSink } from '../../connectors/redis/redis-sink.ts';
+import { objectMemberSpans } from '../../src/decode/json-scan.ts';
 import { SinkError } from '../../src/errors.ts';
 import { createLogger } from '../../src/log.ts';
 import type { Row, TableId } from '../../src/model/change-event.ts';
@@ -85,6 +86,13 @@ async function openTarget(mode: Mode, schema: string, extra: Record<string, unkn
       const t = tableId(schema, table);
       const mine = layout.tableMatcher(t);
       return (await scanAll(layout.tablePattern(t))).filter((k) => mine.test(k)).length;
+    },
+    async storedText(table, k, column) {
+      const rk = key(table, k);
+      if (mode === 'hash') return (await admin.hget(rk, column)) ?? undefined;
+      const s = await admin.get(rk);
+      const span = s === null ? undefined : objectMemberSpans(s)?.get(column);
+      return span && s !== null ? s.slice(span.start, span.end) : undefined;
     },
     project: mode === 'hash' ? projectHash : undefined,
     async cleanup() {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChangeEvent, Row } from '../../src/model/change-event.ts';
 import type { Sink } from '../../src/sink/sink.ts';
+import { parseJsonKeepingDigits } from '../../src/model/raw-json.ts';
 import { column, makeEvent, UNAVAILABLE } from '../support/events.ts';
 
 /** What each sink's test file provides to the shared suite. */
@@ -12,6 +13,8 @@ export interface ConformanceTarget {
   read(table: string, key: Row): Promise<Row | undefined>;
   /** Number of rows stored for a table. */
   count(table: string): Promise<number>;
+  /** The stored text of one column of a row (JSON text for a JSON value), as the store holds it. */
+  storedText(table: string, key: Row, column: string): Promise<string | undefined>;
   /** How a row written by the sink reads back (e.g. Redis hashes store strings); identity by default. */
   readonly project?: (row: Row) => Row;
   /** Drops everything the test wrote. */
@@ -147,6 +150,18 @@ export function describeSinkConformance(name: string, open: (schema: string) => 
       // Within one batch too: the earlier value is carried to the coalesced write.
       await write([ev('u', 'docs', 2, { id: 2, title: 'a', body: 'fresh' }), ev('u', 'docs', 2, { id: 2, title: 'b', body: UNAVAILABLE })]);
       expect(await t.read('docs', { id: 2 })).toEqual(project({ id: 2, title: 'b', body: 'fresh' }));
+    });
+
+    it('writes every digit of the numbers in a Json column', async () => {
+      // As the decoder hands over an io.debezium.data.Json column: parsed, its text kept.
+      const text =
+        '{"id": 9007199254740993, "amount": 0.12345678901234567890123, "count": 123456789012345678, ' +
+        '"list": [9223372036854775807, -2, 3], "nested": {"big": 99999999999999999999.5}, "s": "12345678901234567890"}';
+      const numbers = (t: string | undefined) => [...(t ?? '').replace(/"(?:[^"\\]|\\.)*"/g, '""').matchAll(/-?\d[\d.eE+-]*/g)].map((m) => m[0]).sort();
+      await write([ev('c', 'jsonnum', 1, { id: 1, doc: parseJsonKeepingDigits(text) })]);
+      const stored = await t.storedText('jsonnum', { id: 1 }, 'doc');
+      expect(numbers(stored)).toEqual(numbers(text));
+      expect(stored).toContain('"12345678901234567890"');
     });
 
     it('applies a truncate in order with the changes around it', async () => {
