@@ -92,8 +92,10 @@ function keyText(table: Table, row: Record<string, unknown>): string {
 function rowOf(table: Table, key: RowOf, version: number, n: number): RowOf {
   switch (table) {
     case 'customers':
-      // Quarters are exact in binary: a double and its JSON text round-trip through every store.
-      return { ...key, name: `customer ${n} v${version} ✓`, email: `c${n}.v${version}@shop.test`, score: (n % 100) + (version % 4) / 4, vip: version % 5 === 0 };
+      // Eighths are exact in binary: a double and its JSON text round-trip through every store. Never
+      // a whole number: the schema block (inferred from the value) must say double for every event,
+      // as a real source's would; an int64 first would make the PostgreSQL column bigint.
+      return { ...key, name: `customer ${n} v${version} ✓`, email: `c${n}.v${version}@shop.test`, score: (n % 100) + 0.5 + (version % 4) / 8, vip: version % 5 === 0 };
     case 'orders':
       return { ...key, customer_id: (n * 7) % 3_000, status: ['new', 'paid', 'shipped', 'done'][version % 4]!, total_cents: version * 100 + (n % 97), note: `note "${version}"` };
     case 'order_lines':
