@@ -94,6 +94,7 @@ export function createKeyLayout(prefix: string, template: string): KeyLayout {
     return p;
   };
 
+  const truncateKeys = new Map<string, string>();
   return {
     prefix,
     rowKey(table, key) {
@@ -109,9 +110,14 @@ export function createKeyLayout(prefix: string, template: string): KeyLayout {
       return `${reserved}tomb:${rowKey.slice(prefix.length)}`;
     },
     truncateKey(table) {
-      // The pattern without the prefix: glob escaping keeps head and tail apart.
-      const p = parts(table);
-      return `${reserved}trunc:${escapeGlob(p.head.slice(prefix.length))}*${escapeGlob(p.tail)}`;
+      let k = truncateKeys.get(table.id);
+      if (k === undefined) {
+        // The pattern without the prefix: glob escaping keeps head and tail apart.
+        const p = parts(table);
+        k = `${reserved}trunc:${escapeGlob(p.head.slice(prefix.length))}*${escapeGlob(p.tail)}`;
+        truncateKeys.set(table.id, k);
+      }
+      return k;
     },
     tablePattern(table) {
       const p = parts(table);
