@@ -105,10 +105,9 @@ export class BatchWriter {
       }
     }
     for (const [id, ref] of plan.truncated) {
-      const known = metas.get(id) ?? (await this.options.catalog.lookup(client, ref));
-      if (!known) continue;
+      const known = metas.get(id);
       try {
-        const meta = known.truncates ? known : await this.options.catalog.ensureTruncates(client, ref);
+        const meta = known?.truncates ? known : await this.options.catalog.prepareTruncate(client, ref);
         if (meta) metas.set(id, meta);
       } catch (err) {
         const permanent = err instanceof TableProblem || (err instanceof pg.DatabaseError && !isRetriable(err));
@@ -127,7 +126,7 @@ export class BatchWriter {
     return metas;
   }
 
-  /** Units with the changes still to write; a truncate of a table that does not exist is done. */
+  /** Units with the changes still to write; a truncate with nothing to do (see prepareTruncate) is done. */
   private pending(units: readonly Unit[], metas: Metas): Unit[] {
     const out: Unit[] = [];
     for (const unit of units) {
@@ -214,6 +213,8 @@ export class BatchWriter {
         statements.push(...truncateSql(meta, this.options.positionColumn, literal(encodePosition(unit.event.position))));
         continue;
       }
+      // Only truncates reach a target that does not exist.
+      if (meta.absent) continue;
       const params = this.encode(meta, unit, unit.changes);
       if (!params) continue;
       if (params.some((p) => p.includes('\u0000'))) return null;
@@ -232,7 +233,7 @@ export class BatchWriter {
     const meta = metas.get(unit.ref.id)!;
     if (unit.kind === 'truncate') {
       for (const sql of truncateSql(meta, this.options.positionColumn, '$1')) {
-        await client.query(sql, [encodePosition(unit.event.position)]);
+        await client.query(sql, sql.startsWith('LOCK ') ? [] : [encodePosition(unit.event.position)]);
       }
       return;
     }

@@ -36,6 +36,8 @@ export interface TableMeta {
   readonly tombstoneColumns: ReadonlyMap<string, ColumnMeta> | undefined;
   /** The schema's truncate watermark table exists. */
   readonly truncates: boolean;
+  /** The target does not exist (yet): only a truncate's watermark can be written for it. */
+  readonly absent?: true;
 }
 
 /** What a batch will write into one target. */
@@ -203,7 +205,7 @@ export class TableCatalog {
       createTable: false,
       addPosition,
       createTombstone,
-      // Without it upserts skip the watermark check; a truncate then needs it (ensureTruncates).
+      // Without it upserts skip the watermark check; a truncate then needs it (prepareTruncate).
       createTruncates: !meta.truncates && bookkeeping,
       addColumns: evolve ? absent : [],
       missing: evolve ? NOTHING : new Set(absent),
@@ -250,19 +252,28 @@ export class TableCatalog {
   }
 
   /**
-   * A truncate records its watermark: the table for it must exist. Created when bookkeeping is
-   * allowed; otherwise a TableProblem that says how to create it.
+   * A truncate records its watermark: the table for it must exist, even when the target does not
+   * (its truncate may come before older changes, from another partition). Creates it when
+   * bookkeeping is allowed; otherwise a TableProblem that says how. Undefined: nothing to do (no
+   * target, and auto_create off: no older change can create one).
    */
-  async ensureTruncates(client: pg.ClientBase, ref: TargetRef): Promise<TableMeta | undefined> {
+  async prepareTruncate(client: pg.ClientBase, ref: TargetRef): Promise<TableMeta | undefined> {
     return this.serialized(ref.id, async () => {
       const meta = await this.load(client, ref);
-      if (!meta || meta.truncates) return meta;
+      if (meta?.truncates) return meta;
+      const absent: TableMeta = { ref, columns: new Map(), uniqueKeys: [], tombstoneColumns: undefined, truncates: true, absent: true };
+      if (!meta && (await relationOid(client, ref.schema, TRUNCATES_TABLE)) !== undefined) return absent;
+      if (!meta && !this.options.autoCreate) return undefined;
       const ddl = truncatesDdl(ref.truncatesQualified, this.options.positionColumn);
       if (!this.options.autoCreate && !this.options.evolve) {
         this.fail(`truncate watermark table ${ref.truncatesQualified} does not exist and auto_create and evolve are off; run ${ddl}`, 'PG_NO_TRUNCATES_TABLE');
       }
+      if (!meta) {
+        const schemaExists = await client.query('SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1', [ref.schema]);
+        if (schemaExists.rowCount === 0) await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(ref.schema)}`);
+      }
       await client.query(ddl);
-      return this.load(client, ref);
+      return (await this.load(client, ref)) ?? absent;
     });
   }
 

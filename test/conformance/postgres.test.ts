@@ -226,6 +226,27 @@ describe('postgres sink', () => {
     expect(!noKey!.ok && noKey!.error.message).toContain('key_columns');
   });
 
+  it('a truncate waits for a write in progress and removes its older rows too', async () => {
+    const sink = await started();
+    expect((await sink.write([upsert('racing', 1, { id: 1, v: 'a' })]))[0]!.ok).toBe(true);
+    const older = (await admin.query<{ p: string }>(`SELECT __cdc_position AS p FROM ${q(schema)}.racing WHERE id = 1`)).rows[0]!.p;
+    // Another batch (another partition) writing an older row, its transaction still open.
+    const other = await adminClient();
+    try {
+      await other.query('BEGIN');
+      await other.query(`INSERT INTO ${q(schema)}.racing (id, v, __cdc_position) VALUES (2, 'b', $1)`, [older]);
+      let done = false;
+      const truncating = sink.write([makeEvent({ op: 't', schema, table: 'racing', key: null, lsn: next() })]).finally(() => (done = true));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(done, 'the truncate waits for the open write').toBe(false);
+      await other.query('COMMIT');
+      expect((await truncating)[0]!.ok).toBe(true);
+    } finally {
+      await other.end();
+    }
+    expect(await count(admin, schema, 'racing')).toBe(0);
+  });
+
   it('refuses a truncate whose watermark table it may not create, and says how to create it', async () => {
     const own = `${schema}_strict`;
     const strict = await started({ auto_create: false, evolve: false });

@@ -192,6 +192,19 @@ export function describeSinkConformance(name: string, open: (schema: string) => 
       expect(await t.read('trunc_replay', { id: 1 })).toEqual(project({ id: 1, v: 'after' }));
     });
 
+    it('keeps out a row older than a truncate that arrives after it, for a key it never held', async () => {
+      // A truncate and the changes before it can sit in different partitions: the truncate may be
+      // written first. Such a change is stale, whether or not the store ever held its key.
+      const insertAt = next();
+      const truncateAt = next();
+      await write([makeEvent({ op: 't', schema, table: 'trunc_late', key: null, lsn: truncateAt })]);
+      await write([ev('c', 'trunc_late', 1, { id: 1, v: 'late' }, insertAt)]);
+      expect(await t.read('trunc_late', { id: 1 })).toBeUndefined();
+      await write([ev('c', 'trunc_late', 2, { id: 2, v: 'after' })]);
+      expect(await t.read('trunc_late', { id: 2 })).toEqual(project({ id: 2, v: 'after' }));
+      expect(await t.count('trunc_late')).toBe(1);
+    });
+
     it('spares rows newer than a truncate when the truncate is replayed', async () => {
       await write([ev('c', 'trunc_again', 1, { id: 1, v: 'old' })]);
       const truncateAt = next();
