@@ -74,11 +74,22 @@ function redactUrl(node: string): string {
  * document is as new or newer, the index action is refused with 409 (stale: success). That read and
  * write are not atomic; it relies on the pipeline writing one key from one partition in order.
  *
- * Truncate (`apply`): refresh, scroll every `_id` of the index and bulk-delete them with the
- * truncate's position as version. Unlike dropping and recreating the index, this keeps the index's
+ * Truncate (`apply`): record the truncate's version as the index's watermark (mapping `_meta`;
+ * later writes of older changes are skipped), refresh, scroll every `_id` of the index and
+ * bulk-delete them with the truncate's position as version. Unlike dropping and recreating the index, this keeps the index's
  * mapping and settings, leaves tombstones so that replayed older inserts stay out, and spares
  * documents newer than the truncate (their deletes get 409).
  */
+/** Where an index's truncate watermark lives in its mapping's `_meta`. */
+const WATERMARK_META = 'cdc_router_truncated';
+/** How long a read watermark is trusted (another router's truncate is seen within this time). */
+const WATERMARK_TTL_MS = 1_000;
+
+function markIn(mapping: Record<string, { mappings?: { _meta?: Record<string, unknown> } } | undefined>): bigint | undefined {
+  const v = Object.values(mapping)[0]?.mappings?._meta?.[WATERMARK_META];
+  return typeof v === 'string' && /^\d+$/.test(v) ? BigInt(v) : undefined;
+}
+
 export const elasticsearchSink = defineSink({
   kind: KIND,
   configSchema,
@@ -86,6 +97,7 @@ export const elasticsearchSink = defineSink({
     const log = logger.child({ component: 'sink', sink: name, kind: KIND });
     let client: Client | undefined;
     const indexNames = new Map<string, { name: string; json: string }>();
+    const watermarks = new Map<string, { version: bigint | undefined; readAt: number }>();
     /** Indices known to exist, or being created; a failed creation is forgotten so that it is tried again. */
     const ensured = new Map<string, Promise<Failure | undefined>>();
     const bulkOptions: BulkOptions = {
@@ -181,6 +193,36 @@ export const elasticsearchSink = defineSink({
       return p;
     }
 
+    /**
+     * The index's truncate watermark: the version of its last truncate, kept in the mapping's `_meta`
+     * (it outlives the process and is seen by every router writing the index). Read again after
+     * WATERMARK_TTL_MS, so another process's truncate is seen within that time; this process's own
+     * truncates at once.
+     */
+    async function watermarkOf(es: Client, index: string): Promise<bigint | undefined> {
+      const cached = watermarks.get(index);
+      if (cached && performance.now() - cached.readAt < WATERMARK_TTL_MS) return cached.version;
+      let version: bigint | undefined;
+      try {
+        version = markIn(await es.indices.getMapping({ index }));
+      } catch (err) {
+        if (!(err instanceof errors.ResponseError && err.statusCode === 404)) throw thrown(err, `cannot read the truncate watermark of index ${index}`);
+      }
+      watermarks.set(index, { version, readAt: performance.now() });
+      return version;
+    }
+
+    /** Raises the index's watermark to `version` (never lowers it). */
+    async function raiseWatermark(es: Client, index: string, version: bigint): Promise<void> {
+      const mapping = await es.indices.getMapping({ index });
+      const current = markIn(mapping);
+      if (current === undefined || current < version) {
+        const meta = Object.values(mapping)[0]?.mappings?._meta ?? {};
+        await es.indices.putMapping({ index, _meta: { ...meta, [WATERMARK_META]: version.toString() } });
+      }
+      watermarks.set(index, { version: current !== undefined && current > version ? current : version, readAt: performance.now() });
+    }
+
     /** The stored sources of the partial changes, by slot; absent when the document is not there. */
     async function readStored(es: Client, partial: readonly Prepared[]): Promise<Map<number, Row>> {
       const stored = new Map<number, Row>();
@@ -232,7 +274,18 @@ export const elasticsearchSink = defineSink({
       const refused = new Map<string, Failure>();
       [...tables.keys()].forEach((index, i) => created[i] && refused.set(index, created[i]));
 
-      const live = refused.size === 0 ? prepared : prepared.filter((p) => !refused.has(p.index));
+      const writable = refused.size === 0 ? prepared : prepared.filter((p) => !refused.has(p.index));
+      // Changes not newer than their index's last truncate are stale (ok, not written): a truncate
+      // may be written before older changes of another partition, or replayed before them.
+      let live = writable;
+      if (config.truncate === 'apply') {
+        const indices = [...new Set(writable.map((p) => p.index))];
+        const marks = new Map(await Promise.all(indices.map(async (i) => [i, await watermarkOf(es, i)] as const)));
+        live = writable.filter((p) => {
+          const mark = marks.get(p.index);
+          return mark === undefined || p.version > mark;
+        });
+      }
       for (const p of prepared) {
         const f = refused.get(p.index);
         if (f) results[p.slot] = recordError(p.event, `index ${p.index}`, f);
@@ -288,6 +341,11 @@ export const elasticsearchSink = defineSink({
       }
       let scrollId: string | undefined;
       try {
+        // First the watermark, so that older changes are refused from now on; an index that does not
+        // exist yet is made for it (older changes may still come).
+        const created = await ensureIndex(es, index, event);
+        if (created) return recordError(event, where, created);
+        await raiseWatermark(es, index, version);
         // Search sees only refreshed documents; the changes written before the truncate must be among them.
         await es.indices.refresh({ index });
         let page = await es.search({
@@ -314,7 +372,8 @@ export const elasticsearchSink = defineSink({
         log.info({ index, table: event.table.id }, 'truncate applied');
         return OK;
       } catch (err) {
-        // Nothing written to this table yet: nothing to truncate.
+        if (err instanceof SinkError) throw err; // from ensureIndex: retriable, already described
+        // The index went away meanwhile: nothing to truncate.
         if (err instanceof errors.ResponseError && err.statusCode === 404) return OK;
         const failure = err instanceof BulkRequestError ? err.failure : classifyError(err);
         if (failure.retriable) throw fail(failure, where, err);
