@@ -81,7 +81,9 @@ export const configSchema = z
     truncate: z
       .enum(['apply', 'ignore'])
       .default('apply')
-      .describe('apply: delete every document of the index older than the truncate (versioned deletes) and keep its version in the mapping's _meta (cdc_router_truncated) so that older changes stay out; ignore: skip'),
+      .describe(
+        "apply: delete every document of the index older than the truncate (versioned deletes) and keep its version in the mapping's _meta (cdc_router_truncated) so that older changes stay out; ignore: skip",
+      ),
     max_docs_per_request: z
       .number()
       .int()
