@@ -5,6 +5,7 @@ import { isUnavailable, type ChangeEvent, type Row, type TableId } from '../../s
 import { positionToVersion } from '../../src/model/position.ts';
 import { rowJson } from '../../src/model/serialize.ts';
 import { coalesce, expandResults, keyString, type Segment } from '../../src/sink/coalesce.ts';
+import { ExclusiveGate } from '../../src/sink/exclusive-gate.ts';
 import { defineSink, OK, once, type Sink, type SinkResult } from '../../src/sink/sink.ts';
 import { BulkRequestError, deleteAction, indexAction, sendBulk, type BulkAction, type BulkOptions } from './bulk.ts';
 import { classifyError, describeServerError, type Failure } from './classify.ts';
@@ -98,6 +99,7 @@ export const elasticsearchSink = defineSink({
     let client: Client | undefined;
     const indexNames = new Map<string, { name: string; json: string }>();
     const watermarks = new Map<string, { version: bigint | undefined; readAt: number }>();
+    const gate = new ExclusiveGate();
     /** Indices known to exist, or being created; a failed creation is forgotten so that it is tried again. */
     const ensured = new Map<string, Promise<Failure | undefined>>();
     const bulkOptions: BulkOptions = {
@@ -428,7 +430,12 @@ export const elasticsearchSink = defineSink({
         const segments = coalesce(batch);
         const results = new Map<Segment, readonly SinkResult[]>();
         for (const seg of segments) {
-          results.set(seg, seg.kind === 'truncate' ? [await truncate(es, seg.event)] : await writeChanges(es, seg.events));
+          // A truncate runs alone: a write checked against the old watermark and still in progress
+          // could otherwise land after the truncate's scroll had passed its documents.
+          results.set(
+            seg,
+            seg.kind === 'truncate' ? [await gate.runExclusive(() => truncate(es, seg.event))] : await gate.runShared(() => writeChanges(es, seg.events)),
+          );
         }
         return expandResults(batch.length, segments, results);
       },
