@@ -62,16 +62,8 @@ install_connect() {
 install_debezium() {
   [ -f "$PLUGINS/.complete" ] && return 0
   log "installing Debezium PostgreSQL connector $DEBEZIUM_VERSION from Maven Central into $PLUGINS"
-  local dl="$CACHE/debezium-$DEBEZIUM_VERSION-download"
-  rm -rf "$dl" "$PLUGINS"
-  mkdir -p "$dl" "$PLUGINS"
-  # dependency:copy fetches the one archive (copy-dependencies would also pull the POM's jars).
-  mvn -q -B org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy \
-    -Dartifact="io.debezium:debezium-connector-postgres:$DEBEZIUM_VERSION:tar.gz:plugin" \
-    -DoutputDirectory="$dl" >&2
   # The archive holds one folder, debezium-connector-postgres/, with all the plugin's jars.
-  tar -xzf "$dl"/debezium-connector-postgres-*-plugin.tar.gz -C "$PLUGINS"
-  rm -rf "$dl"
+  maven_unpack "io.debezium:debezium-connector-postgres:$DEBEZIUM_VERSION:tar.gz:plugin" "$PLUGINS"
   touch "$PLUGINS/.complete"
 }
 

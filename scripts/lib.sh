@@ -34,6 +34,19 @@ maven_copy_deps() {
     -DincludeScope=runtime -DoutputDirectory="$dir" >&2
 }
 
+# maven_unpack COORD DEST: one tar.gz artifact from Maven, unpacked into DEST (emptied first).
+# dependency:copy fetches the one archive (copy-dependencies would also pull the POM's jars).
+maven_unpack() {
+  local coord="$1" dest="$2"
+  local dl="$dest.download"
+  rm -rf "$dl" "$dest"
+  mkdir -p "$dl" "$dest"
+  mvn -q -B org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy \
+    -Dartifact="$coord" -DoutputDirectory="$dl" >&2
+  tar -xzf "$dl"/*.tar.gz -C "$dest"
+  rm -rf "$dl"
+}
+
 # wait_for SECONDS DESCRIPTION COMMAND...: poll COMMAND until it succeeds.
 wait_for() {
   local secs="$1" what="$2"; shift 2

@@ -24,15 +24,8 @@ URL="http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7"
 install() {
   [ -f "$HOME_DIR/.complete" ] && return 0
   log "installing Apicurio Registry $REGISTRY_VERSION from Maven Central into $HOME_DIR"
-  local dl="$CACHE/apicurio-registry-$REGISTRY_VERSION-download"
-  rm -rf "$dl" "$HOME_DIR"
-  mkdir -p "$dl" "$HOME_DIR"
   # The `all` assembly is the Quarkus fast-jar app (quarkus-run.jar, lib/, app/, quarkus/), ~160 MB.
-  mvn -q -B org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy \
-    -Dartifact="io.apicurio:apicurio-registry-app:$REGISTRY_VERSION:tar.gz:all" \
-    -DoutputDirectory="$dl" >&2
-  tar -xzf "$dl"/apicurio-registry-app-*-all.tar.gz -C "$HOME_DIR"
-  rm -rf "$dl"
+  maven_unpack "io.apicurio:apicurio-registry-app:$REGISTRY_VERSION:tar.gz:all" "$HOME_DIR"
   [ -f "$HOME_DIR/quarkus-run.jar" ] || die "unexpected archive layout: no quarkus-run.jar"
   touch "$HOME_DIR/.complete"
 }
