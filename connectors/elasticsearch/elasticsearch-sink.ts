@@ -208,7 +208,13 @@ export const elasticsearchSink = defineSink({
       try {
         version = markIn(await es.indices.getMapping({ index }));
       } catch (err) {
-        if (!(err instanceof errors.ResponseError && err.statusCode === 404)) throw thrown(err, `cannot read the truncate watermark of index ${index}`);
+        const status = err instanceof errors.ResponseError ? err.statusCode : undefined;
+        if (status === 403) {
+          // A user allowed to write documents but not to read mappings: writes go on unchecked.
+          if (!cached) log.warn({ index }, 'cannot read the index mapping (403): truncate watermarks are not checked for this index');
+        } else if (status !== 404) {
+          throw thrown(err, `cannot read the truncate watermark of index ${index}`);
+        }
       }
       watermarks.set(index, { version, readAt: performance.now() });
       return version;
