@@ -86,8 +86,15 @@ const WATERMARK_META = 'cdc_router_truncated';
 /** How long a read watermark is trusted (another router's truncate is seen within this time). */
 const WATERMARK_TTL_MS = 1_000;
 
-function markIn(mapping: Record<string, { mappings?: { _meta?: Record<string, unknown> } } | undefined>): bigint | undefined {
-  const v = Object.values(mapping)[0]?.mappings?._meta?.[WATERMARK_META];
+type MappingResponse = Record<string, { mappings?: { _meta?: Record<string, unknown> } } | undefined>;
+
+/** The `_meta` of a get-mapping answer for one index (keyed by its concrete name). */
+function metaIn(mapping: MappingResponse): Record<string, unknown> {
+  return Object.values(mapping)[0]?.mappings?._meta ?? {};
+}
+
+function markIn(mapping: MappingResponse): bigint | undefined {
+  const v = metaIn(mapping)[WATERMARK_META];
   return typeof v === 'string' && /^\d+$/.test(v) ? BigInt(v) : undefined;
 }
 
@@ -225,8 +232,7 @@ export const elasticsearchSink = defineSink({
       const mapping = await es.indices.getMapping({ index });
       const current = markIn(mapping);
       if (current === undefined || current < version) {
-        const meta = Object.values(mapping)[0]?.mappings?._meta ?? {};
-        await es.indices.putMapping({ index, _meta: { ...meta, [WATERMARK_META]: version.toString() } });
+        await es.indices.putMapping({ index, _meta: { ...metaIn(mapping), [WATERMARK_META]: version.toString() } });
       }
       watermarks.set(index, { version: current !== undefined && current > version ? current : version, readAt: performance.now() });
     }

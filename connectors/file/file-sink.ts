@@ -5,6 +5,7 @@ import { SinkError, errorMessage } from '../../src/errors.ts';
 import { encodePosition } from '../../src/model/position.ts';
 import { stringifyKeepingDigits } from '../../src/model/raw-json.ts';
 import { eventJsonReplacer } from '../../src/model/serialize.ts';
+import { ExclusiveGate } from '../../src/sink/exclusive-gate.ts';
 import { defineSink, OK, once, type Sink, type SinkResult } from '../../src/sink/sink.ts';
 
 const configSchema = z
@@ -27,7 +28,7 @@ export const fileSink = defineSink({
     let size = 0;
     // The write combiner may run two writes at once; FileHandle.appendFile splits a large string into
     // several write(2) calls, so concurrent appends would interleave inside a line. One at a time.
-    let tail: Promise<unknown> = Promise.resolve();
+    const gate = new ExclusiveGate();
     const log = logger.child({ component: 'sink', sink: name, kind: 'file' });
     return {
       name,
@@ -78,7 +79,7 @@ export const fileSink = defineSink({
         if (lines.length === 0) return results;
         const file = handle;
         const text = Buffer.from(lines.join(''), 'utf8');
-        const append = tail.then(async () => {
+        await gate.runExclusive(async () => {
           try {
             await file.appendFile(text);
             if (config.fsync) await file.datasync();
@@ -94,15 +95,14 @@ export const fileSink = defineSink({
             });
           }
         });
-        tail = append.catch(() => undefined);
-        await append;
         return results;
       },
-      close: once(async () => {
-        await tail;
-        await handle?.close();
-        handle = undefined;
-      }),
+      close: once(() =>
+        gate.runExclusive(async () => {
+          await handle?.close();
+          handle = undefined;
+        }),
+      ),
     };
   },
 });

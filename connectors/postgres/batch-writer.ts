@@ -17,7 +17,7 @@ import {
 import { arrayElement, encodeValue, type Codec } from './column-types.ts';
 import { describeDbError, isRetriable, isRowError, isStaleMetadata, sqlState } from './pg-errors.ts';
 import { deleteSql, inlineParams, literal, truncateSql, upsertSql } from './statements.ts';
-import { TableProblem, type TableCatalog, type TableMeta } from './table-catalog.ts';
+import { TableProblem, type TableCatalog, type TableMeta, type TargetRef } from './table-catalog.ts';
 
 const TEXT: Codec = { kind: 'text', array: false };
 
@@ -97,10 +97,7 @@ export class BatchWriter {
           );
         }
       } catch (err) {
-        const permanent = err instanceof TableProblem || (err instanceof pg.DatabaseError && !isRetriable(err));
-        if (!permanent) throw err;
-        const code = err instanceof TableProblem ? err.code : `PG_${sqlState(err) ?? 'ERROR'}`;
-        const message = err instanceof TableProblem ? err.message : `cannot prepare ${need.ref.qualified}: ${describeDbError(err)}`;
+        const { code, message } = tableFailure(err, need.ref);
         for (const change of need.changes) this.fail(change, message, code, err);
       }
     }
@@ -110,12 +107,9 @@ export class BatchWriter {
         const meta = known?.truncates ? known : await this.options.catalog.prepareTruncate(client, ref);
         if (meta) metas.set(id, meta);
       } catch (err) {
-        const permanent = err instanceof TableProblem || (err instanceof pg.DatabaseError && !isRetriable(err));
-        if (!permanent) throw err;
+        const { code, message } = tableFailure(err, ref);
         // Every change of the table in this batch fails with its truncate: none may move across it.
         metas.delete(id);
-        const code = err instanceof TableProblem ? err.code : `PG_${sqlState(err) ?? 'ERROR'}`;
-        const message = err instanceof TableProblem ? err.message : `cannot prepare ${ref.qualified}: ${describeDbError(err)}`;
         for (const unit of plan.units) {
           if (unit.ref.id !== id) continue;
           if (unit.kind === 'truncate') unit.results[0] = failure(this.options.sink, `cannot truncate ${ref.qualified}: ${message}`, code, unit.event, err);
@@ -210,7 +204,9 @@ export class BatchWriter {
     for (const unit of units) {
       const meta = metas.get(unit.ref.id)!;
       if (unit.kind === 'truncate') {
-        statements.push(...truncateSql(meta, this.options.positionColumn, literal(encodePosition(unit.event.position))));
+        const truncate = truncateSql(meta, this.options.positionColumn, literal(encodePosition(unit.event.position)));
+        if (truncate.lock) statements.push(truncate.lock);
+        statements.push(...truncate.writes);
         continue;
       }
       // Only truncates reach a target that does not exist.
@@ -232,9 +228,9 @@ export class BatchWriter {
   private async execute(client: pg.ClientBase, unit: Unit, changes: readonly Change[], metas: Metas): Promise<void> {
     const meta = metas.get(unit.ref.id)!;
     if (unit.kind === 'truncate') {
-      for (const sql of truncateSql(meta, this.options.positionColumn, '$1')) {
-        await client.query(sql, sql.startsWith('LOCK ') ? [] : [encodePosition(unit.event.position)]);
-      }
+      const truncate = truncateSql(meta, this.options.positionColumn, '$1');
+      if (truncate.lock) await client.query(truncate.lock);
+      for (const sql of truncate.writes) await client.query(sql, [encodePosition(unit.event.position)]);
       return;
     }
     const sql = this.sql(meta, unit);
@@ -307,4 +303,13 @@ export class BatchWriter {
   private fail(change: Change, message: string, code: string, cause?: unknown): void {
     change.results[change.slot] = failure(this.options.sink, message, code, change.event, cause);
   }
+}
+
+/** A target that cannot be used, as a record error's code and message; rethrows what may clear up. */
+function tableFailure(err: unknown, ref: TargetRef): { code: string; message: string } {
+  if (err instanceof TableProblem) return { code: err.code, message: err.message };
+  if (err instanceof pg.DatabaseError && !isRetriable(err)) {
+    return { code: `PG_${sqlState(err) ?? 'ERROR'}`, message: `cannot prepare ${ref.qualified}: ${describeDbError(err)}` };
+  }
+  throw err;
 }

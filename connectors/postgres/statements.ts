@@ -121,26 +121,35 @@ export function deleteSql(meta: TableMeta, keys: readonly string[], positionColu
   );
 }
 
+/** A truncate's statements: `lock` (absent for a target that does not exist) first, then `writes`. */
+export interface TruncateSql {
+  readonly lock: string | undefined;
+  /** Each refers to the truncate's position. */
+  readonly writes: readonly string[];
+}
+
 /**
- * A truncate at `position` (a literal or a parameter reference; every statement but the LOCK may
- * refer to it): removes the rows older than it,
- * the tombstones it supersedes, and raises the table's watermark. Not TRUNCATE: rows newer than
- * the truncate (it being replayed after them) must stay. The caller runs these in one transaction.
+ * A truncate at `position` (a literal or a parameter reference): removes the rows older than it, the
+ * tombstones it supersedes, and raises the table's watermark. Not TRUNCATE: rows newer than the
+ * truncate (it being replayed after them) must stay. The caller runs these in one transaction.
  */
-export function truncateSql(meta: TableMeta, positionColumn: string, position: string): string[] {
+export function truncateSql(meta: TableMeta, positionColumn: string, position: string): TruncateSql {
   const pos = quoteIdent(positionColumn);
-  const statements: string[] = [];
-  // Writes of other partitions' batches may run at once: the lock waits for those in progress (their
-  // rows are then seen and removed) and holds back new ones until the watermark is committed (a
-  // statement takes its snapshot after its table locks, so they see it). Self-conflicting, too.
-  if (!meta.absent) statements.push(`LOCK TABLE ${meta.ref.qualified} IN SHARE ROW EXCLUSIVE MODE`);
-  if (!meta.absent) statements.push(`DELETE FROM ${meta.ref.qualified} AS t WHERE t.${pos} IS NULL OR t.${pos} < ${position} COLLATE "C"`);
-  if (meta.tombstoneColumns) statements.push(`DELETE FROM ${meta.ref.tombstoneQualified} AS d WHERE d.${pos} < ${position} COLLATE "C"`);
-  statements.push(
+  const writes: string[] = [];
+  if (!meta.absent) writes.push(`DELETE FROM ${meta.ref.qualified} AS t WHERE t.${pos} IS NULL OR t.${pos} < ${position} COLLATE "C"`);
+  if (meta.tombstoneColumns) writes.push(`DELETE FROM ${meta.ref.tombstoneQualified} AS d WHERE d.${pos} < ${position} COLLATE "C"`);
+  writes.push(
     `INSERT INTO ${meta.ref.truncatesQualified} AS w (target, ${pos}) VALUES (${literal(meta.ref.table)}, ${position}) ` +
       `ON CONFLICT (target) DO UPDATE SET ${pos} = EXCLUDED.${pos}, truncated_at = now() WHERE w.${pos} < EXCLUDED.${pos} COLLATE "C"`,
   );
-  return statements;
+  return {
+    // Writes of other partitions' batches may run at once: the lock waits for those in progress
+    // (their rows are then seen and removed) and holds back new ones until the watermark is
+    // committed (a statement takes its snapshot after its table locks, so they see it).
+    // Self-conflicting, too.
+    lock: meta.absent ? undefined : `LOCK TABLE ${meta.ref.qualified} IN SHARE ROW EXCLUSIVE MODE`,
+    writes,
+  };
 }
 
 /** Removes tombstones older than the retention ($1: milliseconds). */

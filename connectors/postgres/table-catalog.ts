@@ -217,9 +217,7 @@ export class TableCatalog {
     const log = this.options.log;
     const pos = quoteIdent(this.options.positionColumn);
     if (plan.createTable) {
-      const schemaExists = await client.query('SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1', [ref.schema]);
-      // Checked first: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege even when the schema exists.
-      if (schemaExists.rowCount === 0) await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(ref.schema)}`);
+      await ensureSchema(client, ref.schema);
       const columns = [...new Set([...need.keyColumns, ...need.columns])].filter((c) => c !== this.options.positionColumn);
       const defs = columns.map((c) => `${quoteIdent(c)} ${need.typeOf(c)}`);
       await client.query(
@@ -268,10 +266,7 @@ export class TableCatalog {
       if (!this.options.autoCreate && !this.options.evolve) {
         this.fail(`truncate watermark table ${ref.truncatesQualified} does not exist and auto_create and evolve are off; run ${ddl}`, 'PG_NO_TRUNCATES_TABLE');
       }
-      if (!meta) {
-        const schemaExists = await client.query('SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1', [ref.schema]);
-        if (schemaExists.rowCount === 0) await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(ref.schema)}`);
-      }
+      if (!meta) await ensureSchema(client, ref.schema);
       await client.query(ddl);
       return (await this.load(client, ref)) ?? absent;
     });
@@ -320,6 +315,12 @@ function hasDdl(plan: DdlPlan): boolean {
 
 function sameSet(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x) => b.includes(x));
+}
+
+async function ensureSchema(client: pg.ClientBase, schema: string): Promise<void> {
+  const exists = await client.query('SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1', [schema]);
+  // Checked first: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege even when the schema exists.
+  if (exists.rowCount === 0) await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
 }
 
 async function relationOid(client: pg.ClientBase, schema: string, table: string): Promise<number | undefined> {

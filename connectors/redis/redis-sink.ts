@@ -11,7 +11,9 @@ import { coalesce, expandResults, keyString, type Segment } from '../../src/sink
 import { defineSink, OK, once, type Sink, type SinkResult } from '../../src/sink/sink.ts';
 import { createKeyLayout, DEFAULT_KEY_TEMPLATE, templateProblems, type KeyLayout } from './key-layout.ts';
 import { classifyRedisError, classifyReply, scrubbed, toSinkError } from './redis-errors.ts';
-import { HASH_SCRIPT, JSON_SCRIPT, KEYS_PER_ROW, MARK_SCRIPT, SWEEP_SCRIPT } from './scripts.ts';
+import { HASH_SCRIPT, JSON_SCRIPT, KEYS_PER_ROW, MARK_SCRIPT, POSITION_FIELD, SWEEP_SCRIPT } from './scripts.ts';
+
+export { POSITION_FIELD };
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
@@ -21,9 +23,6 @@ declare module 'ioredis' {
     cdcSweep(numKeys: number, keys: readonly string[], argv: readonly string[]): Result<unknown, Context>;
   }
 }
-
-/** Hash field (hash mode) or first JSON member (json mode) holding the row's position. */
-export const POSITION_FIELD = '__cdc_position';
 
 const tlsSchema = z
   .object({

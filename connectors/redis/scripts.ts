@@ -20,6 +20,9 @@
  */
 
 export const KEYS_PER_ROW = 3;
+/** The hash field, and the JSON value's first member, holding a row's position. */
+export const POSITION_FIELD = '__cdc_position';
+const JSON_POS_PATTERN = `^{"${POSITION_FIELD}":"([^"]*)"`;
 
 /** Shared by both scripts: the call's header, read before the functions that use it. */
 const HEADER = String.raw`
@@ -62,22 +65,23 @@ end
 const RUN = String.raw`
 local out = {}
 local a = 3
-for i = 1, #KEYS / 3 do
+for i = 1, #KEYS / ${KEYS_PER_ROW} do
   local op, pos = ARGV[a], ARGV[a + 1]
   local first, count, u0, nu = 0, 0, 0, 0
   a = a + 2
   if op == 'u' then
     a, first, count, u0, nu = parse(a)
   end
-  local old, err = truncated(KEYS[3 * i], pos)
+  local k = ${KEYS_PER_ROW} * (i - 1)
+  local old, err = truncated(KEYS[k + 3], pos)
   if err then out[i] = err
   elseif old then out[i] = 0
-  else out[i] = apply(KEYS[3 * i - 2], KEYS[3 * i - 1], op, pos, first, count, u0, nu) end
+  else out[i] = apply(KEYS[k + 1], KEYS[k + 2], op, pos, first, count, u0, nu) end
 end
 return out
 `;
 
-export const HASH_SCRIPT = String.raw`${HEADER}${READ}local POS = '__cdc_position'
+export const HASH_SCRIPT = String.raw`${HEADER}${READ}local POS = '${POSITION_FIELD}'
 -- unpack() is limited by Lua's C stack (8000 values): wide rows are written in slices (even, so
 -- that field/value pairs stay together).
 local SLICE = 4000
@@ -136,7 +140,7 @@ end
 ${RUN}`;
 
 export const JSON_SCRIPT = String.raw`${HEADER}${READ}-- The row's JSON starts with "__cdc_position": reading the stored position needs no decoding.
-local POS_PATTERN = '^{"__cdc_position":"([^"]*)"'
+local POS_PATTERN = '${JSON_POS_PATTERN}'
 
 -- A 'u' row's arguments from a: json, m, m unavailable names (see the hash script's parse).
 local function parse(a)
@@ -248,9 +252,9 @@ for i = 1, #KEYS do
   local t = redis.call('TYPE', k).ok
   local pos = nil
   if t == 'hash' then
-    pos = redis.call('HGET', k, '__cdc_position')
+    pos = redis.call('HGET', k, '${POSITION_FIELD}')
   elseif t == 'string' then
-    pos = string.match(redis.call('GET', k), '^{"__cdc_position":"([^"]*)"')
+    pos = string.match(redis.call('GET', k), '${JSON_POS_PATTERN}')
   end
   if t ~= 'none' and (not pos or pos < ARGV[1]) then
     redis.call('UNLINK', k)

@@ -1,6 +1,7 @@
 /**
  * Shared/exclusive sections for a sink's writes: ordinary writes run side by side; an exclusive one
- * (a truncate) waits for those in progress, and holds back new ones until it is done. Written here
+ * (a truncate; every append of the file sink) waits for those in progress, and holds back new ones
+ * until it is done. Written here
  * because the need is a few lines over promises; a lock library would bring far more.
  */
 export class ExclusiveGate {
