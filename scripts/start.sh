@@ -8,7 +8,7 @@
 # SOURCE_PG_URL, TARGET_PG_URL, REDIS_URL, ES_URL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -d node_modules ] || npm ci --no-audit --no-fund || npm install --no-audit --no-fund
+[ -d node_modules ] || npm ci --no-audit --no-fund
 
 [ -n "${KAFKA_BROKERS:-}" ] || bash scripts/kafka.sh up
 [ -n "${ES_URL:-}" ] || bash scripts/elasticsearch.sh up
