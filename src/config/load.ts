@@ -37,6 +37,8 @@ export interface Config {
   readonly dlq: DlqConfig;
   readonly log: RawConfig['log'];
   readonly metrics: MetricsConfig;
+  readonly state: RawConfig['state'];
+  readonly views: RawConfig['views'];
 }
 
 function zodIssues(error: z.ZodError, prefix: (string | number)[] = []): ConfigIssue[] {
@@ -183,6 +185,8 @@ export async function resolveConfig(
     dlq: raw.dlq,
     log: raw.log,
     metrics: raw.metrics,
+    state: raw.state,
+    views: raw.views,
   });
 }
 
