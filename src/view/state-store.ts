@@ -14,6 +14,11 @@ export interface StoredRow {
   readonly pos: string | null;
   /** Null after a delete: the row is gone, its position stays as a tombstone against older replays. */
   readonly image: Row | null;
+  /**
+   * The image of a row whose primary key changed, kept after the delete of the old key: the create of
+   * the new key (same position) sends unchanged TOASTed columns as placeholders, filled from it.
+   */
+  readonly moved?: Row | null;
 }
 
 export interface StoredGroup {
@@ -59,7 +64,8 @@ export class StateStore {
         view text NOT NULL, topic text NOT NULL, kpartition integer NOT NULL, next_offset bigint NOT NULL,
         PRIMARY KEY (view, topic, kpartition))`);
       await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_rows (
-        view text NOT NULL, pk text NOT NULL, pos text COLLATE "C", image jsonb, PRIMARY KEY (view, pk))`);
+        view text NOT NULL, pk text NOT NULL, pos text COLLATE "C", image jsonb, moved jsonb, PRIMARY KEY (view, pk))`);
+      await client.query(`CREATE INDEX IF NOT EXISTS view_rows_moved ON ${s}.view_rows (view, pos) WHERE moved IS NOT NULL`);
       await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_groups (
         view text NOT NULL, gid text NOT NULL, gkey jsonb NOT NULL, rows bigint NOT NULL, state jsonb NOT NULL,
         PRIMARY KEY (view, gid))`);
@@ -153,16 +159,30 @@ export class StateStore {
     const pks: string[] = [];
     const poss: (string | null)[] = [];
     const images: (string | null)[] = [];
+    const moved: (string | null)[] = [];
     for (const [pk, r] of rows) {
       pks.push(pk);
       poss.push(r.pos);
       images.push(r.image === null ? null : toJson(r.image));
+      moved.push(r.moved ? toJson(r.moved) : null);
     }
     await client.query(
-      `UPDATE ${this.s}.view_rows v SET pos = u.pos, image = u.image::jsonb
-       FROM unnest($2::text[], $3::text[], $4::text[]) AS u(pk, pos, image) WHERE v.view = $1 AND v.pk = u.pk`,
-      [view, pks, poss, images],
+      `UPDATE ${this.s}.view_rows v SET pos = u.pos, image = u.image::jsonb, moved = u.moved::jsonb
+       FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS u(pk, pos, image, moved) WHERE v.view = $1 AND v.pk = u.pk`,
+      [view, pks, poss, images, moved],
     );
+  }
+
+  /**
+   * The image the old key of a primary-key change left at this position; undefined when that delete
+   * is not applied yet. Read without a lock: the row is deleted and its `moved` never changes again.
+   */
+  async movedImage(client: pg.PoolClient, view: string, pos: string): Promise<Row | undefined> {
+    const res = await client.query<{ moved: Row }>(`SELECT moved FROM ${this.s}.view_rows WHERE view = $1 AND pos = $2 AND moved IS NOT NULL`, [
+      view,
+      pos,
+    ]);
+    return res.rows[0]?.moved;
   }
 
   /** Locks the groups (sorted; placeholders for new ones) and returns their state. */

@@ -97,7 +97,9 @@ function resultColumn(a: PlannedAggregation, input: ColumnSchema | undefined): C
       if (input && (input.type === 'double' || input.type === 'float')) return { ...DOUBLE, name: a.name };
       return { ...DECIMAL, name: a.name };
     default:
-      return { ...DOUBLE, name: a.name };
+      // avg, variance and standard deviation: exact decimals (as PostgreSQL's numeric) unless the input is a float.
+      if (input && (input.type === 'double' || input.type === 'float')) return { ...DOUBLE, name: a.name };
+      return { ...DECIMAL, name: a.name };
   }
 }
 
