@@ -166,6 +166,32 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
     registers,
   });
 
+  const viewChanges = new Counter({
+    name: 'cdc_router_view_changes_total',
+    help: "Input changes of a view: applied to its state, skipped (a redelivery recognised by its offset), failed (dead-lettered or retried)",
+    labelNames: ['view', 'outcome'] as const,
+    registers,
+  });
+  const viewResults = new Counter({
+    name: 'cdc_router_view_results_total',
+    help: 'Results a view produced (group rows changed or deleted), and delivered: acknowledged by its output sink',
+    labelNames: ['view', 'stage'] as const,
+    registers,
+  });
+  const viewResultFailures = new Counter({
+    name: 'cdc_router_view_result_failures_total',
+    help: 'Results the output sink refused for good (logged with their content)',
+    labelNames: ['view'] as const,
+    registers,
+  });
+  const viewTransaction = new Histogram({
+    name: 'cdc_router_view_transaction_seconds',
+    help: "Duration of one batch's state transaction of a view",
+    labelNames: ['view'] as const,
+    buckets: SINK_SECONDS,
+    registers,
+  });
+
   // --- state behind /readyz and /status ---
   let sinksStarted = false;
   let stopping = false;
@@ -231,6 +257,15 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
   const owns = (topic: string, partition: number) => assignment[topic]?.includes(partition) ?? false;
 
   const offs = [
+    events.on('view.applied', (v) => {
+      viewChanges.inc({ view: v.view, outcome: 'applied' }, v.applied);
+      viewChanges.inc({ view: v.view, outcome: 'skipped' }, v.skipped);
+      viewChanges.inc({ view: v.view, outcome: 'failed' }, v.failed);
+      viewResults.inc({ view: v.view, stage: 'produced' }, v.results);
+      viewTransaction.observe({ view: v.view }, v.durationMs / 1000);
+    }),
+    events.on('view.delivered', (v) => viewResults.inc({ view: v.view, stage: 'delivered' }, v.results)),
+    events.on('view.result-failed', (v) => viewResultFailures.inc({ view: v.view })),
     events.on('batch.started', (b) => {
       inFlight.set(tpKey(b.topic, b.partition), b.records);
       inFlightGauge.set({ topic: b.topic, partition: String(b.partition) }, b.records);

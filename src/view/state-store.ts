@@ -252,12 +252,48 @@ export class StateStore {
     if (ids.length > 0) await client.query(`DELETE FROM ${this.s}.view_outbox WHERE id = ANY($1::bigint[])`, [ids]);
   }
 
-  /** Drops every piece of a view's state (views reset). */
-  async resetView(client: pg.PoolClient, view: string): Promise<void> {
-    for (const t of ['view_offsets', 'view_rows', 'view_groups', 'view_truncates', 'view_outbox']) {
+  /**
+   * Drops a view's state (views reset). Its results are deleted downstream: a delete of every group
+   * goes to the outbox, with a version above every one written so far.
+   */
+  async resetView(client: pg.PoolClient, view: string): Promise<number> {
+    const groups = await client.query<{ gkey: Row }>(`SELECT gkey FROM ${this.s}.view_groups WHERE view = $1 AND rows > 0 FOR UPDATE`, [view]);
+    const versions = await this.nextVersions(client, groups.rows.length);
+    const now = Date.now();
+    await this.addToOutbox(
+      client,
+      view,
+      groups.rows.map((g, i) => ({ op: 'd', key: g.gkey, after: null, version: versions[i]!.toString(), tsMs: now, columns: undefined })),
+    );
+    for (const t of ['view_offsets', 'view_rows', 'view_groups', 'view_truncates']) {
       await client.query(`DELETE FROM ${this.s}.${t} WHERE view = $1`, [view]);
     }
+    return groups.rows.length;
   }
+
+  /** What `views list` shows of one view. */
+  async summary(client: pg.PoolClient, view: string): Promise<ViewSummary> {
+    const one = async (sql: string) => Number((await client.query<{ n: string }>(sql, [view])).rows[0]?.n ?? 0);
+    const offsets = await client.query<{ topic: string; kpartition: number; next_offset: string }>(
+      `SELECT topic, kpartition, next_offset::text FROM ${this.s}.view_offsets WHERE view = $1 ORDER BY topic, kpartition`,
+      [view],
+    );
+    return {
+      rows: await one(`SELECT count(*)::text AS n FROM ${this.s}.view_rows WHERE view = $1 AND image IS NOT NULL`),
+      groups: await one(`SELECT count(*)::text AS n FROM ${this.s}.view_groups WHERE view = $1 AND rows > 0`),
+      outbox: await one(`SELECT count(*)::text AS n FROM ${this.s}.view_outbox WHERE view = $1`),
+      offsets: offsets.rows.map((r) => ({ topic: r.topic, partition: r.kpartition, next: r.next_offset })),
+    };
+  }
+}
+
+export interface ViewSummary {
+  /** Row images held (a table's live rows the view has seen). */
+  readonly rows: number;
+  readonly groups: number;
+  /** Results committed but not yet acknowledged by the output sink. */
+  readonly outbox: number;
+  readonly offsets: readonly { readonly topic: string; readonly partition: number; readonly next: string }[];
 }
 
 export function partitionKey(topic: string, partition: number): string {

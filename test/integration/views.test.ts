@@ -12,6 +12,7 @@ import {
   type SourceDatabase,
 } from '../support/debezium-source.ts';
 import { BROKER, kafkaFixture, type KafkaFixture } from '../support/kafka.ts';
+import { cli } from '../support/router-process.ts';
 import { openStores, ES_URL, PG_URL, REDIS_URL, type Stores } from '../support/stores.ts';
 
 /**
@@ -340,7 +341,31 @@ describe('views end to end: Debezium → cdc-router views (PostgreSQL state) →
     expect(placeholders).toBeGreaterThan(100);
     const counts = await db.client.query<{ n: string }>('SELECT count(*)::text AS n FROM orders');
     expect(Number(counts.rows[0]?.n)).toBeGreaterThan(100);
-    for (const r of routers) await killHard(r);
+    // Stopped cleanly (SIGTERM: drain, commit, leave the group), so that the group is idle for `views reset`.
+    for (const r of routers) {
+      const exited = new Promise((resolve) => r.once('exit', resolve));
+      r.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    }
+    if (options.kills === 0) await checkListAndReset(configPath, pgSchema, db);
+  }
+
+  /** `views list` reports the state; `views reset` (group stopped) rebuilds a view whose results were damaged. */
+  async function checkListAndReset(configPath: string, pgSchema: string, db: SourceDatabase): Promise<void> {
+    const listed = await cli(['views', 'list', '-c', configPath, '--json']);
+    expect(listed.code, listed.stderr).toBe(0);
+    const report = JSON.parse(listed.stdout) as Record<string, { groups: number; outbox: number; rows: number }>;
+    expect(report['by_customer']).toMatchObject({ outbox: 0 });
+    expect(report['by_customer']?.groups).toBe((await db.client.query(TRUTH.by_customer)).rows.length);
+    // Damage: a result row lost and another one wrong. A reset deletes every result and rebuilds them.
+    const target = `${q(pgSchema)}.by_customer`;
+    await stores.pg.query(`DELETE FROM ${target} WHERE customer_id = (SELECT min(customer_id) FROM ${target})`);
+    await stores.pg.query(`UPDATE ${target} SET n = -1, __cdc_position = '0' WHERE customer_id = (SELECT max(customer_id) FROM ${target})`);
+    const reset = await cli(['views', 'reset', 'by_customer', '-c', configPath]);
+    expect(reset.code, `${reset.stdout}\n${reset.stderr}`).toBe(0);
+    const truth = normalizeRows((await db.client.query(TRUTH.by_customer)).rows as Rows);
+    const rebuilt = normalizeRows((await stores.pg.query(TARGET.by_customer.replace('$T', target))).rows as Rows);
+    expect(rebuilt).toEqual(truth);
   }
 
   it('every view equals SQL on the source after the workload (snapshot, updates across groups and windows, PK changes, deletes, truncate, TOAST)', async () => {
