@@ -208,6 +208,9 @@ describe('min and max', () => {
     expect(resultOf('max', ['10', '9'], { strings: 'text' })).toBe('9');
     expect(resultOf('min', ['b', 'B', 'a'])).toBe('B');
     expect(resultOf('max', ['z', 'é', '😀'])).toBe('😀');
+    // PostgreSQL: max(x COLLATE "C") over '😀', U+FFFD, 'z' is '😀' (code point order; UTF-16 order would say U+FFFD).
+    expect(resultOf('max', ['😀', '\uFFFD', 'z'])).toBe('😀');
+    expect(resultOf('min', ['\uFFFD', '😀'], { strings: 'text' })).toBe('\uFFFD');
     expect(resultOf('max', [false, true])).toBe(true);
     expect(resultOf('min', ['2026-01-02T00:00:00.000', '2025-12-31T23:59:59.999'])).toBe('2025-12-31T23:59:59.999');
   });
@@ -375,6 +378,49 @@ describe('custom aggregations', () => {
       custom: { init: () => ({ a: 1 }), add: (s) => s, subtract: (s) => s },
     }).result({ a: 1 })).toThrow(ViewSpecError);
     expect(() => createAggregator('custom')).toThrow(ViewSpecError);
+  });
+});
+
+describe('merging groups (session windows)', () => {
+  it('gives every built-in the state of the union of two groups (random)', () => {
+    const gens: Partial<Record<AggregationKind, Gen>> = {
+      count: withNulls(smallInt),
+      sum: withNulls((r) => r.pick([int64, decimalText])(r)),
+      min: withNulls((r) => r.pick([smallInt, decimalText, double])(r)),
+      max: withNulls(text),
+      avg: withNulls(double),
+      var_pop: withNulls(decimalText),
+      var_samp: withNulls(smallInt),
+      stddev_pop: withNulls(double),
+      stddev_samp: withNulls(decimalText),
+      count_distinct: withNulls((r) => r.int(0, 12)),
+    };
+    for (const [kind, gen] of Object.entries(gens) as [AggregationKind, Gen][]) {
+      const agg = createAggregator(kind);
+      const r = seeded(kind.length * 31);
+      for (let round = 0; round < 60; round++) {
+        const a = Array.from({ length: r.int(0, 20) }, () => gen(r));
+        const b = Array.from({ length: r.int(0, 20) }, () => gen(r));
+        const merged = viaJson(agg.merge!(fold(agg, a), fold(agg, b)));
+        expect(agg.result(merged), `${kind} round ${round}`).toEqual(agg.result(fold(agg, [...a, ...b])));
+        // The merged state keeps retracting correctly.
+        if (a.length > 0) {
+          expect(agg.result(agg.subtract(merged, a[0]))).toEqual(agg.result(fold(agg, [...a.slice(1), ...b])));
+        }
+      }
+    }
+  });
+
+  it('wraps a custom merge and checks its state; no merge without one', () => {
+    const withMerge = createAggregator('custom', {
+      custom: { init: () => 0, add: (s) => (s as number) + 1, subtract: (s) => (s as number) - 1, merge: (x, y) => (x as number) + (y as number) },
+    });
+    expect(withMerge.merge!(2, 3)).toBe(5);
+    const broken = createAggregator('custom', {
+      custom: { init: () => 0, add: (s) => s, subtract: (s) => s, merge: () => NaN },
+    });
+    expect(() => broken.merge!(1, 2)).toThrow(expect.objectContaining({ code: 'VIEW_STATE_NOT_JSON' }));
+    expect(createAggregator('custom', { custom: { init: () => 0, add: (s) => s, subtract: (s) => s } }).merge).toBeUndefined();
   });
 });
 

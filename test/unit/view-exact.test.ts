@@ -115,3 +115,21 @@ describe('exact decimals', () => {
     }
   });
 });
+
+describe('square roots of large values', () => {
+  it('are exact floors rounded half up, far beyond double precision (random)', () => {
+    const r = seeded(13);
+    for (let i = 0; i < 300; i++) {
+      const digits = Array.from({ length: r.int(1, 400) }, () => r.int(0, 9)).join('');
+      const v = { m: BigInt(digits), s: r.int(0, 30) };
+      const scale = r.int(0, 40);
+      const got = sqrt(v, scale);
+      // (got - 1/2)^2 <= v < (got + 1/2)^2, all at scale 2·scale + 2 on integers.
+      const lhs = (2n * got.m - 1n) ** 2n * 10n ** BigInt(v.s);
+      const rhs = (2n * got.m + 1n) ** 2n * 10n ** BigInt(v.s);
+      const target = 4n * v.m * 10n ** BigInt(2 * scale);
+      expect(lhs <= target || got.m === 0n).toBe(true);
+      expect(target < rhs).toBe(true);
+    }
+  });
+});

@@ -44,11 +44,14 @@ function defaultResult(name: string, state: unknown): AggValue {
 /** A user's retractable aggregation, checked so that its state can be stored. */
 export function aggregate<S extends JsonValue>(fns: CustomAggregation<S>): Aggregator<S> {
   const name = fns.name ?? 'custom';
-  return {
+  const aggregator: Aggregator<S> = {
     kind: 'custom',
     init: () => checkJson(name, 'init', fns.init()),
     add: (state, value) => checkJson(name, 'add', fns.add(state, value)),
     subtract: (state, value) => checkJson(name, 'subtract', fns.subtract(state, value)),
     result: (state) => (fns.result ? fns.result(state) : defaultResult(name, state)),
   };
+  const merge = fns.merge;
+  if (merge) aggregator.merge = (a, b) => checkJson(name, 'merge', merge(a, b));
+  return aggregator;
 }
