@@ -32,6 +32,15 @@ export {
   slidingWindowsOnRemove,
 } from './sliding.ts';
 export {
+  type GlobalTrigger,
+  type TriggerState,
+  type TriggerStep,
+  newTriggerState,
+  triggerOnChange,
+  triggerOnTime,
+  validateTrigger,
+} from './trigger.ts';
+export {
   type PartitionClock,
   type WatermarkOptions,
   heartbeat,
