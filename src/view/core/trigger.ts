@@ -22,7 +22,8 @@ export interface TriggerStep {
 export function validateTrigger(trigger: GlobalTrigger): GlobalTrigger {
   const n = trigger.kind === 'count' ? trigger.every : trigger.everyMs;
   if (!Number.isSafeInteger(n) || n <= 0) {
-    throw new ViewSpecError(`global window ${trigger.kind} trigger ${trigger.kind === 'count' ? 'every' : 'everyMs'} must be a whole number > 0, got ${String(n)}`);
+    const field = trigger.kind === 'count' ? 'every' : 'everyMs';
+    throw new ViewSpecError(`global window ${trigger.kind} trigger ${field} must be a whole number > 0, got ${String(n)}`);
   }
   return trigger;
 }

@@ -30,7 +30,8 @@ function checkJson<S>(name: string, step: string, state: S): S {
   if (bad !== undefined) {
     throw new ViewInputError(
       'VIEW_STATE_NOT_JSON',
-      `custom aggregation ${name}: ${step}() returned a state that is not JSON at ${bad} (the state is stored as jsonb: use strings for big numbers, arrays or objects for collections)`,
+      `custom aggregation ${name}: ${step}() returned a state that is not JSON at ${bad} ` +
+        '(the state is stored as jsonb: use strings for big numbers, arrays or objects for collections)',
     );
   }
   return state;
