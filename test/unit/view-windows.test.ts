@@ -3,6 +3,7 @@ import { ViewSpecError } from '../../src/view/core/errors.ts';
 import { mergeSession } from '../../src/view/core/sessions.ts';
 import {
   type SlidingWindowChange,
+  slidingFetchRange,
   slidingWindowsOf,
   slidingWindowsOnAdd,
   slidingWindowsOnRemove,
@@ -277,6 +278,24 @@ describe('sliding windows', () => {
       for (let s = -d - 2; s <= 42; s++) {
         const c = contents(s);
         if (c !== '') expect(defined).toContain(c);
+      }
+    }
+  });
+
+  it('need only the times in the fetch range', () => {
+    const r = seeded(77);
+    for (let round = 0; round < 500; round++) {
+      const d = r.int(0, 10);
+      const times = Array.from({ length: r.int(0, 30) }, () => r.int(-40, 40)).sort((x, y) => x - y);
+      const t = r.int(-30, 30);
+      const range = slidingFetchRange(t, d);
+      const near = times.filter((x) => x >= range.start && x <= range.end);
+      expect(slidingWindowsOnAdd(near, t, d)).toEqual(slidingWindowsOnAdd(times, t, d));
+      if (times.length > 0) {
+        const gone = r.pick(times);
+        const around = slidingFetchRange(gone, d);
+        const close = times.filter((x) => x >= around.start && x <= around.end);
+        expect(slidingWindowsOnRemove(close, gone, d)).toEqual(slidingWindowsOnRemove(times, gone, d));
       }
     }
   });

@@ -27,6 +27,7 @@ export { type SessionMerge, mergeSession } from './sessions.ts';
 export {
   type SlidingRemoval,
   type SlidingWindowChange,
+  slidingFetchRange,
   slidingWindowsOf,
   slidingWindowsOnAdd,
   slidingWindowsOnRemove,

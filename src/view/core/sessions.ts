@@ -21,7 +21,8 @@ export function withinGap(session: TimeWindow, tMs: number, gapMs: number): bool
 /**
  * Where an event at `tMs` goes among one key's sessions `existing` (any order, not overlapping
  * each other). A new session [t, t] when none is within the gap; an event bridging two or more
- * sessions merges them all.
+ * sessions merges them all. Only sessions with end >= t − gap and start <= t + gap matter (Kafka
+ * Streams' findSessions range): the runtime may pass just those.
  */
 export function mergeSession(existing: readonly TimeWindow[], tMs: number, gapMs: number): SessionMerge {
   if (!Number.isSafeInteger(tMs)) throw new RangeError(`event time must be a whole number of milliseconds, got ${tMs}`);

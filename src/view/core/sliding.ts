@@ -9,7 +9,9 @@ import type { TimeWindow } from './windows.ts';
  * Every distinct set of events that some d-long window can hold is exactly one of these. Unlike
  * Kafka Streams, times before d are not folded into one [0, d] window: negative starts are fine.
  *
- * Inputs are one key's event times, ascending (duplicates allowed: two events at one time).
+ * Inputs are one key's event times, ascending (duplicates allowed: two events at one time). For an
+ * event at t only the times in slidingFetchRange(t, d) = [t − d − 1, t + d + 1] matter: the
+ * runtime loads just those.
  */
 
 export interface SlidingWindowChange {
@@ -25,6 +27,11 @@ export interface SlidingRemoval {
   readonly changed: SlidingWindowChange[];
   /** Windows that no longer exist (their last event left, or the event that made them went): delete their results. */
   readonly removed: TimeWindow[];
+}
+
+/** The event times an add or remove at `tMs` depends on (both ends inclusive). */
+export function slidingFetchRange(tMs: number, differenceMs: number): TimeWindow {
+  return { start: tMs - differenceMs - 1, end: tMs + differenceMs + 1 };
 }
 
 /** First index with times[i] >= t. */
