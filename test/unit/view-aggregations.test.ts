@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { AggValue, AggregationKind, Aggregator, JsonValue } from '../../src/view/core/aggregation.ts';
 import { AGGREGATIONS, aggregate, createAggregator } from '../../src/view/core/aggregations/index.ts';
@@ -435,6 +436,44 @@ describe('registry', () => {
       const full = [1, 2n, 9007199254740993n, 3].reduce<JsonValue>((s, v) => agg.add(s, v), empty);
       expect(viaJson(full)).toEqual(full);
       expect(agg.result(viaJson(full))).toEqual(agg.result(full));
+    }
+  });
+});
+
+interface PostgresCase {
+  readonly type: 'numeric' | 'int8' | 'int4';
+  readonly values: string[];
+  readonly postgres: Record<string, string | null>;
+}
+
+/** A value as the decoder hands it over: numeric as text, int8 as a number or (beyond 2^53) a bigint. */
+function decoded(type: PostgresCase['type'], text: string): unknown {
+  if (type === 'numeric') return text;
+  const n = BigInt(text);
+  return n >= -MAX_SAFE && n <= MAX_SAFE ? Number(n) : n;
+}
+
+describe('against PostgreSQL', () => {
+  // Generated from a real server by view-postgres-fixtures.gen.ts.
+  const fixtures = JSON.parse(readFileSync(new URL('./view-postgres-fixtures.json', import.meta.url), 'utf8')) as {
+    cases: PostgresCase[];
+  };
+
+  it('prints exactly what PostgreSQL prints for numeric, int8 and int4 groups, after retractions too', () => {
+    expect(fixtures.cases.length).toBeGreaterThanOrEqual(100);
+    const r = seeded(31337);
+    for (const [i, c] of fixtures.cases.entries()) {
+      const values = c.values.map((v) => decoded(c.type, v));
+      for (const [kind, printed] of Object.entries(c.postgres)) {
+        const agg = createAggregator(kind as AggregationKind);
+        // Other rows come and go (updates, deletes) around the ones that stay, in a random order.
+        const noise = values.map(() => decoded(c.type, String(r.int(-1e6, 1e6))));
+        const order = [...values, ...noise].sort(() => r.next() - 0.5);
+        let state = order.reduce<JsonValue>((s, v) => agg.add(s, v), agg.init());
+        for (const v of noise) state = viaJson(agg.subtract(state, v));
+        const got = agg.result(state);
+        expect(got === null ? null : String(got), `case ${i} ${c.type} ${kind}`).toBe(printed);
+      }
     }
   });
 });

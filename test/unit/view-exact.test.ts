@@ -101,7 +101,7 @@ describe('exact decimals', () => {
   });
 
   it('divides numeric like PostgreSQL (scale and rounding as printed by psql)', () => {
-    // Expected texts are what PostgreSQL 16 printed for numeric division.
+    // Expected texts are what PostgreSQL 15 printed for numeric division.
     const cases: [string, string, string][] = [
       ['10000', '2', '5000.0000000000000000'],
       ['1.5', '1000000', '0.000001500000000000000000'],
