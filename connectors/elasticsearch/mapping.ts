@@ -27,7 +27,12 @@ const ISO = 'strict_date_optional_time_nanos';
 const DATE_FORMAT = `uuuu-MM-dd||${ISO}`;
 const timestampFormat = (digits: number) => `uuuu-MM-dd'T'HH:mm:ss.${'S'.repeat(digits)}||${ISO}`;
 
-const KEYWORD: FieldMapping = { type: 'keyword' };
+/**
+ * Lucene refuses a term over 32766 bytes, and with it the whole document: longer values of a keyword
+ * or flattened field stay in `_source` but are not indexed (8191 characters of up to 4 UTF-8 bytes fit).
+ */
+const MAX_TERM_CHARS = 8191;
+const KEYWORD: FieldMapping = { type: 'keyword', ignore_above: MAX_TERM_CHARS };
 const TEXT: FieldMapping = { type: 'text', fields: { keyword: { type: 'keyword', ignore_above: KEYWORD_IGNORE_ABOVE } } };
 const BINARY: FieldMapping = { type: 'binary' };
 /**
@@ -112,7 +117,7 @@ const JSON_SEMANTIC = 'io.debezium.data.Json';
 function jsonMapping(mode: JsonMode): FieldMapping {
   switch (mode) {
     case 'flattened':
-      return { type: 'flattened' };
+      return { type: 'flattened', ignore_above: MAX_TERM_CHARS };
     case 'disabled':
       return { type: 'object', enabled: false };
     case 'object':

@@ -482,7 +482,11 @@ describe('elasticsearch sink: mapping from the Debezium schema', () => {
     const events = sameSchema([
       change('all', 1, { doc: JSON.stringify({ nested: { arr: [1, 'two', null] } }) }),
       change('all', 2, { doc: JSON.stringify({ nested: { arr: 'x' } }) }),
-      change('all', 3, { doc: JSON.stringify(Object.fromEntries(Array.from({ length: 3000 }, (_, i) => [`key_${i}`, i % 2 ? i : `v${i}`]))) }),
+      change('all', 3, {
+        doc: JSON.stringify({ ...Object.fromEntries(Array.from({ length: 3000 }, (_, i) => [`key_${i}`, i % 2 ? i : `v${i}`])), long: 'é'.repeat(40_000) }),
+        // Longer than a Lucene term: kept, not indexed.
+        uid: 'u'.repeat(40_000),
+      }),
     ]);
     expectOk(await sink.write(events));
     const index = indexOf(schema, 'all');
@@ -510,6 +514,7 @@ describe('elasticsearch sink: mapping from the Debezium schema', () => {
     expect(await search(index, { term: { 'doc.nested.arr': 'two' } })).toEqual([1]);
     expect(await search(index, { term: { 'doc.nested.arr': 'x' } })).toEqual([2]);
     expect(await search(index, { term: { 'doc.key_2999': '2999' } })).toEqual([3]);
+    expect(((await readDoc(es, index, { id: 3 }))?.['doc'] as Row)['long']).toHaveLength(40_000);
     // Pre-1970, year 0, 1 BC and year 10000 values are indexed in the `date` field.
     expect(await search(index, { range: { ts_before_epoch: { lt: '1970-01-01T00:00:00.000000' } } })).toHaveLength(3);
     expect(await search(index, { range: { ts_first_ad: { lte: '0001-01-01T00:00:00.000000' } } })).toHaveLength(3);
