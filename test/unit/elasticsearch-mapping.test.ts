@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { configSchema } from '../../connectors/elasticsearch/config.ts';
 import { fieldMapping, mappingConflicts, mappingFromColumns, mergeProperties, missingFields, type FieldMapping } from '../../connectors/elasticsearch/mapping.ts';
 import type { ColumnSchema } from '../../src/model/change-event.ts';
 
@@ -96,5 +97,18 @@ describe('elasticsearch mapping conflicts and additions', () => {
     mergeProperties(existing, missing);
     expect(existing['p']).toEqual({ properties: { x: { type: 'double' }, y: { type: 'double' } } });
     expect(missingFields(existing, wanted)).toEqual({});
+  });
+});
+
+describe('elasticsearch json_columns config', () => {
+  it('defaults to flattened, takes a mode per table column, and refuses unknown modes with their path', () => {
+    const base = { nodes: 'http://127.0.0.1:9200' };
+    expect(configSchema.parse(base).json_columns).toBe('flattened');
+    const c = configSchema.parse({ ...base, json_columns: 'disabled', tables: { 'public.users': { json_columns: { prefs: 'object' } } } });
+    expect(c.json_columns).toBe('disabled');
+    expect(c.tables['public.users']?.json_columns).toEqual({ prefs: 'object' });
+    const bad = configSchema.safeParse({ ...base, tables: { 'public.users': { json_columns: { prefs: 'nested' } } } });
+    expect(bad.success).toBe(false);
+    expect(bad.error?.issues[0]?.path).toEqual(['tables', 'public.users', 'json_columns', 'prefs']);
   });
 });
