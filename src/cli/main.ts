@@ -23,7 +23,7 @@ program
   .option('--progress', 'print a progress line every 2 s')
   .action(async (opts: { config: string; progress?: boolean }) => {
     const config = await loadConfig(opts.config);
-    const logger = createLogger({ level: config.log.level });
+    const logger = createLogger({ level: config.log.level, format: config.log.format });
     const service = await startService(config, { logger });
     if (opts.progress) startProgress(service.events, process.stdout, service.metrics?.url);
     // A consumer kafkajs will not restart leaves a process that consumes nothing: exit non-zero so

@@ -1,6 +1,9 @@
 import { z } from 'zod';
 import { stateSchema, viewSchema } from '../view/view-config.ts';
 
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
 const tlsSchema = z
   .object({
     ca_file: z.string().optional().describe('PEM file of the CA that signed the brokers\' certificates'),
@@ -222,7 +225,13 @@ export const configSchema = z
     retry: retrySchema.default({}),
     dlq: dlqSchema.default({ kind: 'none' }).describe('dead-letter queue for records that can never succeed'),
     log: z
-      .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') })
+      .object({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+        format: z
+          .enum(LOG_FORMATS)
+          .default('auto')
+          .describe('auto: human-readable (pino-pretty) when stderr, where logs go, is a terminal, else JSON lines; json; pretty'),
+      })
       .strict()
       .default({}),
     metrics: metricsSchema.default({}),

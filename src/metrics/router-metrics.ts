@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { errorMessage } from '../errors.ts';
 import type { CircuitState, RouterEvents } from '../events.ts';
 import { createCommitLatencyTracker } from './commit-latency.ts';
+import { partitionLag, totalLag } from './partition-lag.ts';
 import { createRateWindow, type RateWindow } from './rate-window.ts';
 import type { PartitionStatus, SinkHealth, SinkStatus, StatusReport } from './status-report.ts';
 
@@ -241,13 +242,7 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
     if (o.committed === undefined) return ours;
     return ours === undefined || o.committed > ours ? o.committed : ours;
   };
-  const lagOf = (o: PartitionOffsets): bigint | undefined => {
-    const position = positionOf(o);
-    const from = position ?? (options.fromBeginning ? o.low : undefined);
-    if (from === undefined) return undefined;
-    const lag = o.end - (from > o.low ? from : o.low);
-    return lag > 0n ? lag : 0n;
-  };
+  const lagOf = (o: PartitionOffsets): bigint | undefined => partitionLag(o, positionOf(o), options.fromBeginning);
   const setLag = (o: PartitionOffsets) => {
     const lag = lagOf(o);
     const labels = { topic: o.topic, partition: String(o.partition) };
@@ -361,6 +356,7 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
   function status(): StatusReport {
     const t = now();
     const pausedNow = new Set(pausedSource().flatMap(({ topic, partitions }) => partitions.map((p) => tpKey(topic, p))));
+    const lags: (bigint | undefined)[] = [];
     const partitions: PartitionStatus[] = Object.entries(assignment)
       .flatMap(([topic, ps]) => ps.map((partition) => ({ topic, partition })))
       .sort((a, b) => (a.topic === b.topic ? a.partition - b.partition : a.topic < b.topic ? -1 : 1))
@@ -369,6 +365,7 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
         const o = offsets.get(k);
         const position = o ? positionOf(o) : committed.get(k);
         const lag = o ? lagOf(o) : undefined;
+        lags.push(lag);
         return {
           topic,
           partition,
@@ -379,7 +376,6 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
           in_flight: inFlight.get(k) ?? 0,
         };
       });
-    const lags = partitions.map((p) => p.lag);
     const sinkStatuses: SinkStatus[] = [...sinks].map(([name, s]) => ({
       name,
       health: sinkHealth(s),
@@ -402,7 +398,7 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
       uptime_seconds: (t - startedAt) / 1000,
       offsets_at: iso(offsetsAt),
       partitions,
-      total_lag: lags.length > 0 && lags.every((l) => l !== null) ? lags.reduce<number>((a, l) => a + (l ?? 0), 0) : null,
+      total_lag: ((t) => (t === undefined ? null : Number(t)))(totalLag(lags)),
       paused: partitions.filter((p) => p.paused).map((p) => ({ topic: p.topic, partition: p.partition })),
       sinks: sinkStatuses,
       dlq: { entries: [...dlqByStage.values()].reduce((a, n) => a + n, 0), by_stage: Object.fromEntries(dlqByStage) },

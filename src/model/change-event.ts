@@ -59,6 +59,8 @@ export interface ColumnSchema {
   readonly parameters: Readonly<Record<string, string>> | undefined;
   /** Element type for arrays. */
   readonly items: ColumnSchema | undefined;
+  /** Fields of a struct (e.g. a geometry's x, y, wkb, srid); absent for other types. */
+  readonly fields?: readonly ColumnSchema[] | undefined;
 }
 
 export interface ChangeEvent<R extends object = Row> {
