@@ -11,6 +11,7 @@ import { createBatchProcessor, type BatchProcessor, type FailureHandler } from '
 import { policyFromConfig } from './retry/retrier.ts';
 import { createRouter } from './route/router.ts';
 import { withCircuitBreaker } from './sink/circuit-breaker.ts';
+import { withRateLimit } from './sink/rate-limiter.ts';
 import { once, type Sink } from './sink/sink.ts';
 import { withWriteCombining } from './sink/write-combiner.ts';
 
@@ -67,10 +68,12 @@ export async function buildPipeline(
   const { logger, events } = options;
   const sinks = new Map<string, Sink>();
   for (const spec of config.sinks) {
-    const sink = spec.factory.create(spec.name, spec.config, { logger });
+    const created = spec.factory.create(spec.name, spec.config, { logger });
+    // The rate limiter inside the combiner: it meters the writes that reach the store, once per sink.
+    const sink = spec.rateLimit ? withRateLimit(created, spec.rateLimit, events) : created;
     // The breaker outside the combiner: each partition's failed write counts (as it would without
     // combining), and while the circuit is open no write even queues for the dead server.
-    const combined = withWriteCombining(sink, { concurrency: config.sinkConcurrency, maxRecords: config.maxBatchSize });
+    const combined = withWriteCombining(sink, { concurrency: spec.maxInFlight ?? config.sinkConcurrency, maxRecords: config.maxBatchSize });
     sinks.set(
       spec.name,
       withCircuitBreaker(
