@@ -58,6 +58,7 @@ interface SinkState {
   circuit: CircuitState;
   written: number;
   retries: number;
+  throttledMs: number;
   lastWriteAt: number | undefined;
   lastError: string | undefined;
   lastErrorAt: number | undefined;
@@ -154,6 +155,12 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
     labelNames: ['sink'] as const,
     registers,
   });
+  const throttled = new Counter({
+    name: 'cdc_router_sink_throttled_seconds_total',
+    help: "Time sink writes waited for the sink's rate_limit",
+    labelNames: ['sink'] as const,
+    registers,
+  });
   const circuitGauge = new Gauge({
     name: 'cdc_router_sink_circuit_state',
     help: "State of the sink's circuit breaker: 0 closed, 1 half-open, 2 open",
@@ -215,6 +222,7 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
         circuit: 'closed',
         written: 0,
         retries: 0,
+        throttledMs: 0,
         lastWriteAt: undefined,
         lastError: undefined,
         lastErrorAt: undefined,
@@ -304,6 +312,10 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
       s.lastError = errorMessage(r.error);
       s.lastErrorAt = now();
     }),
+    events.on('sink.throttled', (t) => {
+      throttled.inc({ sink: t.sink }, t.waitedMs / 1000);
+      sinkState(t.sink).throttledMs += t.waitedMs;
+    }),
     events.on('sink.circuit', (c) => {
       sinkState(c.sink).circuit = c.state;
       circuitGauge.set({ sink: c.sink }, CIRCUIT_VALUE[c.state]);
@@ -382,6 +394,7 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
       circuit: s.circuit,
       written: s.written,
       retries: s.retries,
+      throttled_seconds: s.throttledMs / 1000,
       last_write_at: iso(s.lastWriteAt),
       last_error: s.lastError ?? null,
       last_error_at: iso(s.lastErrorAt),
