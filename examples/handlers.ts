@@ -1,26 +1,25 @@
 // A table handler in TypeScript: typed by the row, runs after the config's transforms for the table.
-import { defineHandler, defineHandlers } from '../src/index.ts';
+import { defineHandlers, type Int64, type Toastable, type TimestampString } from '../src/index.ts';
 
 interface Customer {
-  id: number;
+  id: Int64;
   email: string;
-  full_name: string;
+  full_name: Toastable<string>;
   vip: boolean;
+  created_at: TimestampString;
 }
 
-export default defineHandlers({
-  handlers: [
-    defineHandler<Customer>({
-      table: 'public.customers',
+export default defineHandlers<{ 'public.customers': Customer }>()({
+  tables: {
+    'public.customers': {
       transforms: [
         // E-mail addresses are compared case-insensitively downstream; test accounts never leave.
         function normaliseEmail(event) {
-          const after = event.after;
-          if (!after || typeof after.email !== 'string') return event;
-          if (after.email.endsWith('@example.invalid')) return null;
-          return { ...event, after: { ...after, email: after.email.toLowerCase() } };
+          if (event.op === 'd' || event.op === 't') return event;
+          if (event.after.email.endsWith('@example.invalid')) return null;
+          return { ...event, after: { ...event.after, email: event.after.email.toLowerCase() } };
         },
       ],
-    }),
-  ],
+    },
+  },
 });

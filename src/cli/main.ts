@@ -23,6 +23,7 @@ program
   .action(async (opts: { config: string; progress?: boolean }) => {
     const config = await loadConfig(opts.config);
     const logger = createLogger({ level: config.log.level });
+    for (const warning of config.warnings) logger.warn({ path: warning.path, detail: warning.message }, 'config warning');
     const service = await startService(config, { logger });
     if (opts.progress) startProgress(service.events, process.stdout, service.metrics?.url);
     // A consumer kafkajs will not restart leaves a process that consumes nothing: exit non-zero so
@@ -66,6 +67,7 @@ program
   .argument('<file>', 'config file')
   .action(async (file: string) => {
     const config = await loadConfig(file);
+    for (const warning of config.warnings) console.error(`${file}: warning: ${warning.path}: ${warning.message}`);
     console.log(
       `${file}: ok (${config.sinks.length} sink(s), ${config.routes.length} route(s), topics: ${
         config.kafka.topics?.join(', ') ?? `/${config.kafka.topic_pattern}/`

@@ -93,3 +93,16 @@ export function envelope(input: EnvelopeInput): { key: string; value: string } {
     value: JSON.stringify({ schema: valueSchema, payload }),
   };
 }
+
+let lastLsn = 1_000;
+
+/**
+ * A Kafka record (topic `<prefix>.<schema>.<table>`, default prefix `test`) holding the envelope of
+ * `input`; the LSN defaults to one more than the previous record's, so positions increase.
+ */
+export function envelopeRecord(input: Omit<EnvelopeInput, 'lsn'> & { readonly lsn?: number }): { topic: string; key: string; value: string } {
+  const lsn = input.lsn ?? (lastLsn += 8);
+  if (lsn > lastLsn) lastLsn = lsn;
+  const { key, value } = envelope({ ...input, lsn });
+  return { topic: `${input.prefix ?? 'test'}.${input.schema ?? 'public'}.${input.table}`, key, value };
+}
