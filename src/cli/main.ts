@@ -10,6 +10,7 @@ import { registerOffsetsCommand } from './offsets-command.ts';
 import { startProgress } from './progress.ts';
 import { registerReplayCommand } from './replay-command.ts';
 import { registerStatusCommand } from './status-command.ts';
+import { registerTestCommand } from './test-command.ts';
 
 const program = new Command()
   .name('cdc-router')
@@ -89,6 +90,7 @@ registerOffsetsCommand(program);
 
 registerDlqCommands(program);
 registerStatusCommand(program);
+registerTestCommand(program);
 
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof ConfigError) console.error(err.message);

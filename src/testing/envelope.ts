@@ -9,7 +9,8 @@ export interface EnvelopeInput {
   readonly op: 'c' | 'u' | 'd' | 'r' | 't';
   readonly schema?: string;
   readonly table: string;
-  readonly key: RowOf;
+  /** The record key; null makes a record without one (which the decoder refuses for every op but truncate). */
+  readonly key: RowOf | null;
   readonly before?: RowOf | null;
   readonly after?: RowOf | null;
   readonly lsn: number;
@@ -58,7 +59,7 @@ export function envelope(input: EnvelopeInput): { key: string; value: string } {
   };
   // One Value schema serves before and after, as in Debezium: a column holding a fraction in either
   // image is a float64 in both.
-  const rowSample: RowOf = { ...(input.before ?? {}), ...(input.after ?? input.key) };
+  const rowSample: RowOf = { ...(input.before ?? {}), ...(input.after ?? input.key ?? {}) };
   for (const [k, v] of Object.entries(input.before ?? {})) {
     if (typeof v === 'number' && !Number.isInteger(v)) rowSample[k] = v;
   }
