@@ -5,7 +5,7 @@ import { loadConfig } from '../config/load.ts';
 import { ConfigError, errorMessage } from '../errors.ts';
 import { envelopeRecord, type RowOf } from '../testing/envelope.ts';
 import { createTestPipeline, type TestPipeline, type TestRecord } from '../testing/harness.ts';
-import { readTestFile, type TestCase, type TestInput } from './test-file.ts';
+import { readTestFile, type TestCase, type TestInput } from '../testing/test-file.ts';
 import { compareDeadLetters, compareWrites, type Mismatch } from './test-report.ts';
 
 export interface TestRunOptions {

@@ -5,8 +5,8 @@ import { isUnavailable } from '../model/change-event.ts';
 import { UNAVAILABLE_JSON } from '../model/serialize.ts';
 import type { DeadLetter } from '../testing/harness.ts';
 import type { MemoryWrite } from '../testing/memory-sink.ts';
-import type { ExpectedDeadLetter, ExpectedWrite } from './test-file.ts';
-import { exactIntegers } from './test-file.ts';
+import type { ExpectedDeadLetter, ExpectedWrite } from '../testing/test-file.ts';
+import { exactIntegers } from '../testing/test-file.ts';
 
 /** A value as a test file can write it: integers beyond 2^53 as digit strings, the TOAST marker as {$unavailable: true}. */
 function plain(value: unknown): unknown {

@@ -3,6 +3,7 @@
 export { changeEvent, type ChangeEventInput } from './change-event.ts';
 export { envelope, envelopeRecord, type EnvelopeInput } from './envelope.ts';
 export { createMemorySink, type MemorySink, type MemoryWrite } from './memory-sink.ts';
+export { defineTests, type TestFileInput } from './test-file.ts';
 export {
   createTestPipeline,
   runHandlers,

@@ -118,5 +118,17 @@ tests:
     const fail = await project.exec('npx', ['cdc-router', 'test', 'fail.test.yaml']);
     expect(fail.stdout).toContain('-     email: Ann@X.COM\n    +     email: ann@x.com');
     expect(fail.code).toBe(1);
+    await project.write(
+      'typed.test.ts',
+      `import { defineTests } from 'cdc-router/testing';
+export default defineTests({
+  config: './config.yaml',
+  tests: [{ name: 'from TypeScript', input: [{ table: 'public.customers', op: 'd', before: { id: 4 } }], expect: { sinks: { out: [{ delete: { id: 4 } }] } } }],
+});
+`,
+    );
+    const typed = await project.exec('npx', ['cdc-router', 'test', 'typed.test.ts']);
+    expect(typed.stdout).toContain('✓ from TypeScript');
+    expect(typed.code).toBe(0);
   });
 });

@@ -127,6 +127,33 @@ describe('cdc-router test', () => {
     expect(wrong.output).toContain('the config has no sink named "nope" (sinks: replica, cache, search)');
   });
 
+  it('runs test files written in TypeScript (defineTests), with inputs computed in code', async () => {
+    const path = await file(
+      'computed.ts',
+      `import { defineTests } from '${resolve(import.meta.dirname, '../../src/testing/index.ts')}';
+const ids = [1, 2, 3];
+export default defineTests({
+  config: '${SHOP}',
+  tests: [
+    {
+      name: 'three customers',
+      input: ids.map((id) => ({ table: 'public.customers', op: 'c' as const, after: { id, email: 'C' + id + '@X', full_name: 'C', vip: false } })),
+      expect: { sinks: { search: ids.map((id) => ({ upsert: { id, email: 'c' + id + '@x', full_name: 'C', vip: false } })) } },
+    },
+  ],
+});
+`,
+    );
+    const { code, output } = await run([path]);
+    expect(output).toContain('✓ three customers');
+    expect(code).toBe(0);
+    const noDefault = await file('empty.ts', 'export const x = 1;\n');
+    const empty = await run([noDefault], SHOP);
+    expect(empty.code).toBe(2);
+    expect(empty.output).toContain(`${noDefault} is invalid (1 problem):`);
+    expect(empty.output).toContain('no default export (use defineTests)');
+  });
+
   it('reads integers beyond 2^53 exactly', async () => {
     const path = await file(
       'big.yaml',

@@ -1,12 +1,15 @@
 import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
 import type { Op } from '../model/change-event.ts';
 
 /*
- * The test files of `cdc-router test` (YAML): input records and the writes and dead-letter entries
- * they must cause. See the README's "Testing pipelines".
+ * The test files of `cdc-router test` (YAML, or a TypeScript / JavaScript module exporting
+ * `defineTests(…)`): input records and the writes and dead-letter entries they must cause. See the
+ * README's "Testing pipelines".
  */
 
 const OPS = ['c', 'u', 'd', 'r', 't'] as const satisfies readonly Op[];
@@ -96,6 +99,15 @@ const testFileSchema = z
   .strict();
 
 export type TestFile = z.infer<typeof testFileSchema>;
+/** A test file as written, with its defaults not yet applied. */
+export type TestFileInput = z.input<typeof testFileSchema>;
+
+/** The default export of a test file written in TypeScript or JavaScript (same shape as the YAML). */
+export function defineTests(tests: TestFileInput): TestFileInput {
+  return tests;
+}
+
+const MODULE = /\.(?:ts|mts|js|mjs)$/;
 export type TestCase = z.infer<typeof testCase>;
 export type ExpectedWrite = TestCase['expect']['sinks'][string][number];
 export type ExpectedDeadLetter = z.infer<typeof deadLetter>;
@@ -115,18 +127,7 @@ export function exactIntegers(value: unknown): unknown {
 
 /** Reads and validates a test file; every problem is reported with its path in the file. */
 export async function readTestFile(file: string): Promise<TestFile> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError([{ path: '', message: `cannot read the test file: ${(err as Error).message}` }], file);
-  }
-  let doc: unknown;
-  try {
-    doc = parseYaml(text, { intAsBigInt: true });
-  } catch (err) {
-    throw new ConfigError([{ path: '', message: `not valid YAML: ${(err as Error).message}` }], file);
-  }
+  const doc = MODULE.test(file) ? await importTests(file) : await readYaml(file);
   const parsed = testFileSchema.safeParse(exactIntegers(doc));
   if (!parsed.success) {
     throw new ConfigError(
@@ -135,4 +136,29 @@ export async function readTestFile(file: string): Promise<TestFile> {
     );
   }
   return parsed.data;
+}
+
+async function importTests(file: string): Promise<unknown> {
+  let module: { default?: unknown };
+  try {
+    module = (await import(pathToFileURL(resolve(file)).href)) as { default?: unknown };
+  } catch (err) {
+    throw new ConfigError([{ path: '', message: `cannot load the test module: ${(err as Error).message}` }], file);
+  }
+  if (module.default === undefined) throw new ConfigError([{ path: '', message: 'no default export (use defineTests)' }], file);
+  return module.default;
+}
+
+async function readYaml(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError([{ path: '', message: `cannot read the test file: ${(err as Error).message}` }], file);
+  }
+  try {
+    return parseYaml(text, { intAsBigInt: true });
+  } catch (err) {
+    throw new ConfigError([{ path: '', message: `not valid YAML: ${(err as Error).message}` }], file);
+  }
 }
