@@ -5,7 +5,7 @@ export interface RecordCoordinates {
   readonly offset: string;
 }
 
-export type ErrorStage = 'decode' | 'route' | 'transform' | 'sink' | 'commit' | 'config' | 'dlq';
+export type ErrorStage = 'decode' | 'route' | 'transform' | 'view' | 'sink' | 'commit' | 'config' | 'dlq';
 
 export interface CdcErrorOptions {
   readonly code: string;

@@ -80,6 +80,12 @@ export interface RouterEventMap {
   /** A sink's circuit breaker changed state (emitted by the breaker; metrics gauge it, 0/1/2). */
   'sink.circuit': { sink: string; state: CircuitState };
   'group.joined': { memberId: string; assignment: Record<string, number[]> };
+  /** A batch of a view's input was applied to its state in one transaction. */
+  'view.applied': { view: string; applied: number; skipped: number; failed: number; results: number; durationMs: number };
+  /** Results left the view's outbox: the output sink acknowledged them. */
+  'view.delivered': { view: string; results: number };
+  /** The output sink refused a result for good; it was logged with its content and taken out of the outbox. */
+  'view.result-failed': { view: string; sink: string; error: CdcError };
 }
 
 export type RouterEventName = keyof RouterEventMap;

@@ -13,6 +13,7 @@ import { createRouter } from './route/router.ts';
 import { withCircuitBreaker } from './sink/circuit-breaker.ts';
 import { once, type Sink } from './sink/sink.ts';
 import { withWriteCombining } from './sink/write-combiner.ts';
+import { buildViews } from './view/build-views.ts';
 
 export interface Service {
   readonly events: RouterEvents;
@@ -65,25 +66,27 @@ export async function buildPipeline(
   options: { logger: Logger; events: RouterEvents; onFailure?: FailureHandler },
 ): Promise<Pipeline> {
   const { logger, events } = options;
-  const sinks = new Map<string, Sink>();
-  for (const spec of config.sinks) {
-    const sink = spec.factory.create(spec.name, spec.config, { logger });
-    // The breaker outside the combiner: each partition's failed write counts (as it would without
-    // combining), and while the circuit is open no write even queues for the dead server.
-    const combined = withWriteCombining(sink, { concurrency: config.sinkConcurrency, maxRecords: config.maxBatchSize });
-    sinks.set(
-      spec.name,
-      withCircuitBreaker(
-        combined,
-        { failureThreshold: config.retry.circuit_failure_threshold, openMs: config.retry.circuit_open_ms },
-        events,
-        logger,
-      ),
+  // The breaker outside the combiner: each partition's failed write counts (as it would without
+  // combining), and while the circuit is open no write even queues for the dead server.
+  const wrap = (sink: Sink) =>
+    withCircuitBreaker(
+      withWriteCombining(sink, { concurrency: config.sinkConcurrency, maxRecords: config.maxBatchSize }),
+      { failureThreshold: config.retry.circuit_failure_threshold, openMs: config.retry.circuit_open_ms },
+      events,
+      logger,
     );
-  }
-  const closeSinks = once(async () => {
-    const results = await Promise.allSettled([...sinks.values()].map((s) => s.close()));
+  const sinks = new Map<string, Sink>();
+  for (const spec of config.sinks) sinks.set(spec.name, wrap(spec.factory.create(spec.name, spec.config, { logger })));
+  const views = buildViews(config, { sinks, events, logger, wrap });
+  const closeAll = async (list: readonly Sink[]) => {
+    const results = await Promise.allSettled(list.map((s) => s.close()));
     for (const r of results) if (r.status === 'rejected') logger.error({ err: r.reason }, 'sink close failed');
+  };
+  // Views first: they write to the other sinks until they are closed.
+  const closeSinks = once(async () => {
+    await closeAll(views.sinks);
+    await views.close().catch((err: unknown) => logger.error({ err }, 'view state close failed'));
+    await closeAll([...sinks.values()]);
   });
   // Closed last: until the sinks are closed a record can still fail and need it.
   const dlq = options.onFailure ? undefined : createDeadLetterQueue(config, logger);
@@ -93,13 +96,14 @@ export async function buildPipeline(
   });
   try {
     await Promise.all([...sinks.values()].map((s) => s.start()));
+    await Promise.all(views.sinks.map((s) => s.start()));
     await dlq?.start();
   } catch (err) {
     await close();
     throw err;
   }
 
-  const router = createRouter(config.routes, sinks);
+  const router = createRouter(config.routes, sinks, views.byTable);
   // Avro-framed records through the schema registry when one is configured, JSON as before.
   const decoding = decodingFromConfig(config, logger.child({ component: 'decode' }));
   const processor = createBatchProcessor({

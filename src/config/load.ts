@@ -37,6 +37,8 @@ export interface Config {
   readonly dlq: DlqConfig;
   readonly log: RawConfig['log'];
   readonly metrics: MetricsConfig;
+  readonly state: RawConfig['state'];
+  readonly views: RawConfig['views'];
   /** Things that work but are probably not meant (a user kind shadowing a built-in one), each with its path. */
   readonly warnings: readonly ConfigIssue[];
 }
@@ -185,6 +187,8 @@ export async function resolveConfig(
     dlq: raw.dlq,
     log: raw.log,
     metrics: raw.metrics,
+    state: raw.state,
+    views: raw.views,
     warnings,
   });
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { stateSchema, viewSchema } from '../view/view-config.ts';
 
 const tlsSchema = z
   .object({
@@ -225,8 +226,21 @@ export const configSchema = z
       .strict()
       .default({}),
     metrics: metricsSchema.default({}),
+    state: stateSchema.optional().describe('PostgreSQL holding the state of views (required when `views` is set)'),
+    views: z
+      .record(z.string().regex(/^[A-Za-z0-9_]+$/, 'letters, digits and _'), viewSchema)
+      .default({})
+      .describe('computed views by name: aggregations kept right under updates, deletes and truncates'),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    if (Object.keys(c.views).length > 0 && !c.state) {
+      ctx.addIssue({ code: 'custom', path: ['state'], message: 'views need a state connection (state.connection_string)' });
+    }
+    for (const [name, v] of Object.entries(c.views)) {
+      if (!(v.to.sink in c.sinks)) ctx.addIssue({ code: 'custom', path: ['views', name, 'to', 'sink'], message: `no sink named "${v.to.sink}"` });
+    }
+  });
 
 export type RawConfig = z.infer<typeof configSchema>;
 export type KafkaConfig = z.infer<typeof kafkaSchema>;

@@ -85,7 +85,7 @@ type SkipReason = RouterEventMap['record.skipped']['reason'];
 
 /** What decode, route and the transform chain make of one record; `table` and `op` once it decoded to a change. */
 export type PreparedRecord =
-  | { readonly kind: 'change'; readonly event: ChangeEvent; readonly route: Route }
+  | { readonly kind: 'change'; readonly event: ChangeEvent; readonly decoded: ChangeEvent; readonly route: Route }
   | { readonly kind: 'skipped'; readonly reason: SkipReason; readonly table: TableId | undefined; readonly op: Op | undefined }
   | { readonly kind: 'failed'; readonly error: CdcError; readonly table: TableId | undefined; readonly op: Op | undefined };
 
@@ -123,8 +123,12 @@ export function prepareRecord(
         : new TransformError(route.table, errorMessage(err), { code: 'TRANSFORM_FAILED', at: record, cause: err });
     return { kind: 'failed', error, table, op };
   }
-  if (event === null) return { kind: 'skipped', reason: 'filtered', table, op };
-  return { kind: 'change', event, route };
+  if (event === null) {
+    // Views read the table as it is: the route's transforms shape what its sinks get, not what views count.
+    if (route.views.length > 0) return { kind: 'change', event: decoded, decoded, route: { ...route, sinks: [] } };
+    return { kind: 'skipped', reason: 'filtered', table, op };
+  }
+  return { kind: 'change', event, decoded, route };
 }
 
 /**
@@ -189,7 +193,7 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
           }
           deps.events.emit('sink.written', { sink: sink.name, records: pending.length, durationMs: performance.now() - t0 });
           const again: Pending[] = [];
-          let firstError: SinkError | undefined;
+          let firstError: CdcError | undefined;
           results.forEach((r, i) => {
             const p = pending[i]!;
             if (r.ok) {
@@ -295,15 +299,17 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
         deps.events.emit('record.skipped', { ...ref, offset: record.offset, reason: prepared.reason });
         continue;
       }
-      const { event, route } = prepared;
+      const { event, decoded, route } = prepared;
       ops[index] = event.op;
       sourceMs[index] = event.source.tsMs ?? NaN;
-      tracker.track(offset, route.sinks.length);
-      for (const sink of route.sinks) {
+      tracker.track(offset, route.sinks.length + route.views.length);
+      const enqueue = (sink: Sink, e: ChangeEvent) => {
         let list = perSink.get(sink);
         if (!list) perSink.set(sink, (list = []));
-        list.push({ index, event });
-      }
+        list.push({ index, event: e });
+      };
+      for (const sink of route.sinks) enqueue(sink, event);
+      for (const view of route.views) enqueue(view, decoded);
     }
 
     let aborted = false;

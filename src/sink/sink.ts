@@ -1,10 +1,13 @@
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import type { SinkError } from '../errors.ts';
+import type { CdcError } from '../errors.ts';
 import type { ChangeEvent } from '../model/change-event.ts';
 
-/** The outcome of one record of a batch. A stale write that a sink refused counts as ok. */
-export type SinkResult = { readonly ok: true } | { readonly ok: false; readonly error: SinkError };
+/**
+ * The outcome of one record of a batch. A stale write that a sink refused counts as ok. Sinks fail a
+ * record with a SinkError; a view (a sink of its input) with the error of the stage that failed.
+ */
+export type SinkResult = { readonly ok: true } | { readonly ok: false; readonly error: CdcError };
 
 export const OK: SinkResult = Object.freeze({ ok: true });
 

@@ -108,6 +108,7 @@ describeSinkConformance('redis (json mode)', (schema) => openTarget('json', sche
 
 function failure(r: SinkResult | undefined): SinkError {
   if (!r || r.ok) throw new Error(`expected a failed result, got ${JSON.stringify(r)}`);
+  if (!(r.error instanceof SinkError)) throw new Error(`expected a SinkError, got ${r.error.name}`);
   return r.error;
 }
 

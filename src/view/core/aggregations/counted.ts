@@ -1,0 +1,38 @@
+import { ViewInputError } from '../errors.ts';
+
+/** A multiset as sorted [key, count] pairs: JSON-safe and deterministic (no object key order). */
+export type Counted = [string, number][];
+
+function search(list: Counted, key: string, order: (a: string, b: string) => number): [number, boolean] {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    const c = order((list[mid] as [string, number])[0], key);
+    if (c === 0) return [mid, true];
+    if (c < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return [lo, false];
+}
+
+/** A new multiset with `key` added (delta 1) or removed once (delta -1); the input is not changed. */
+export function countedApply(
+  list: Counted,
+  key: string,
+  delta: 1 | -1,
+  order: (a: string, b: string) => number,
+  what: string,
+): Counted {
+  const [i, found] = search(list, key, order);
+  const out = list.slice();
+  if (found) {
+    const count = (out[i] as [string, number])[1] + delta;
+    if (count === 0) out.splice(i, 1);
+    else out[i] = [key, count];
+    return out;
+  }
+  if (delta < 0) throw new ViewInputError('VIEW_NOT_ADDED', `${what}: subtract of a value that was never added`);
+  out.splice(i, 0, [key, 1]);
+  return out;
+}

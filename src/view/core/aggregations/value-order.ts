@@ -1,0 +1,96 @@
+import type { AggValue } from '../aggregation.ts';
+import { ViewInputError, describeType } from '../errors.ts';
+import { type Decimal, compare, normalize, parseDecimal, toDecimal, toDecimalString } from '../exact.ts';
+
+export type StringMode = 'auto' | 'text';
+
+/**
+ * Values kept in a multiset are stored as JSON-safe text keys that keep their type:
+ * 'n:' number (shortest round-trip text), 'i:' bigint, 'd:' decimal text, 's:' text, 'b:' boolean.
+ */
+export type ValueKey = string;
+
+function isDecimalText(text: string, strings: StringMode): boolean {
+  return strings === 'auto' && parseDecimal(text) !== undefined;
+}
+
+/** The key of a decoded value, or null for SQL NULL (ignored by min, max and count distinct). */
+export function valueKey(value: unknown, strings: StringMode, what: string): ValueKey | null {
+  switch (typeof value) {
+    case 'number':
+      if (!Number.isFinite(value)) break;
+      return `n:${value}`;
+    case 'bigint':
+      return `i:${value}`;
+    case 'string':
+      return isDecimalText(value, strings) ? `d:${value}` : `s:${value}`;
+    case 'boolean':
+      return `b:${value}`;
+    case 'object':
+      if (value === null) return null;
+      break;
+  }
+  throw new ViewInputError(
+    'VIEW_NOT_COMPARABLE',
+    `${what} needs a number, bigint, string or boolean, got ${describeType(value)}${typeof value === 'number' ? ` ${value}` : ''}`,
+  );
+}
+
+/** The value a key was made from. */
+export function keyValue(key: ValueKey): AggValue {
+  const body = key.slice(2);
+  switch (key[0]) {
+    case 'n':
+      return Number(body);
+    case 'i':
+      return BigInt(body);
+    case 'b':
+      return body === 'true';
+    default:
+      return body;
+  }
+}
+
+/** Booleans first (false < true), then numbers of every kind by value, then text. */
+function rank(key: ValueKey): number {
+  switch (key[0]) {
+    case 'b':
+      return 0;
+    case 's':
+      return 2;
+    default:
+      return 1;
+  }
+}
+
+function numericOf(key: ValueKey): Decimal {
+  return toDecimal(key[0] === 'i' ? BigInt(key.slice(2)) : key.slice(2), 'compare');
+}
+
+function codePointCompare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * Total order of keys. Numbers, bigints and decimal text compare by exact value; text by code
+ * point, i.e. PostgreSQL's COLLATE "C" for UTF-8 (JavaScript compares UTF-16 code units, which
+ * orders supplementary characters the same way except against U+E000–U+FFFF). Equal values of
+ * different forms ('1.0', '1.00', 1) are ordered by their key so the order stays total.
+ */
+export function compareKeys(a: ValueKey, b: ValueKey): number {
+  const ra = rank(a);
+  const rb = rank(b);
+  if (ra !== rb) return ra - rb;
+  if (ra === 1) {
+    const byValue =
+      a[0] === 'n' && b[0] === 'n' ? Math.sign(Number(a.slice(2)) - Number(b.slice(2))) : compare(numericOf(a), numericOf(b));
+    if (byValue !== 0) return byValue;
+  }
+  return codePointCompare(a, b);
+}
+
+/** One key per SQL-equal value (count distinct): 1, 1n and '1.00' are one number. */
+export function equalityKey(key: ValueKey): ValueKey {
+  if (rank(key) !== 1) return key;
+  return `d:${toDecimalString(normalize(numericOf(key)))}`;
+}

@@ -1,0 +1,250 @@
+import type pg from 'pg';
+import type { Row } from '../model/change-event.ts';
+import type { JsonValue } from './core/aggregation.ts';
+
+/**
+ * View state in PostgreSQL: row images, group aggregates, the input offsets applied per partition,
+ * truncate watermarks and the outbox of results. Every batch changes them in one transaction; rows
+ * are locked in a fixed order (offsets, then row images, then groups, each sorted by key), so two
+ * transactions touching the same groups wait for each other instead of deadlocking.
+ */
+
+export interface StoredRow {
+  /** Encoded source position (byte order = position order); null for a placeholder never written. */
+  readonly pos: string | null;
+  /** Null after a delete: the row is gone, its position stays as a tombstone against older replays. */
+  readonly image: Row | null;
+}
+
+export interface StoredGroup {
+  readonly key: Row;
+  readonly rows: number;
+  readonly state: Record<string, JsonValue>;
+}
+
+export interface GroupWrite {
+  readonly gid: string;
+  readonly key: Row;
+  readonly rows: number;
+  readonly state: Record<string, JsonValue>;
+}
+
+export interface OutboxEntry {
+  readonly id: string;
+  readonly payload: unknown;
+}
+
+const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
+
+/** Plain JSON for jsonb: int64 beyond 2^53 as decimal text (the aggregations read it exactly). */
+function toJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+}
+
+export class StateStore {
+  readonly s: string;
+
+  constructor(schema: string) {
+    this.s = q(schema);
+  }
+
+  /** Creates the state tables; an advisory lock keeps two instances starting together from racing. */
+  async ensureSchema(client: pg.PoolClient): Promise<void> {
+    const s = this.s;
+    await client.query('BEGIN');
+    try {
+      await client.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`cdc-router-state:${s}`]);
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
+      await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_offsets (
+        view text NOT NULL, topic text NOT NULL, kpartition integer NOT NULL, next_offset bigint NOT NULL,
+        PRIMARY KEY (view, topic, kpartition))`);
+      await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_rows (
+        view text NOT NULL, pk text NOT NULL, pos text COLLATE "C", image jsonb, PRIMARY KEY (view, pk))`);
+      await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_groups (
+        view text NOT NULL, gid text NOT NULL, gkey jsonb NOT NULL, rows bigint NOT NULL, state jsonb NOT NULL,
+        PRIMARY KEY (view, gid))`);
+      await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_truncates (
+        view text PRIMARY KEY, pos text COLLATE "C" NOT NULL)`);
+      await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_outbox (
+        id bigserial PRIMARY KEY, view text NOT NULL, payload jsonb NOT NULL)`);
+      await client.query(`CREATE INDEX IF NOT EXISTS view_outbox_view ON ${s}.view_outbox (view, id)`);
+      await client.query(`CREATE SEQUENCE IF NOT EXISTS ${s}.view_versions`);
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * Locks the offset rows of these partitions (sorted) and returns the next offset to apply for each:
+   * a record below it was applied by an earlier transaction (a redelivery) and changes nothing.
+   */
+  async lockOffsets(
+    client: pg.PoolClient,
+    view: string,
+    partitions: readonly { topic: string; partition: number }[],
+  ): Promise<Map<string, bigint>> {
+    const sorted = [...partitions].sort((a, b) => (a.topic === b.topic ? a.partition - b.partition : a.topic < b.topic ? -1 : 1));
+    const topics = sorted.map((p) => p.topic);
+    const parts = sorted.map((p) => p.partition);
+    await client.query(
+      `INSERT INTO ${this.s}.view_offsets (view, topic, kpartition, next_offset)
+       SELECT $1, t, p, 0 FROM unnest($2::text[], $3::int[]) AS u(t, p) ON CONFLICT DO NOTHING`,
+      [view, topics, parts],
+    );
+    const res = await client.query<{ topic: string; kpartition: number; next_offset: string }>(
+      `SELECT topic, kpartition, next_offset FROM ${this.s}.view_offsets
+       WHERE view = $1 AND (topic, kpartition) IN (SELECT * FROM unnest($2::text[], $3::int[]))
+       ORDER BY topic, kpartition FOR UPDATE`,
+      [view, topics, parts],
+    );
+    return new Map(res.rows.map((r) => [partitionKey(r.topic, r.kpartition), BigInt(r.next_offset)]));
+  }
+
+  async saveOffsets(client: pg.PoolClient, view: string, next: ReadonlyMap<string, bigint>): Promise<void> {
+    const entries = [...next].map(([k, o]) => ({ ...splitPartitionKey(k), o: o.toString() }));
+    await client.query(
+      `UPDATE ${this.s}.view_offsets v SET next_offset = u.o FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u(t, p, o)
+       WHERE v.view = $1 AND v.topic = u.t AND v.kpartition = u.p AND v.next_offset < u.o`,
+      [view, entries.map((e) => e.topic), entries.map((e) => e.partition), entries.map((e) => e.o)],
+    );
+  }
+
+  async truncatePosition(client: pg.PoolClient, view: string): Promise<string | null> {
+    const res = await client.query<{ pos: string }>(`SELECT pos FROM ${this.s}.view_truncates WHERE view = $1`, [view]);
+    return res.rows[0]?.pos ?? null;
+  }
+
+  async saveTruncate(client: pg.PoolClient, view: string, pos: string): Promise<void> {
+    await client.query(
+      `INSERT INTO ${this.s}.view_truncates (view, pos) VALUES ($1, $2)
+       ON CONFLICT (view) DO UPDATE SET pos = GREATEST(${this.s}.view_truncates.pos, EXCLUDED.pos)`,
+      [view, pos],
+    );
+  }
+
+  /** Locks the images of these primary keys (creating placeholders, so a key new to both of two transactions is locked too). */
+  async lockRows(client: pg.PoolClient, view: string, pks: readonly string[]): Promise<Map<string, StoredRow>> {
+    const sorted = [...new Set(pks)].sort();
+    if (sorted.length === 0) return new Map();
+    await client.query(
+      `INSERT INTO ${this.s}.view_rows (view, pk) SELECT $1, k FROM unnest($2::text[]) AS u(k) ON CONFLICT DO NOTHING`,
+      [view, sorted],
+    );
+    const res = await client.query<{ pk: string; pos: string | null; image: Row | null }>(
+      `SELECT pk, pos, image FROM ${this.s}.view_rows WHERE view = $1 AND pk = ANY($2::text[]) ORDER BY pk COLLATE "C" FOR UPDATE`,
+      [view, sorted],
+    );
+    return new Map(res.rows.map((r) => [r.pk, { pos: r.pos, image: r.image }]));
+  }
+
+  /** Every stored image of the view, locked: a truncate retracts them all. */
+  async lockAllRows(client: pg.PoolClient, view: string): Promise<Map<string, StoredRow>> {
+    const res = await client.query<{ pk: string; pos: string | null; image: Row | null }>(
+      `SELECT pk, pos, image FROM ${this.s}.view_rows WHERE view = $1 ORDER BY pk COLLATE "C" FOR UPDATE`,
+      [view],
+    );
+    return new Map(res.rows.map((r) => [r.pk, { pos: r.pos, image: r.image }]));
+  }
+
+  async saveRows(client: pg.PoolClient, view: string, rows: ReadonlyMap<string, StoredRow>): Promise<void> {
+    if (rows.size === 0) return;
+    const pks: string[] = [];
+    const poss: (string | null)[] = [];
+    const images: (string | null)[] = [];
+    for (const [pk, r] of rows) {
+      pks.push(pk);
+      poss.push(r.pos);
+      images.push(r.image === null ? null : toJson(r.image));
+    }
+    await client.query(
+      `UPDATE ${this.s}.view_rows v SET pos = u.pos, image = u.image::jsonb
+       FROM unnest($2::text[], $3::text[], $4::text[]) AS u(pk, pos, image) WHERE v.view = $1 AND v.pk = u.pk`,
+      [view, pks, poss, images],
+    );
+  }
+
+  /** Locks the groups (sorted; placeholders for new ones) and returns their state. */
+  async lockGroups(client: pg.PoolClient, view: string, gids: readonly string[]): Promise<Map<string, StoredGroup | null>> {
+    const sorted = [...new Set(gids)].sort();
+    if (sorted.length === 0) return new Map();
+    await client.query(
+      `INSERT INTO ${this.s}.view_groups (view, gid, gkey, rows, state)
+       SELECT $1, g, 'null'::jsonb, 0, '{}'::jsonb FROM unnest($2::text[]) AS u(g) ON CONFLICT DO NOTHING`,
+      [view, sorted],
+    );
+    const res = await client.query<{ gid: string; gkey: Row | null; rows: string; state: Record<string, JsonValue> }>(
+      `SELECT gid, gkey, rows, state FROM ${this.s}.view_groups WHERE view = $1 AND gid = ANY($2::text[])
+       ORDER BY gid COLLATE "C" FOR UPDATE`,
+      [view, sorted],
+    );
+    return new Map(
+      res.rows.map((r) => [r.gid, r.gkey === null || Number(r.rows) === 0 ? null : { key: r.gkey, rows: Number(r.rows), state: r.state }]),
+    );
+  }
+
+  /** Writes group states; a group with no rows left is removed (its result is deleted downstream). */
+  async saveGroups(client: pg.PoolClient, view: string, groups: readonly GroupWrite[]): Promise<void> {
+    if (groups.length === 0) return;
+    const live = groups.filter((g) => g.rows > 0);
+    const gone = groups.filter((g) => g.rows <= 0).map((g) => g.gid);
+    if (live.length > 0) {
+      await client.query(
+        `UPDATE ${this.s}.view_groups v SET gkey = u.k::jsonb, rows = u.n, state = u.s::jsonb
+         FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[]) AS u(g, k, n, s) WHERE v.view = $1 AND v.gid = u.g`,
+        [view, live.map((g) => g.gid), live.map((g) => toJson(g.key)), live.map((g) => g.rows), live.map((g) => toJson(g.state))],
+      );
+    }
+    if (gone.length > 0) {
+      await client.query(`DELETE FROM ${this.s}.view_groups WHERE view = $1 AND gid = ANY($2::text[])`, [view, gone]);
+    }
+  }
+
+  /**
+   * Versions for results, taken after the groups are locked: a later transaction on the same group
+   * waits for this one's commit before it takes its own, so a group's versions only grow.
+   */
+  async nextVersions(client: pg.PoolClient, n: number): Promise<bigint[]> {
+    if (n === 0) return [];
+    const res = await client.query<{ v: string }>(`SELECT nextval('${this.s}.view_versions')::text AS v FROM generate_series(1, $1)`, [n]);
+    return res.rows.map((r) => BigInt(r.v));
+  }
+
+  async addToOutbox(client: pg.PoolClient, view: string, payloads: readonly unknown[]): Promise<void> {
+    if (payloads.length === 0) return;
+    await client.query(`INSERT INTO ${this.s}.view_outbox (view, payload) SELECT $1, p::jsonb FROM unnest($2::text[]) AS u(p)`, [
+      view,
+      payloads.map(toJson),
+    ]);
+  }
+
+  /** The oldest outbox entries nobody else is delivering, locked until the transaction ends. */
+  async claimOutbox(client: pg.PoolClient, view: string, limit: number): Promise<OutboxEntry[]> {
+    const res = await client.query<{ id: string; payload: unknown }>(
+      `SELECT id::text, payload FROM ${this.s}.view_outbox WHERE view = $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`,
+      [view, limit],
+    );
+    return res.rows;
+  }
+
+  async deleteOutbox(client: pg.PoolClient, ids: readonly string[]): Promise<void> {
+    if (ids.length > 0) await client.query(`DELETE FROM ${this.s}.view_outbox WHERE id = ANY($1::bigint[])`, [ids]);
+  }
+
+  /** Drops every piece of a view's state (views reset). */
+  async resetView(client: pg.PoolClient, view: string): Promise<void> {
+    for (const t of ['view_offsets', 'view_rows', 'view_groups', 'view_truncates', 'view_outbox']) {
+      await client.query(`DELETE FROM ${this.s}.${t} WHERE view = $1`, [view]);
+    }
+  }
+}
+
+export function partitionKey(topic: string, partition: number): string {
+  return `${topic}\u0000${partition}`;
+}
+
+function splitPartitionKey(key: string): { topic: string; partition: number } {
+  const i = key.lastIndexOf('\u0000');
+  return { topic: key.slice(0, i), partition: Number(key.slice(i + 1)) };
+}

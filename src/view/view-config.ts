@@ -1,0 +1,124 @@
+import { z } from 'zod';
+
+/** A duration: milliseconds, or text such as `500ms`, `5s`, `30m`, `1h`, `1d`. */
+export const durationSchema = z.union([
+  z.number().int().positive(),
+  z
+    .string()
+    .regex(/^\d+(ms|s|m|h|d)$/, 'expected a duration such as 500ms, 5s, 30m, 1h or 1d')
+    .transform((text) => {
+      const m = /^(\d+)(ms|s|m|h|d)$/.exec(text)!;
+      const unit = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
+      return Number(m[1]) * unit;
+    }),
+]);
+
+const columnName = z.string().min(1);
+
+export const AGGREGATION_FUNCTIONS = [
+  'count',
+  'sum',
+  'min',
+  'max',
+  'avg',
+  'var_pop',
+  'var_samp',
+  'stddev_pop',
+  'stddev_samp',
+  'count_distinct',
+] as const;
+export type AggregationFunction = (typeof AGGREGATION_FUNCTIONS)[number];
+
+const aggregationSchema = z
+  .object({
+    fn: z.enum(AGGREGATION_FUNCTIONS).describe('count, sum, min, max, avg, var_pop, var_samp, stddev_pop, stddev_samp, count_distinct'),
+    column: columnName.optional().describe('the input column (count without a column counts rows)'),
+  })
+  .strict()
+  .superRefine((a, ctx) => {
+    if (a.fn !== 'count' && a.column === undefined) ctx.addIssue({ code: 'custom', path: ['column'], message: `${a.fn} needs a column` });
+  });
+
+const whereSchema = z
+  .object({
+    field: columnName,
+    equals: z.union([z.string(), z.number(), z.boolean(), z.null()]).optional(),
+    not_equals: z.union([z.string(), z.number(), z.boolean(), z.null()]).optional(),
+    in: z.array(z.union([z.string(), z.number(), z.boolean(), z.null()])).min(1).optional(),
+  })
+  .strict()
+  .refine((w) => w.equals !== undefined || w.not_equals !== undefined || w.in !== undefined, {
+    message: 'where needs one of equals, not_equals, in',
+  });
+
+const windowSchema = z.union([
+  z.object({ tumbling: durationSchema.describe('window size') }).strict(),
+  z.object({ hopping: z.object({ size: durationSchema, advance: durationSchema }).strict() }).strict(),
+]);
+
+export const viewSchema = z
+  .object({
+    from: z
+      .union([
+        z.object({ table: z.string().min(1).describe('table id read as a table: updates and deletes retract') }).strict(),
+        z.object({ stream: z.string().min(1).describe('table id read as a stream of occurrences: each change counts once') }).strict(),
+      ])
+      .describe('the input: { table: <id> } or { stream: <id> }'),
+    where: whereSchema.optional().describe('rows counted: a column equals / differs from / is in values (default every row)'),
+    group_by: z.array(columnName).default([]).describe('group columns (default none: one result row)'),
+    aggregations: z
+      .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a result column name'), aggregationSchema)
+      .refine((r) => Object.keys(r).length > 0, 'at least one aggregation')
+      .describe('result column -> { fn, column }'),
+    window: windowSchema.optional().describe('{ tumbling: 1h } or { hopping: { size: 30s, advance: 5s } } (default none)'),
+    event_time: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('column holding the event time, or `commit_time` (source.ts_ms); default: commit_time'),
+    to: z
+      .object({
+        sink: z.string().min(1).describe('a sink declared under `sinks`'),
+        table: z
+          .string()
+          .regex(/^[^.\s]+\.[^.\s]+$/, 'expected <schema>.<table>')
+          .describe('table id of the results; the sink names its target from it as for any table'),
+      })
+      .strict(),
+  })
+  .strict()
+  .superRefine((v, ctx) => {
+    if (v.window && v.event_time === undefined && 'table' in v.from) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['event_time'],
+        message: 'a windowed view of a table needs event_time: a column (or commit_time, which a replayed snapshot does not keep)',
+      });
+    }
+    if (v.window && 'hopping' in v.window && v.window.hopping.advance > v.window.hopping.size) {
+      ctx.addIssue({ code: 'custom', path: ['window', 'hopping', 'advance'], message: 'must not exceed size' });
+    }
+    for (const name of Object.keys(v.aggregations)) {
+      if (v.group_by.includes(name) || name === 'window_start' || name === 'window_end') {
+        ctx.addIssue({ code: 'custom', path: ['aggregations', name], message: 'collides with a key column of the result' });
+      }
+    }
+  });
+
+export const stateSchema = z
+  .object({
+    connection_string: z
+      .string()
+      .min(1)
+      .describe('PostgreSQL holding view state, e.g. postgres://user:${PGPASSWORD}@host:5432/db'),
+    schema: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_]*$/, 'a lowercase identifier')
+      .default('cdc_router_state')
+      .describe('schema of the state tables (default cdc_router_state)'),
+    pool_size: z.number().int().min(1).max(100).default(8).describe('(default 8)'),
+  })
+  .strict();
+
+export type ViewConfig = z.infer<typeof viewSchema>;
+export type StateConfig = z.infer<typeof stateSchema>;

@@ -1,0 +1,175 @@
+import { isUnavailable, type ChangeEvent, type ColumnSchema, type Row, type TableId } from '../model/change-event.ts';
+import { jsonWithBigints } from '../model/serialize.ts';
+import { createAggregator, type AnyAggregator } from './core/aggregations/index.ts';
+import { ViewInputError } from './core/errors.ts';
+import { eventTimeMs } from './core/event-time.ts';
+import { assignWindows, type WindowSpec } from './core/windows.ts';
+import type { AggregationFunction, ViewConfig } from './view-config.ts';
+
+/** Column of a stored image holding the change's commit time, when that is the event time. */
+export const COMMIT_TIME_COLUMN = '__cdc_commit_ms';
+
+export interface PlannedAggregation {
+  readonly name: string;
+  readonly fn: AggregationFunction;
+  readonly column: string | undefined;
+  readonly aggregator: AnyAggregator;
+}
+
+/** One row's share in one group (and window): the values each aggregation adds or retracts. */
+export interface Contribution {
+  readonly groupId: string;
+  /** The result's key: group columns, and window_start / window_end (epoch ms) when windowed. */
+  readonly groupKey: Readonly<Row>;
+  readonly values: readonly unknown[];
+}
+
+/** A view compiled once at startup from its config (or the TypeScript API). */
+export interface ViewPlan {
+  readonly name: string;
+  readonly input: string;
+  readonly mode: 'table' | 'stream';
+  /** The columns an image keeps: everything the view reads, nothing more. */
+  readonly columns: readonly string[];
+  readonly groupBy: readonly string[];
+  readonly aggregations: readonly PlannedAggregation[];
+  readonly window: WindowSpec | undefined;
+  readonly eventTime: string | undefined;
+  readonly output: { readonly sink: string; readonly table: TableId };
+  /** The row as the view stores it: its columns only, unchanged TOAST values taken from `previous`. */
+  image(event: ChangeEvent, row: Readonly<Row>, previous: Readonly<Row> | null): Row;
+  contributions(image: Readonly<Row>): Contribution[];
+  /** Connect schemas of the result columns, from the input's (undefined when the input had none). */
+  resultColumns(input: readonly ColumnSchema[] | undefined): ColumnSchema[] | undefined;
+}
+
+type Scalar = string | number | boolean | null;
+
+function normalize(value: unknown): unknown {
+  if (value === undefined) return null;
+  if (typeof value === 'bigint') {
+    const n = Number(value);
+    return Number.isSafeInteger(n) ? n : value.toString();
+  }
+  return value;
+}
+
+function compileWhere(where: NonNullable<ViewConfig['where']>): (row: Readonly<Row>) => boolean {
+  const tests: Array<(v: unknown) => boolean> = [];
+  const eq = (expected: Scalar) => (v: unknown) => normalize(v) === expected;
+  if (where.equals !== undefined) tests.push(eq(where.equals));
+  if (where.not_equals !== undefined) {
+    const e = eq(where.not_equals);
+    tests.push((v) => !e(v));
+  }
+  if (where.in !== undefined) {
+    const set = new Set<unknown>(where.in);
+    tests.push((v) => set.has(normalize(v)));
+  }
+  return (row) => {
+    const v = Object.hasOwn(row, where.field) ? row[where.field] : null;
+    return tests.every((t) => t(v));
+  };
+}
+
+function windowSpec(config: ViewConfig['window']): WindowSpec | undefined {
+  if (!config) return undefined;
+  if ('tumbling' in config) return { kind: 'tumbling', sizeMs: config.tumbling };
+  return { kind: 'hopping', sizeMs: config.hopping.size, advanceMs: config.hopping.advance };
+}
+
+const INT64: ColumnSchema = { name: '', type: 'int64', semantic: undefined, optional: false, parameters: undefined, items: undefined };
+const DOUBLE: ColumnSchema = { ...INT64, type: 'double', optional: true };
+const DECIMAL: ColumnSchema = { ...INT64, type: 'bytes', semantic: 'io.debezium.data.VariableScaleDecimal', optional: true };
+const INTEGER_TYPES = new Set(['int8', 'int16', 'int32', 'int64']);
+
+/** What PostgreSQL's aggregate gives for this input: sums of integers are integers, of decimals decimals. */
+function resultColumn(a: PlannedAggregation, input: ColumnSchema | undefined): ColumnSchema {
+  switch (a.fn) {
+    case 'count':
+    case 'count_distinct':
+      return { ...INT64, name: a.name };
+    case 'min':
+    case 'max':
+      return input ? { ...input, name: a.name, optional: true } : { ...DOUBLE, name: a.name };
+    case 'sum':
+      if (input && INTEGER_TYPES.has(input.type) && input.semantic === undefined) return { ...DECIMAL, name: a.name };
+      if (input && (input.type === 'double' || input.type === 'float')) return { ...DOUBLE, name: a.name };
+      return { ...DECIMAL, name: a.name };
+    default:
+      return { ...DOUBLE, name: a.name };
+  }
+}
+
+export function planView(name: string, config: ViewConfig): ViewPlan {
+  const mode = 'table' in config.from ? 'table' : 'stream';
+  const input = 'table' in config.from ? config.from.table : config.from.stream;
+  const eventTime = config.event_time === 'commit_time' || config.event_time === undefined ? undefined : config.event_time;
+  const window = windowSpec(config.window);
+  const where = config.where ? compileWhere(config.where) : undefined;
+  const aggregations: PlannedAggregation[] = Object.entries(config.aggregations).map(([aggName, a]) => ({
+    name: aggName,
+    fn: a.fn,
+    column: a.column,
+    aggregator: createAggregator(a.fn, { star: a.column === undefined }),
+  }));
+  const columns = [
+    ...new Set([
+      ...config.group_by,
+      ...aggregations.flatMap((a) => (a.column === undefined ? [] : [a.column])),
+      ...(config.where ? [config.where.field] : []),
+      ...(window ? [eventTime ?? COMMIT_TIME_COLUMN] : []),
+    ]),
+  ];
+  const [schema, table] = config.to.table.split('.') as [string, string];
+  const output: ViewPlan['output'] = { sink: config.to.sink, table: { id: config.to.table, db: undefined, schema, table } };
+
+  function image(event: ChangeEvent, row: Readonly<Row>, previous: Readonly<Row> | null): Row {
+    const out: Row = {};
+    for (const c of columns) {
+      if (c === COMMIT_TIME_COLUMN) {
+        out[c] = event.source.tsMs ?? event.tsMs ?? event.kafka.timestamp;
+        continue;
+      }
+      let v = Object.hasOwn(row, c) ? row[c] : undefined;
+      if (isUnavailable(v)) {
+        // An unchanged TOASTed column: the stored image knows it; without one it cannot be used.
+        if (previous && Object.hasOwn(previous, c)) v = previous[c];
+        else throw new ViewInputError('VIEW_UNAVAILABLE', `view ${name}: column ${c} is an unchanged TOASTed value and no earlier image of the row is stored`);
+      }
+      out[c] = v === undefined ? null : v;
+    }
+    return out;
+  }
+
+  function contributions(img: Readonly<Row>): Contribution[] {
+    if (where && !where(img)) return [];
+    const key: Row = {};
+    for (const g of config.group_by) key[g] = normalize(img[g]);
+    const values = aggregations.map((a) => (a.column === undefined ? null : img[a.column]));
+    if (!window) return [{ groupId: jsonWithBigints(Object.values(key)), groupKey: key, values }];
+    const column = eventTime ?? COMMIT_TIME_COLUMN;
+    const t = eventTimeMs(img[column]);
+    if (t === undefined) {
+      throw new ViewInputError('VIEW_NOT_A_TIME', `view ${name}: event time column ${column} holds ${jsonWithBigints(img[column]) ?? 'nothing'}, not a time`);
+    }
+    return assignWindows(window, t).map((w) => {
+      const groupKey = { ...key, window_start: w.start, window_end: w.end };
+      return { groupId: jsonWithBigints(Object.values(groupKey)), groupKey, values };
+    });
+  }
+
+  function resultColumns(inputColumns: readonly ColumnSchema[] | undefined): ColumnSchema[] | undefined {
+    if (!inputColumns) return undefined;
+    const byName = new Map(inputColumns.map((c) => [c.name, c]));
+    const keyCols = config.group_by.map((g) => ({ ...(byName.get(g) ?? { ...INT64, type: 'string' }), name: g, optional: false }));
+    const windowCols = window ? [{ ...INT64, name: 'window_start' }, { ...INT64, name: 'window_end' }] : [];
+    return [
+      ...keyCols,
+      ...windowCols,
+      ...aggregations.map((a) => resultColumn(a, a.column === undefined ? undefined : byName.get(a.column))),
+    ];
+  }
+
+  return { name, input, mode, columns, groupBy: config.group_by, aggregations, window, eventTime, output, image, contributions, resultColumns };
+}

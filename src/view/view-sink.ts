@@ -1,0 +1,171 @@
+import type { Logger } from 'pino';
+import type pg from 'pg';
+import { CdcError, SinkError, errorMessage } from '../errors.ts';
+import type { RouterEvents } from '../events.ts';
+import type { ChangeEvent, ColumnSchema } from '../model/change-event.ts';
+import { position } from '../model/position.ts';
+import { OK, once, type Sink, type SinkResult } from '../sink/sink.ts';
+import { applyBatch, type ResultPayload } from './apply-batch.ts';
+import type { StateStore } from './state-store.ts';
+import type { ViewPlan } from './view-plan.ts';
+
+/** Outbox entries delivered per output write. */
+const DELIVER_CHUNK = 2_000;
+/** How often leftovers (a crash between commit and delivery, here or in another instance) are looked for. */
+const RELAY_INTERVAL_MS = 2_000;
+
+export interface ViewSinkDeps {
+  readonly plan: ViewPlan;
+  readonly pool: pg.Pool;
+  readonly store: StateStore;
+  /** The output sink, as the pipeline built it (write combining, circuit breaker). */
+  readonly output: Sink;
+  readonly events: RouterEvents;
+  readonly logger: Logger;
+}
+
+/** A result as a change event of the view's output table; its version is its position. */
+export function resultEvent(plan: ViewPlan, p: ResultPayload): ChangeEvent {
+  const table = plan.output.table;
+  return {
+    kind: 'change',
+    op: p.op,
+    table,
+    key: p.key,
+    before: null,
+    after: p.after,
+    source: {
+      connector: 'cdc-router',
+      name: plan.name,
+      db: undefined,
+      schema: table.schema,
+      table: table.table,
+      tsMs: p.tsMs,
+      snapshot: undefined,
+      raw: { view: plan.name, version: p.version },
+    },
+    position: position('source', [BigInt(p.version)]),
+    tsMs: p.tsMs,
+    kafka: { topic: `view:${plan.name}`, partition: 0, offset: p.version, timestamp: p.tsMs },
+    columns: p.columns,
+  };
+}
+
+function sinkError(name: string, err: unknown): SinkError {
+  if (err instanceof SinkError) return err;
+  const code = (err as { code?: unknown } | null)?.code;
+  // PostgreSQL: connection (08), rollback/deadlock (40), resources (53), shutdown/timeouts (57); sockets.
+  const retriable =
+    (typeof code === 'string' && (/^(08|40|53|57|58)/.test(code) || /^E[A-Z]+$/.test(code))) ||
+    (err instanceof Error && /Connection terminated|timeout|not queryable|Client was closed/i.test(err.message));
+  return new SinkError(name, `view state: ${errorMessage(err)}`, { code: 'VIEW_STATE', retriable, cause: err });
+}
+
+/**
+ * A view as the pipeline sees it: a sink of its input table. A write applies the batch to the state
+ * in one transaction (results into the outbox in the same transaction), then delivers the outbox to
+ * the output sink. A crash after the commit leaves the results in the outbox: the next write, or the
+ * relay of any instance, delivers them; the output's stale-write guard makes a second delivery harmless.
+ */
+export function createViewSink(deps: ViewSinkDeps): Sink {
+  const { plan, pool, store, output, events } = deps;
+  const name = `view:${plan.name}`;
+  const log = deps.logger.child({ component: 'view', view: plan.name });
+  let inputColumns: readonly ColumnSchema[] | undefined;
+  let relay: NodeJS.Timeout | undefined;
+  let draining: Promise<void> | undefined;
+
+  async function inTransaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await pool.connect().catch((err: unknown) => {
+      throw sinkError(name, err);
+    });
+    try {
+      await client.query('BEGIN');
+      const out = await fn(client);
+      await client.query('COMMIT');
+      return out;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err instanceof CdcError ? err : sinkError(name, err);
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Delivers the outbox oldest first; entries stay locked (and are deleted) only once the output acknowledged them. */
+  async function deliverOnce(): Promise<void> {
+    for (;;) {
+      const more = await inTransaction(async (client) => {
+        const entries = await store.claimOutbox(client, plan.name, DELIVER_CHUNK);
+        if (entries.length === 0) return false;
+        const results = await output.write(entries.map((e) => resultEvent(plan, e.payload as ResultPayload)));
+        const retry = results.find((r): r is Extract<SinkResult, { ok: false }> => !r.ok && r.error.retriable);
+        if (retry) throw retry.error;
+        results.forEach((r, i) => {
+          if (r.ok) return;
+          // Refused for good by the output (a mapping conflict, say): loud, counted, and out of the outbox.
+          log.error({ sink: output.name, result: entries[i]!.payload, err: r.error }, 'view result refused by its output sink');
+          events.emit('view.result-failed', { view: plan.name, sink: output.name, error: r.error });
+        });
+        await store.deleteOutbox(
+          client,
+          entries.map((e) => e.id),
+        );
+        events.emit('view.delivered', { view: plan.name, results: entries.length });
+        return entries.length === DELIVER_CHUNK;
+      });
+      if (!more) return;
+    }
+  }
+
+  function deliver(): Promise<void> {
+    draining ??= deliverOnce().finally(() => {
+      draining = undefined;
+    });
+    return draining;
+  }
+
+  async function write(batch: readonly ChangeEvent[]): Promise<readonly SinkResult[]> {
+    const t0 = performance.now();
+    for (const e of batch) if (e.columns) inputColumns = e.columns;
+    const outcome = await inTransaction((client) => applyBatch(client, store, plan, batch, inputColumns));
+    events.emit('view.applied', {
+      view: plan.name,
+      applied: outcome.applied,
+      skipped: outcome.skipped,
+      failed: outcome.failures.size,
+      results: outcome.results.length,
+      durationMs: performance.now() - t0,
+    });
+    // A delivery already under way may have claimed part of this batch's results: wait for it, then deliver the rest.
+    await draining?.catch(() => undefined);
+    await deliver();
+    return batch.map((_, i): SinkResult => {
+      const error = outcome.failures.get(i);
+      return error ? { ok: false, error } : OK;
+    });
+  }
+
+  return {
+    name,
+    kind: 'view',
+    async start() {
+      const client = await pool.connect();
+      try {
+        await store.ensureSchema(client);
+      } finally {
+        client.release();
+      }
+      const tick = () =>
+        void deliver().catch((err: unknown) => log.warn({ err }, 'view outbox delivery failed; retried on the next write or tick'));
+      tick();
+      relay = setInterval(tick, RELAY_INTERVAL_MS);
+      relay.unref();
+    },
+    write,
+    close: once(async () => {
+      if (relay) clearInterval(relay);
+      await draining?.catch(() => undefined);
+    }),
+  };
+}
