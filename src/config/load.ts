@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, type ConfigIssue } from '../errors.ts';
@@ -9,6 +8,7 @@ import { builtinSinkKinds } from '../sink/registry.ts';
 import type { SinkFactory } from '../sink/sink.ts';
 import { transformFactories } from '../transform/registry.ts';
 import type { NamedTransform, Transform, TransformFactory } from '../transform/transform.ts';
+import { importUserModule } from './import-module.ts';
 import { configSchema, type DlqConfig, type KafkaConfig, type MetricsConfig, type RawConfig, type RetryConfig } from './schema.ts';
 
 export interface SinkSpec {
@@ -81,11 +81,11 @@ export async function readConfigFile(file: string): Promise<unknown> {
 
 async function loadHandlers(spec: string, baseDir: string): Promise<HandlersModule> {
   const path = isAbsolute(spec) ? spec : resolve(baseDir, spec);
-  const mod = (await import(pathToFileURL(path).href)) as { default?: HandlersModule };
+  const mod = await importUserModule(path);
   if (!mod.default || typeof mod.default !== 'object') {
     throw new ConfigError([{ path: 'handlers', message: `${path} has no default export (use defineHandlers)` }]);
   }
-  return mod.default;
+  return mod.default as HandlersModule;
 }
 
 /**

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { importUserModule } from '../config/import-module.ts';
 import { ConfigError } from '../errors.ts';
 import type { Op } from '../model/change-event.ts';
 
@@ -141,7 +141,7 @@ export async function readTestFile(file: string): Promise<TestFile> {
 async function importTests(file: string): Promise<unknown> {
   let module: { default?: unknown };
   try {
-    module = (await import(pathToFileURL(resolve(file)).href)) as { default?: unknown };
+    module = await importUserModule(resolve(file));
   } catch (err) {
     throw new ConfigError([{ path: '', message: `cannot load the test module: ${(err as Error).message}` }], file);
   }

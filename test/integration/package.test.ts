@@ -89,6 +89,21 @@ console.log(JSON.stringify(out.map((e) => e && e.after)));
     expect(JSON.parse(out.stdout)).toEqual([{ id: 1, seen: true }, null]);
   });
 
+  it('runs a config with its TypeScript handlers module from a plain Node script (createTestPipeline)', async () => {
+    await project.write(
+      'run-config.mjs',
+      `
+import { createTestPipeline, envelopeRecord } from 'cdc-router/testing';
+const pipeline = await createTestPipeline('config.yaml');
+const run = await pipeline.run([envelopeRecord({ table: 'customers', op: 'c', key: { id: 1 }, after: { id: 1, email: 'A@B', secret: 's' } })]);
+console.log(JSON.stringify(run.writes.get('out').map((w) => w.row)));
+`,
+    );
+    const out = await project.exec('node', ['run-config.mjs']);
+    expect(out.stderr).toBe('');
+    expect(JSON.parse(out.stdout)).toEqual([{ id: 1, email: 'a@b' }]);
+  });
+
   it('runs the CLI: --help, and validate loading a TypeScript handlers module without a build step', async () => {
     const help = await project.exec('npx', ['cdc-router', '--help']);
     expect(help.code).toBe(0);
