@@ -142,6 +142,8 @@ export default defineTests({
 });
 `,
     );
+    const checked = await project.exec('npx', ['tsc', '-p', '.']);
+    expect(checked.stdout + checked.stderr).toBe('');
     const typed = await project.exec('npx', ['cdc-router', 'test', 'typed.test.ts']);
     expect(typed.stdout).toContain('✓ from TypeScript');
     expect(typed.code).toBe(0);
