@@ -32,7 +32,7 @@ describe('cdc-router test', () => {
   it('passes the example tests against the example config (its handler and transforms included)', async () => {
     const { code, output } = await run([EXAMPLE_TESTS]);
     expect(output).toContain("✓ customers are written everywhere, with the handler's lowercased e-mail");
-    expect(output).toContain('4 passed, 0 failed');
+    expect(output).toContain('5 passed, 0 failed');
     expect(code).toBe(0);
   });
 
