@@ -1,9 +1,35 @@
-// Public API for table handlers and custom sinks.
-export { defineHandler, defineHandlers, type HandlersModule, type TableHandler } from './handler.ts';
-export type { ChangeEvent, Op, Row, TableId, ColumnSchema } from './model/change-event.ts';
+// The public API (package entry `cdc-router`): table handlers, transform kinds, custom sinks, and the
+// types of the events they see.
+export {
+  defineHandler,
+  defineHandlers,
+  type HandlersModule,
+  type RouteHandler,
+  type TableHandler,
+  type TableSpec,
+  type TypedHandlers,
+} from './handler.ts';
+export type {
+  TypedChangeEvent as ChangeEvent,
+  CreateEvent,
+  UpdateEvent,
+  DeleteEvent,
+  TruncateEvent,
+  Int64,
+  Decimal,
+  DateString,
+  TimeString,
+  TimestampString,
+  Json,
+  Toastable,
+} from './model/typed-event.ts';
+/** The flat event a sink's `write` receives (every op in one shape); handlers see `ChangeEvent`. */
+export type { ChangeEvent as UntypedChangeEvent, Op, Row, TableId, ColumnSchema, SourceInfo, Unavailable } from './model/change-event.ts';
 export { UNAVAILABLE, isUnavailable } from './model/change-event.ts';
 export type { Position } from './model/position.ts';
 export { comparePositions, encodePosition } from './model/position.ts';
-export { defineSink, OK, type Sink, type SinkFactory, type SinkResult } from './sink/sink.ts';
-export type { Transform } from './transform/transform.ts';
-export { SinkError, CdcError } from './errors.ts';
+export { defineSink, OK, type Sink, type SinkContext, type SinkFactory, type SinkResult } from './sink/sink.ts';
+export type { Transform, TransformFactory, TypedTransform } from './transform/transform.ts';
+export { defineTransform, type TransformKind } from './transform/typed.ts';
+export { filter, dropFields, renameFields, flatten, type Renamed } from './transform/builtins.ts';
+export { SinkError, TransformError, CdcError } from './errors.ts';

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { ColumnSchema, Row } from '../src/model/change-event.ts';
-import { defineTransform, type Transform } from '../src/transform/transform.ts';
+import { defineBuiltinTransform, type Transform } from '../src/transform/transform.ts';
 
 const configSchema = z
   .object({
@@ -14,7 +14,7 @@ const configSchema = z
  * it to address the row, and key columns are not known at config time. So a dropped key column
  * survives in `key` (and its column schema is kept) but leaves the row images.
  */
-export const dropFieldsTransform = defineTransform({
+export const dropFieldsTransform = defineBuiltinTransform({
   kind: 'drop_fields',
   configSchema,
   create(config): Transform {

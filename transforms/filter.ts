@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { OPS, isUnavailable, type ChangeEvent, type Op, type Row } from '../src/model/change-event.ts';
-import { defineTransform, type Transform } from '../src/transform/transform.ts';
+import { defineBuiltinTransform, type Transform } from '../src/transform/transform.ts';
 
 type JsonValue = string | number | boolean | null | readonly JsonValue[] | { readonly [key: string]: JsonValue };
 
@@ -47,7 +47,7 @@ const configSchema = z
  * - with PostgreSQL REPLICA IDENTITY DEFAULT a delete's before image holds only the key columns, so a
  *   predicate on any other column drops deletes. Filter on key columns or use REPLICA IDENTITY FULL.
  */
-export const filterTransform = defineTransform({
+export const filterTransform = defineBuiltinTransform({
   kind: 'filter',
   configSchema,
   create(config): Transform {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { ChangeEvent, ColumnSchema, Row } from '../src/model/change-event.ts';
-import { defineTransform, type Transform } from '../src/transform/transform.ts';
+import { defineBuiltinTransform, type Transform } from '../src/transform/transform.ts';
 
 const ADDABLE_FIELDS = ['op', 'table', 'lsn', 'source.ts_ms', 'ts_ms', 'db', 'schema'] as const;
 type AddableField = (typeof ADDABLE_FIELDS)[number];
@@ -53,7 +53,7 @@ function column(name: string, type: string): ColumnSchema {
  * Rewrite mode and REPLICA IDENTITY DEFAULT: a PostgreSQL delete's before image has only the key
  * columns (the rest null), so the soft-deleted row loses its other columns. Use REPLICA IDENTITY FULL.
  */
-export const flattenTransform = defineTransform({
+export const flattenTransform = defineBuiltinTransform({
   kind: 'flatten',
   configSchema,
   create(config): Transform {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { ColumnSchema, Row } from '../src/model/change-event.ts';
-import { defineTransform, type Transform } from '../src/transform/transform.ts';
+import { defineBuiltinTransform, type Transform } from '../src/transform/transform.ts';
 
 const configSchema = z
   .object({
@@ -26,7 +26,7 @@ const configSchema = z
  * Renames columns in before, after, key and the column schemas. A rename onto a column the row
  * already has (and that is not renamed away) throws rather than silently losing one of the values.
  */
-export const renameFieldsTransform = defineTransform({
+export const renameFieldsTransform = defineBuiltinTransform({
   kind: 'rename_fields',
   configSchema,
   create(config): Transform {

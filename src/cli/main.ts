@@ -11,6 +11,7 @@ import { startProgress } from './progress.ts';
 import { registerReplayCommand } from './replay-command.ts';
 import { registerStatusCommand } from './status-command.ts';
 import { registerViewsCommand } from './views-command.ts';
+import { registerTestCommand } from './test-command.ts';
 
 const program = new Command()
   .name('cdc-router')
@@ -24,6 +25,7 @@ program
   .action(async (opts: { config: string; progress?: boolean }) => {
     const config = await loadConfig(opts.config);
     const logger = createLogger({ level: config.log.level, format: config.log.format });
+    for (const warning of config.warnings) logger.warn({ path: warning.path, detail: warning.message }, 'config warning');
     const service = await startService(config, { logger });
     if (opts.progress) startProgress(service.events, process.stdout, service.metrics?.url);
     // A consumer kafkajs will not restart leaves a process that consumes nothing: exit non-zero so
@@ -67,6 +69,7 @@ program
   .argument('<file>', 'config file')
   .action(async (file: string) => {
     const config = await loadConfig(file);
+    for (const warning of config.warnings) console.error(`${file}: warning: ${warning.path}: ${warning.message}`);
     console.log(
       `${file}: ok (${config.sinks.length} sink(s), ${config.routes.length} route(s), topics: ${
         config.kafka.topics?.join(', ') ?? `/${config.kafka.topic_pattern}/`
@@ -89,6 +92,7 @@ registerOffsetsCommand(program);
 registerDlqCommands(program);
 registerStatusCommand(program);
 registerViewsCommand(program);
+registerTestCommand(program);
 
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof ConfigError) console.error(err.message);

@@ -1,15 +1,15 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, type ConfigIssue } from '../errors.ts';
-import type { HandlersModule, TableHandler } from '../handler.ts';
+import type { HandlersModule, RouteHandler } from '../handler.ts';
 import { builtinSinkKinds } from '../sink/registry.ts';
 import type { SinkFactory } from '../sink/sink.ts';
 import type { RateLimits } from '../sink/token-bucket.ts';
 import { transformFactories } from '../transform/registry.ts';
-import type { NamedTransform, Transform } from '../transform/transform.ts';
+import type { NamedTransform, Transform, TransformFactory } from '../transform/transform.ts';
+import { importUserModule } from './import-module.ts';
 import { configSchema, type DlqConfig, type KafkaConfig, type MetricsConfig, type RawConfig, type RetryConfig } from './schema.ts';
 
 export interface SinkSpec {
@@ -44,6 +44,8 @@ export interface Config {
   readonly metrics: MetricsConfig;
   readonly state: RawConfig['state'];
   readonly views: RawConfig['views'];
+  /** Things that work but are probably not meant (a user kind shadowing a built-in one), each with its path. */
+  readonly warnings: readonly ConfigIssue[];
 }
 
 function zodIssues(error: z.ZodError, prefix: (string | number)[] = []): ConfigIssue[] {
@@ -84,11 +86,11 @@ export async function readConfigFile(file: string): Promise<unknown> {
 
 async function loadHandlers(spec: string, baseDir: string): Promise<HandlersModule> {
   const path = isAbsolute(spec) ? spec : resolve(baseDir, spec);
-  const mod = (await import(pathToFileURL(path).href)) as { default?: HandlersModule };
+  const mod = await importUserModule(path);
   if (!mod.default || typeof mod.default !== 'object') {
     throw new ConfigError([{ path: 'handlers', message: `${path} has no default export (use defineHandlers)` }]);
   }
-  return mod.default;
+  return mod.default as HandlersModule;
 }
 
 /**
@@ -108,7 +110,9 @@ export async function resolveConfig(
 
   let handlers: HandlersModule = {};
   if (raw.handlers) handlers = await loadHandlers(raw.handlers, options.baseDir ?? process.cwd());
-  const sinkKinds: Record<string, SinkFactory> = { ...builtinSinkKinds, ...handlers.sinkKinds };
+  const warnings: ConfigIssue[] = [];
+  const sinkKinds = withUserKinds<SinkFactory>('sink', builtinSinkKinds, handlers.sinkKinds, warnings);
+  const transformKinds = withUserKinds<TransformFactory>('transform', transformFactories, handlers.transformKinds, warnings);
 
   const sinks: SinkSpec[] = [];
   for (const [name, block] of Object.entries(raw.sinks)) {
@@ -137,13 +141,11 @@ export async function resolveConfig(
     }
     const transforms: NamedTransform[] = [];
     route.transforms.forEach((t, i) => {
-      const factory = (transformFactories as Record<string, (typeof transformFactories)[keyof typeof transformFactories]>)[
-        t.kind
-      ];
+      const factory = transformKinds[t.kind];
       if (!factory) {
         issues.push({
           path: `routes.${r}.transforms.${i}.kind`,
-          message: `unknown transform "${t.kind}" (known: ${Object.keys(transformFactories).join(', ')})`,
+          message: `unknown transform "${t.kind}" (known: ${Object.keys(transformKinds).join(', ')})`,
         });
         return;
       }
@@ -158,10 +160,10 @@ export async function resolveConfig(
     routes.set(route.table, { transforms, sinks: [...route.sinks] });
   });
 
-  (handlers.handlers ?? []).forEach((h: TableHandler, i) => {
+  (handlers.handlers ?? []).forEach((h: RouteHandler, i) => {
     const route = routes.get(h.table) ?? { transforms: [], sinks: [] };
     (h.transforms ?? []).forEach((fn, j) =>
-      route.transforms.push({ name: `${h.table}#handler${i}.${j}:${fn.name || 'anonymous'}`, apply: fn as Transform }),
+      route.transforms.push({ name: `${h.table}#handler${i}.${j}:${fn.name || 'anonymous'}`, apply: fn }),
     );
     for (const s of h.sinks ?? []) if (!route.sinks.includes(s)) route.sinks.push(s);
     if (route.sinks.length === 0) issues.push({ path: `handlers[${i}]`, message: `table ${h.table} has no sinks` });
@@ -195,7 +197,26 @@ export async function resolveConfig(
     metrics: raw.metrics,
     state: raw.state,
     views: raw.views,
+    warnings,
   });
+}
+
+/** The built-in kinds plus a handlers module's own; a user kind named like a built-in one replaces it, with a warning. */
+function withUserKinds<F extends { readonly kind: string }>(
+  what: 'sink' | 'transform',
+  builtin: Readonly<Record<string, F>>,
+  user: Readonly<Record<string, F>> | undefined,
+  warnings: ConfigIssue[],
+): Readonly<Record<string, F>> {
+  for (const kind of Object.keys(user ?? {})) {
+    if (Object.hasOwn(builtin, kind)) {
+      warnings.push({
+        path: `handlers.${what}Kinds.${kind}`,
+        message: `${what} kind "${kind}" of the handlers module replaces the built-in one of that name`,
+      });
+    }
+  }
+  return { ...builtin, ...user };
 }
 
 export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<Config> {

@@ -9,7 +9,8 @@ export interface EnvelopeInput {
   readonly op: 'c' | 'u' | 'd' | 'r' | 't';
   readonly schema?: string;
   readonly table: string;
-  readonly key: RowOf;
+  /** The record key; null makes a record without one (which the decoder refuses for every op but truncate). */
+  readonly key: RowOf | null;
   readonly before?: RowOf | null;
   readonly after?: RowOf | null;
   readonly lsn: number;
@@ -58,7 +59,7 @@ export function envelope(input: EnvelopeInput): { key: string; value: string } {
   };
   // One Value schema serves before and after, as in Debezium: a column holding a fraction in either
   // image is a float64 in both.
-  const rowSample: RowOf = { ...(input.before ?? {}), ...(input.after ?? input.key) };
+  const rowSample: RowOf = { ...(input.before ?? {}), ...(input.after ?? input.key ?? {}) };
   for (const [k, v] of Object.entries(input.before ?? {})) {
     if (typeof v === 'number' && !Number.isInteger(v)) rowSample[k] = v;
   }
@@ -92,4 +93,17 @@ export function envelope(input: EnvelopeInput): { key: string; value: string } {
     key: JSON.stringify({ schema: keySchema, payload: input.key }),
     value: JSON.stringify({ schema: valueSchema, payload }),
   };
+}
+
+let lastLsn = 1_000;
+
+/**
+ * A Kafka record (topic `<prefix>.<schema>.<table>`, default prefix `test`) holding the envelope of
+ * `input`; the LSN defaults to one more than the previous record's, so positions increase.
+ */
+export function envelopeRecord(input: Omit<EnvelopeInput, 'lsn'> & { readonly lsn?: number }): { topic: string; key: string; value: string } {
+  const lsn = input.lsn ?? (lastLsn += 8);
+  if (lsn > lastLsn) lastLsn = lsn;
+  const { key, value } = envelope({ ...input, lsn });
+  return { topic: `${input.prefix ?? 'test'}.${input.schema ?? 'public'}.${input.table}`, key, value };
 }

@@ -1,5 +1,6 @@
 import type { z } from 'zod';
-import type { ChangeEvent } from '../model/change-event.ts';
+import type { ChangeEvent, Row } from '../model/change-event.ts';
+import type { TypedChangeEvent } from '../model/typed-event.ts';
 
 /**
  * A transform is a pure, synchronous function of one event. It returns the event to pass on
@@ -7,21 +8,25 @@ import type { ChangeEvent } from '../model/change-event.ts';
  */
 export type Transform = (event: ChangeEvent) => ChangeEvent | null;
 
-/** A transform as a user writes it in a TypeScript table handler, typed by the table's row. */
-export type TypedTransform<R extends object> = (event: ChangeEvent<R>) => ChangeEvent<R> | ChangeEvent | null;
+/**
+ * A transform as a user writes it, typed by the table's row: it narrows on `op` and may return a
+ * change of another row shape (a column added or removed) or null to drop the event.
+ */
+export type TypedTransform<R extends object = Row> = (event: TypedChangeEvent<R>) => TypedChangeEvent<object> | null;
 
 export interface NamedTransform {
   readonly name: string;
   readonly apply: Transform;
 }
 
-/** A built-in transform kind: its config schema and how to build it once at startup. */
+/** A transform kind usable in the config's `transforms:`: its config schema and how to build it once at startup. */
 export interface TransformFactory<S extends z.ZodTypeAny = z.ZodTypeAny> {
   readonly kind: string;
   readonly configSchema: S;
   create(config: z.infer<S>): Transform;
 }
 
-export function defineTransform<S extends z.ZodTypeAny>(factory: TransformFactory<S>): TransformFactory<S> {
+/** For the built-in transforms, which work on the pipeline's flat events. */
+export function defineBuiltinTransform<S extends z.ZodTypeAny>(factory: TransformFactory<S>): TransformFactory<S> {
   return factory;
 }
