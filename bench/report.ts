@@ -33,6 +33,8 @@ export interface LatencyResult {
   readonly produced: number;
   /** How far the producer fell behind its schedule at worst (latencies count from the schedule). */
   readonly producerBehindMaxMs: number;
+  /** From a measured record's due time to the broker acknowledging its append: the part of the latency before the router could see it. */
+  readonly appendedAfter?: { readonly p50Ms: number; readonly p99Ms: number };
   readonly stats: LatencyStats | undefined;
   /** When there is no figure: the latencies of the records that were committed. */
   readonly partial?: LatencyStats;
@@ -212,7 +214,9 @@ export function markdown(report: Report): string {
         ? `Latency (append to commit, open loop): ${num(l.offeredPerSec)} events/s offered (${share}) ` +
             `for ${l.seconds} s, after ${l.warmupSeconds} s of warm-up at that rate: p50 ${num(l.stats.p50Ms)} ms, p90 ${num(l.stats.p90Ms)} ms, ` +
             `p99 ${num(l.stats.p99Ms)} ms, max ${num(l.stats.maxMs)} ms over ${num(l.stats.samples)} records ` +
-            `(producer at most ${num(l.producerBehindMaxMs)} ms behind schedule).`
+            `(producer at most ${num(l.producerBehindMaxMs)} ms behind schedule` +
+            (l.appendedAfter ? `; appended, acks=all, p50 ${num(l.appendedAfter.p50Ms)} ms, p99 ${num(l.appendedAfter.p99Ms)} ms after due` : '') +
+            ').'
         : `Latency: no figure at ${num(l.offeredPerSec)} events/s offered (${share}): ${l.error ?? 'no samples'}.`,
       '',
     );
