@@ -101,6 +101,8 @@ export const elasticsearchSink = defineSink({
     let client: Client | undefined;
     const indexNames = new Map<string, { name: string; json: string }>();
     const watermarks = new Map<string, { version: bigint | undefined; readAt: number }>();
+    /** Indices whose watermark is being read ahead of its expiry. */
+    const refreshing = new Set<string>();
     const gate = new ExclusiveGate();
     const bulkOptions: BulkOptions = {
       maxDocs: config.max_docs_per_request,
@@ -144,11 +146,27 @@ export const elasticsearchSink = defineSink({
      * The index's truncate watermark: the version of its last truncate, kept in the mapping's `_meta`
      * (it outlives the process and is seen by every router writing the index). Read again after
      * WATERMARK_TTL_MS, so another process's truncate is seen within that time; this process's own
-     * truncates at once.
+     * truncates at once. An index written to keeps its watermark fresh in the background from half
+     * the TTL on, so its writes do not wait for a mapping read once a second.
      */
     async function watermarkOf(es: Client, index: string): Promise<bigint | undefined> {
       const cached = watermarks.get(index);
-      if (cached && performance.now() - cached.readAt < WATERMARK_TTL_MS) return cached.version;
+      const age = cached ? performance.now() - cached.readAt : Infinity;
+      if (cached && age < WATERMARK_TTL_MS) {
+        if (age >= WATERMARK_TTL_MS / 2 && !refreshing.has(index)) {
+          refreshing.add(index);
+          readWatermark(es, index, true)
+            .catch(() => undefined) // the next write past the TTL reads again, and fails if that fails
+            .finally(() => refreshing.delete(index));
+        }
+        return cached.version;
+      }
+      return readWatermark(es, index, cached !== undefined);
+    }
+
+    /** Reads the watermark and keeps it, unless a newer read or a truncate of this process came meanwhile. */
+    async function readWatermark(es: Client, index: string, warned: boolean): Promise<bigint | undefined> {
+      const startedAt = performance.now();
       let version: bigint | undefined;
       try {
         version = markIn(await es.indices.getMapping({ index }));
@@ -156,13 +174,14 @@ export const elasticsearchSink = defineSink({
         const status = err instanceof errors.ResponseError ? err.statusCode : undefined;
         if (status === 403) {
           // A user allowed to write documents but not to read mappings: writes go on unchecked.
-          if (!cached) log.warn({ index }, 'cannot read the index mapping (403): truncate watermarks are not checked for this index');
+          if (!warned) log.warn({ index }, 'cannot read the index mapping (403): truncate watermarks are not checked for this index');
         } else if (status !== 404) {
           throw thrown(err, `cannot read the truncate watermark of index ${index}`);
         }
       }
-      watermarks.set(index, { version, readAt: performance.now() });
-      return version;
+      // Fresh as of the request, not the answer: the TTL counts from when the mapping was read.
+      if ((watermarks.get(index)?.readAt ?? -Infinity) <= startedAt) watermarks.set(index, { version, readAt: startedAt });
+      return watermarks.get(index)?.version;
     }
 
     /** Raises the index's watermark to `version` (never lowers it). */
