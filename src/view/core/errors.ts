@@ -6,7 +6,8 @@ export type ViewInputCode =
   | 'VIEW_NOT_COMPARABLE'
   | 'VIEW_NOT_A_TIME'
   | 'VIEW_STATE_NOT_JSON'
-  | 'VIEW_NOT_ADDED';
+  | 'VIEW_NOT_ADDED'
+  | 'VIEW_LATE';
 
 /**
  * A change a view cannot apply (a value of the wrong type for an aggregation, a time that is not a
