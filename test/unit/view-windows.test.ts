@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ViewInputError, ViewSpecError } from '../../src/view/core/errors.ts';
-import { lateChangeError } from '../../src/view/core/late.ts';
+import { ViewSpecError } from '../../src/view/core/errors.ts';
+import { ViewLateError, lateChangeError } from '../../src/view/core/late.ts';
 import { mergeSession } from '../../src/view/core/sessions.ts';
 import {
   type SlidingWindowChange,
@@ -311,8 +311,11 @@ describe('late change errors', () => {
     const spec: WindowSpec = { kind: 'tumbling', sizeMs: 15 * 60_000 };
     const t = Date.parse('2026-12-02T04:29:59.999Z');
     const err = lateChangeError(t, spec, Date.parse('2026-12-02T04:31:00.000Z'), 60_000);
-    expect(err).toBeInstanceOf(ViewInputError);
+    expect(err).toBeInstanceOf(ViewLateError);
     expect(err.code).toBe('VIEW_LATE');
+    expect(err.window).toEqual({ start: 1796184900000, end: 1796185800000 });
+    expect(err.watermarkMs).toBe(1796185860000);
+    expect(err.eventMs).toBe(t);
     expect(err.stage).toBe('view');
     expect(err.retriable).toBe(false);
     expect(err.message).toBe(

@@ -7,7 +7,9 @@ export type ViewInputCode =
   | 'VIEW_NOT_A_TIME'
   | 'VIEW_STATE_NOT_JSON'
   | 'VIEW_NOT_ADDED'
-  | 'VIEW_LATE';
+  | 'VIEW_UNAVAILABLE'
+  | 'VIEW_NO_KEY'
+  | 'VIEW_INPUT';
 
 /**
  * A change a view cannot apply (a value of the wrong type for an aggregation, a time that is not a
