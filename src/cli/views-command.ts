@@ -9,6 +9,7 @@ import { OffsetsRequestError, isRequestError } from '../replay/errors.ts';
 import { replayExitCode, runReplay } from '../replay/replay.ts';
 import { formatReplaySummary } from '../replay/report.ts';
 import { StateStore } from '../view/state-store.ts';
+import { planView } from '../view/view-plan.ts';
 import { parseOptions } from '../replay/options.ts';
 
 const listOptions = z.object({ config: z.string().min(1), json: z.boolean().default(false) });
@@ -88,7 +89,7 @@ export function registerViewsCommand(program: Command): void {
         const deleted = await withState(config, async (client, store) => {
           await client.query('BEGIN');
           try {
-            const n = await store.resetView(client, name);
+            const n = await store.resetView(client, name, planView(name, view).keyColumns);
             await client.query('COMMIT');
             return n;
           } catch (err) {

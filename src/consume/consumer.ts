@@ -57,12 +57,13 @@ function toHeaders(headers: IHeaders | undefined): Record<string, Buffer | undef
   return out;
 }
 
-export function toRawRecord(topic: string, partition: number, m: KafkaMessage): RawRecord {
+export function toRawRecord(topic: string, partition: number, m: KafkaMessage, highWatermark?: string): RawRecord {
   return {
     topic,
     partition,
     offset: m.offset,
     timestamp: Number(m.timestamp),
+    highWatermark,
     key: m.key,
     value: m.value,
     headers: toHeaders(m.headers),
@@ -285,7 +286,7 @@ export function createChangeConsumer(
   async function eachBatch(payload: EachBatchPayload): Promise<void> {
     const { batch } = payload;
     if (batch.messages.length === 0 || stopping) return;
-    const records = batch.messages.map((m) => toRawRecord(batch.topic, batch.partition, m));
+    const records = batch.messages.map((m) => toRawRecord(batch.topic, batch.partition, m, batch.highWatermark));
     const w = workerFor(batch.topic, batch.partition);
     if (w.halted) return;
     enqueue(w, {

@@ -146,6 +146,7 @@ class DebeziumDecoder implements Decoder {
       partition: record.partition,
       offset: record.offset,
       timestamp: record.timestamp,
+      highWatermark: record.highWatermark,
     };
     try {
       return this.decodeWith(record, kafka, false);

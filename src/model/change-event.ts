@@ -46,6 +46,8 @@ export interface SourceInfo {
 export interface KafkaCoordinates extends RecordCoordinates {
   /** Broker append (or producer) timestamp, ms since epoch. */
   readonly timestamp: number;
+  /** The partition's end offset when the record was fetched: the record after the last is caught up. */
+  readonly highWatermark?: string | undefined;
 }
 
 /** Column type as the Debezium schema describes it; sinks use it to create and evolve tables. */
@@ -118,6 +120,8 @@ export interface RawRecord {
   readonly partition: number;
   readonly offset: string;
   readonly timestamp: number;
+  /** The partition's end offset when the record was fetched (absent when not known). */
+  readonly highWatermark?: string | undefined;
   readonly key: Buffer | null;
   readonly value: Buffer | null;
   readonly headers: Readonly<Record<string, Buffer | undefined>>;

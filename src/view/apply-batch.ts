@@ -7,6 +7,7 @@ import { ViewInputError } from './core/errors.ts';
 import { partitionKey, type GroupWrite, type StateStore, type StoredGroup, type StoredRow } from './state-store.ts';
 import type { Contribution, ViewPlan } from './view-plan.ts';
 import type { JsonValue } from './core/aggregation.ts';
+import { advanceClocks, changeTimeMs, rejectLate, watermarkOf } from './event-clock.ts';
 
 /** A result as the outbox keeps it until the output sink has it. */
 export interface ResultPayload {
@@ -34,6 +35,8 @@ interface WorkingGroup {
   state: Record<string, JsonValue>;
   readonly existed: boolean;
   touched: boolean;
+  /** emit: final: its result has been written. */
+  fired: boolean;
 }
 
 /**
@@ -88,6 +91,7 @@ export async function applyBatch(
 
   const groups = new Map<string, WorkingGroup>();
   const held: Held = new Map();
+  const watermark = plan.window ? await store.watermark(client, view) : null;
   let applied = 0;
   // Segments end at truncates: a truncate retracts every row stored before it, including rows this batch changed.
   let start = 0;
@@ -95,7 +99,10 @@ export async function applyBatch(
     const item = fresh[i];
     if (item !== undefined && item.event.op !== 't') continue;
     const segment = fresh.slice(start, i);
-    const deltas = plan.mode === 'table' ? await tableDeltas(client, store, plan, segment, failures, held) : streamDeltas(plan, segment, failures);
+    const deltas =
+      plan.mode === 'table'
+        ? await tableDeltas(client, store, plan, segment, failures, held, watermark)
+        : streamDeltas(plan, segment, failures, watermark);
     applied += await applyDeltas(client, store, plan, deltas, groups, failures);
     if (item !== undefined && plan.mode === 'table' && !held.has(partitionOf(item.event))) {
       applied += await truncate(client, store, plan, item.event, groups);
@@ -109,7 +116,17 @@ export async function applyBatch(
   }
   for (const [p, h] of held) moved.set(p, h.offset);
 
-  const results = await finishGroups(client, store, plan, groups, inputColumns, batch);
+  let newWatermark = watermark;
+  if (plan.window) {
+    const now = Date.now();
+    const stored = await store.clocks(client, view);
+    const read = fresh.filter((f) => !held.has(partitionOf(f.event)) || BigInt(f.event.kafka.offset) < held.get(partitionOf(f.event))!.offset);
+    const clocks = advanceClocks(plan, stored, read.map((f) => ({ event: f.event, applied: !failures.has(f.index) })), now);
+    await store.saveClocks(client, view, clocks);
+    newWatermark = watermarkOf(plan, stored, clocks, watermark, now);
+    if (newWatermark !== null && newWatermark !== watermark) await store.saveWatermark(client, view, newWatermark);
+  }
+  const results = await finishGroups(client, store, plan, groups, inputColumns, batch, newWatermark);
   await store.saveOffsets(client, view, moved);
   return { applied, skipped: batch.length - fresh.length, results, failures };
 }
@@ -121,6 +138,7 @@ async function tableDeltas(
   segment: readonly { index: number; event: ChangeEvent }[],
   failures: Map<number, CdcError>,
   held: Held,
+  watermark: number | null,
 ): Promise<Delta[]> {
   if (segment.length === 0) return [];
   const rows = await store.lockRows(
@@ -150,6 +168,7 @@ async function tableDeltas(
       const minus = stored.image === null ? [] : plan.contributions(stored.image);
       const plus = image === null ? [] : plan.contributions(image);
       validate(plan, plus);
+      rejectLate(plan, [...minus, ...plus], watermark, changeTimeMs(plan, event));
       // The old key of a primary-key change keeps its image (an empty one when it had none) for the new key's create.
       changed.set(pk, { pos, image, moved: event.keyChange === 'old' ? (stored.image ?? {}) : null });
       deltas.push({ index, minus, plus });
@@ -188,7 +207,12 @@ async function oldKeyImage(
   });
 }
 
-function streamDeltas(plan: ViewPlan, segment: readonly { index: number; event: ChangeEvent }[], failures: Map<number, CdcError>): Delta[] {
+function streamDeltas(
+  plan: ViewPlan,
+  segment: readonly { index: number; event: ChangeEvent }[],
+  failures: Map<number, CdcError>,
+  watermark: number | null,
+): Delta[] {
   const deltas: Delta[] = [];
   for (const { index, event } of segment) {
     try {
@@ -196,6 +220,7 @@ function streamDeltas(plan: ViewPlan, segment: readonly { index: number; event: 
       if (row === null) continue;
       const plus = plan.contributions(plan.image(event, row, null));
       validate(plan, plus);
+      rejectLate(plan, plus, watermark, changeTimeMs(plan, event));
       deltas.push({ index, minus: [], plus });
     } catch (err) {
       failures.set(index, asCdcError(plan.name, err));
@@ -222,7 +247,12 @@ async function loadGroups(
   const loaded = await store.lockGroups(client, plan.name, missing);
   for (const gid of missing) {
     const g: StoredGroup | null = loaded.get(gid) ?? null;
-    groups.set(gid, g ? { key: g.key, rows: g.rows, state: g.state, existed: true, touched: false } : { key: {}, rows: 0, state: {}, existed: false, touched: false });
+    groups.set(
+      gid,
+      g
+        ? { key: g.key, rows: g.rows, state: g.state, existed: true, touched: false, fired: g.fired }
+        : { key: {}, rows: 0, state: {}, existed: false, touched: false, fired: false },
+    );
   }
 }
 
@@ -287,32 +317,84 @@ async function truncate(
   return 1;
 }
 
+/** The group's key in the plan's column order, whatever order jsonb gave it back in. */
+function resultKey(plan: ViewPlan, g: WorkingGroup): Row {
+  return Object.fromEntries(plan.keyColumns.map((c) => [c, g.key[c] ?? null]));
+}
+
 function resultRow(plan: ViewPlan, g: WorkingGroup): Row {
-  const row: Row = { ...g.key };
+  const row: Row = resultKey(plan, g);
   for (const a of plan.aggregations) row[a.name] = a.aggregator.result(g.state[a.name] ?? a.aggregator.init());
   return row;
 }
 
+const windowEndOf = (g: WorkingGroup): number | undefined => (typeof g.key['window_end'] === 'number' ? g.key['window_end'] : undefined);
+
+/**
+ * Results of the groups this batch changed, with fresh versions, into the outbox. With emit: final
+ * a window's groups are written only once the watermark has passed its end: then every group of
+ * the window that has not fired yet is written (changed by this batch or not), and later changes
+ * within grace write corrections; a group whose window never fired is never written, not even deleted.
+ */
 async function finishGroups(
   client: pg.PoolClient,
   store: StateStore,
   plan: ViewPlan,
-  groups: ReadonlyMap<string, WorkingGroup>,
+  groups: Map<string, WorkingGroup>,
   inputColumns: readonly ColumnSchema[] | undefined,
   batch: readonly ChangeEvent[],
+  watermarkMs: number | null,
 ): Promise<ResultPayload[]> {
-  const touched = [...groups].filter(([, g]) => g.touched && (g.rows > 0 || g.existed));
-  const writes: GroupWrite[] = [...groups].filter(([, g]) => g.touched || !g.existed).map(([gid, g]) => ({ gid, key: g.key, rows: g.rows, state: g.state }));
+  const final = plan.time.emit === 'final';
+  if (final && watermarkMs !== null) {
+    for (const [gid, g] of await store.lockDueGroups(client, plan.name, watermarkMs)) {
+      if (!groups.has(gid)) groups.set(gid, { key: g.key, rows: g.rows, state: g.state, existed: true, touched: false, fired: false });
+    }
+  }
+  const due = (g: WorkingGroup) => {
+    const end = windowEndOf(g);
+    return end !== undefined && watermarkMs !== null && end <= watermarkMs;
+  };
+  const emitted = [...groups].filter(([, g]) => {
+    if (!final) return g.touched && (g.rows > 0 || g.existed);
+    if (g.rows <= 0) return g.touched && g.fired;
+    return (g.touched || !g.fired) && due(g);
+  });
+  for (const [, g] of emitted) if (final && g.rows > 0) g.fired = true;
+  const written = new Set(emitted.map(([, g]) => g));
+  const writes: GroupWrite[] = [...groups]
+    .filter(([, g]) => g.touched || !g.existed || written.has(g))
+    .map(([gid, g]) => ({ gid, key: g.key, rows: g.rows, state: g.state, windowEnd: windowEndOf(g), fired: g.fired }));
   await store.saveGroups(client, plan.name, writes);
-  const versions = await store.nextVersions(client, touched.length);
+  const versions = await store.nextVersions(client, emitted.length);
   const columns = plan.resultColumns(inputColumns);
   const last = batch[batch.length - 1];
   const tsMs = last?.source.tsMs ?? last?.kafka.timestamp ?? Date.now();
-  const results = touched.map(([, g], i): ResultPayload => {
+  const results = emitted.map(([, g], i): ResultPayload => {
     const version = versions[i]!.toString();
-    if (g.rows <= 0) return { op: 'd', key: g.key, after: null, version, tsMs, columns };
-    return { op: g.existed ? 'u' : 'c', key: g.key, after: resultRow(plan, g), version, tsMs, columns };
+    if (g.rows <= 0) return { op: 'd', key: resultKey(plan, g), after: null, version, tsMs, columns };
+    return { op: g.existed ? 'u' : 'c', key: resultKey(plan, g), after: resultRow(plan, g), version, tsMs, columns };
   });
   await store.addToOutbox(client, plan.name, results);
   return results;
+}
+
+/**
+ * Time moves without input too: a partition read to its end and idle stops holding the watermark
+ * back. Run now and then (the relay's tick): moves the watermark from the stored clocks and, with
+ * emit: final, writes the windows it closed. Returns the results put in the outbox.
+ */
+export async function advanceTime(
+  client: pg.PoolClient,
+  store: StateStore,
+  plan: ViewPlan,
+  inputColumns: readonly ColumnSchema[] | undefined,
+): Promise<number> {
+  if (!plan.window) return 0;
+  const previous = await store.watermark(client, plan.name);
+  const watermark = watermarkOf(plan, await store.clocks(client, plan.name), new Map(), previous, Date.now());
+  if (watermark === null) return 0;
+  if (watermark !== previous) await store.saveWatermark(client, plan.name, watermark);
+  if (plan.time.emit !== 'final') return 0;
+  return (await finishGroups(client, store, plan, new Map(), inputColumns, [], watermark)).length;
 }

@@ -25,6 +25,8 @@ export interface StoredGroup {
   readonly key: Row;
   readonly rows: number;
   readonly state: Record<string, JsonValue>;
+  /** emit: final: the window's result has been written (later changes within grace are corrections). */
+  readonly fired: boolean;
 }
 
 export interface GroupWrite {
@@ -32,6 +34,8 @@ export interface GroupWrite {
   readonly key: Row;
   readonly rows: number;
   readonly state: Record<string, JsonValue>;
+  readonly windowEnd: number | undefined;
+  readonly fired: boolean;
 }
 
 export interface OutboxEntry {
@@ -75,6 +79,12 @@ export class StateStore {
         id bigserial PRIMARY KEY, view text NOT NULL, payload jsonb NOT NULL)`);
       await client.query(`CREATE INDEX IF NOT EXISTS view_outbox_view ON ${s}.view_outbox (view, id)`);
       await client.query(`CREATE SEQUENCE IF NOT EXISTS ${s}.view_versions`);
+      // Event time: a clock per input partition, the view's watermark, and which windows have fired (emit: final).
+      await client.query(`ALTER TABLE ${s}.view_offsets ADD COLUMN IF NOT EXISTS clock jsonb`);
+      await client.query(`ALTER TABLE ${s}.view_groups ADD COLUMN IF NOT EXISTS window_end bigint`);
+      await client.query(`ALTER TABLE ${s}.view_groups ADD COLUMN IF NOT EXISTS fired boolean NOT NULL DEFAULT false`);
+      await client.query(`CREATE INDEX IF NOT EXISTS view_groups_due ON ${s}.view_groups (view, window_end) WHERE NOT fired`);
+      await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_watermarks (view text PRIMARY KEY, watermark_ms bigint NOT NULL)`);
       await client.query('COMMIT');
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
@@ -194,30 +204,83 @@ export class StateStore {
        SELECT $1, g, 'null'::jsonb, 0, '{}'::jsonb FROM unnest($2::text[]) AS u(g) ON CONFLICT DO NOTHING`,
       [view, sorted],
     );
-    const res = await client.query<{ gid: string; gkey: Row | null; rows: string; state: Record<string, JsonValue> }>(
-      `SELECT gid, gkey, rows, state FROM ${this.s}.view_groups WHERE view = $1 AND gid = ANY($2::text[])
+    const res = await client.query<GroupRow>(
+      `SELECT gid, gkey, rows, state, fired FROM ${this.s}.view_groups WHERE view = $1 AND gid = ANY($2::text[])
        ORDER BY gid COLLATE "C" FOR UPDATE`,
       [view, sorted],
     );
-    return new Map(
-      res.rows.map((r) => [r.gid, r.gkey === null || Number(r.rows) === 0 ? null : { key: r.gkey, rows: Number(r.rows), state: r.state }]),
+    return new Map(res.rows.map((r) => [r.gid, storedGroup(r)]));
+  }
+
+  /** emit: final: groups of windows that ended by the watermark and have not fired, locked (others' locked ones are theirs). */
+  async lockDueGroups(client: pg.PoolClient, view: string, watermarkMs: number): Promise<Map<string, StoredGroup>> {
+    const res = await client.query<GroupRow>(
+      `SELECT gid, gkey, rows, state, fired FROM ${this.s}.view_groups
+       WHERE view = $1 AND NOT fired AND window_end <= $2 AND rows > 0 ORDER BY gid COLLATE "C" FOR UPDATE SKIP LOCKED`,
+      [view, watermarkMs],
+    );
+    const out = new Map<string, StoredGroup>();
+    for (const r of res.rows) {
+      const g = storedGroup(r);
+      if (g) out.set(r.gid, g);
+    }
+    return out;
+  }
+
+  /** Each partition's event-time clock (all of the view's, whoever owns them: the watermark spans the group). */
+  async clocks(client: pg.PoolClient, view: string): Promise<Map<string, JsonValue>> {
+    const res = await client.query<{ topic: string; kpartition: number; clock: JsonValue }>(
+      `SELECT topic, kpartition, clock FROM ${this.s}.view_offsets WHERE view = $1 AND clock IS NOT NULL`,
+      [view],
+    );
+    return new Map(res.rows.map((r) => [partitionKey(r.topic, r.kpartition), r.clock]));
+  }
+
+  async saveClocks(client: pg.PoolClient, view: string, clocks: ReadonlyMap<string, object>): Promise<void> {
+    if (clocks.size === 0) return;
+    const entries = [...clocks].map(([k, c]) => ({ ...splitPartitionKey(k), c: toJson(c) }));
+    await client.query(
+      `UPDATE ${this.s}.view_offsets v SET clock = u.c::jsonb FROM unnest($2::text[], $3::int[], $4::text[]) AS u(t, p, c)
+       WHERE v.view = $1 AND v.topic = u.t AND v.kpartition = u.p`,
+      [view, entries.map((e) => e.topic), entries.map((e) => e.partition), entries.map((e) => e.c)],
     );
   }
 
-  /** Writes group states; a group with no rows left is removed (its result is deleted downstream). */
+  async watermark(client: pg.PoolClient, view: string): Promise<number | null> {
+    const res = await client.query<{ w: string }>(`SELECT watermark_ms::text AS w FROM ${this.s}.view_watermarks WHERE view = $1`, [view]);
+    return res.rows[0] ? Number(res.rows[0].w) : null;
+  }
+
+  /** Watermarks only move forward, whichever instance writes last. */
+  async saveWatermark(client: pg.PoolClient, view: string, ms: number): Promise<void> {
+    await client.query(
+      `INSERT INTO ${this.s}.view_watermarks (view, watermark_ms) VALUES ($1, $2)
+       ON CONFLICT (view) DO UPDATE SET watermark_ms = GREATEST(${this.s}.view_watermarks.watermark_ms, EXCLUDED.watermark_ms)`,
+      [view, ms],
+    );
+  }
+
+  /**
+   * Writes group states. A group with no rows left keeps its row (rows 0, read as absent): deleting
+   * it would let a transaction waiting on its lock find no row and lose its contributions.
+   */
   async saveGroups(client: pg.PoolClient, view: string, groups: readonly GroupWrite[]): Promise<void> {
-    if (groups.length === 0) return;
-    const live = groups.filter((g) => g.rows > 0);
-    const gone = groups.filter((g) => g.rows <= 0).map((g) => g.gid);
+    const live = groups.map((g) => (g.rows > 0 ? g : { ...g, rows: 0, state: {}, fired: false }));
     if (live.length > 0) {
       await client.query(
-        `UPDATE ${this.s}.view_groups v SET gkey = u.k::jsonb, rows = u.n, state = u.s::jsonb
-         FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[]) AS u(g, k, n, s) WHERE v.view = $1 AND v.gid = u.g`,
-        [view, live.map((g) => g.gid), live.map((g) => toJson(g.key)), live.map((g) => g.rows), live.map((g) => toJson(g.state))],
+        `UPDATE ${this.s}.view_groups v SET gkey = u.k::jsonb, rows = u.n, state = u.s::jsonb, window_end = u.e, fired = u.f
+         FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::boolean[]) AS u(g, k, n, s, e, f)
+         WHERE v.view = $1 AND v.gid = u.g`,
+        [
+          view,
+          live.map((g) => g.gid),
+          live.map((g) => toJson(g.key)),
+          live.map((g) => g.rows),
+          live.map((g) => toJson(g.state)),
+          live.map((g) => g.windowEnd ?? null),
+          live.map((g) => g.fired),
+        ],
       );
-    }
-    if (gone.length > 0) {
-      await client.query(`DELETE FROM ${this.s}.view_groups WHERE view = $1 AND gid = ANY($2::text[])`, [view, gone]);
     }
   }
 
@@ -256,16 +319,16 @@ export class StateStore {
    * Drops a view's state (views reset). Its results are deleted downstream: a delete of every group
    * goes to the outbox, with a version above every one written so far.
    */
-  async resetView(client: pg.PoolClient, view: string): Promise<number> {
+  async resetView(client: pg.PoolClient, view: string, keyColumns: readonly string[]): Promise<number> {
     const groups = await client.query<{ gkey: Row }>(`SELECT gkey FROM ${this.s}.view_groups WHERE view = $1 AND rows > 0 FOR UPDATE`, [view]);
     const versions = await this.nextVersions(client, groups.rows.length);
     const now = Date.now();
     await this.addToOutbox(
       client,
       view,
-      groups.rows.map((g, i) => ({ op: 'd', key: g.gkey, after: null, version: versions[i]!.toString(), tsMs: now, columns: undefined })),
+      groups.rows.map((g, i) => ({ op: 'd', key: Object.fromEntries(keyColumns.map((c) => [c, g.gkey[c] ?? null])), after: null, version: versions[i]!.toString(), tsMs: now, columns: undefined })),
     );
-    for (const t of ['view_offsets', 'view_rows', 'view_groups', 'view_truncates']) {
+    for (const t of ['view_offsets', 'view_rows', 'view_groups', 'view_truncates', 'view_watermarks']) {
       await client.query(`DELETE FROM ${this.s}.${t} WHERE view = $1`, [view]);
     }
     return groups.rows.length;
@@ -285,6 +348,18 @@ export class StateStore {
       offsets: offsets.rows.map((r) => ({ topic: r.topic, partition: r.kpartition, next: r.next_offset })),
     };
   }
+}
+
+interface GroupRow {
+  readonly gid: string;
+  readonly gkey: Row | null;
+  readonly rows: string;
+  readonly state: Record<string, JsonValue>;
+  readonly fired: boolean;
+}
+
+function storedGroup(r: GroupRow): StoredGroup | null {
+  return r.gkey === null || Number(r.rows) === 0 ? null : { key: r.gkey, rows: Number(r.rows), state: r.state, fired: r.fired };
 }
 
 export interface ViewSummary {

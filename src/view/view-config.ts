@@ -76,6 +76,19 @@ export const viewSchema = z
       .min(1)
       .optional()
       .describe('column holding the event time, or `commit_time` (source.ts_ms); default: commit_time'),
+    out_of_orderness: durationSchema
+      .optional()
+      .describe('watermark: how far behind the highest event time of a partition a change may come and still be on time (default 0)'),
+    idle_timeout: durationSchema
+      .default(60_000)
+      .describe('a partition read to its end (lag 0) with no change for this long stops holding the watermark back (default 60s)'),
+    grace: durationSchema
+      .optional()
+      .describe('allowed lateness: a window takes changes until the watermark passes its end plus this; later ones go to the dead-letter queue (default 0)'),
+    emit: z
+      .enum(['updates', 'final'])
+      .default('updates')
+      .describe('updates: every change of a result is written; final: a window\'s result is written when the watermark passes its end, then again for each correction within grace'),
     to: z
       .object({
         sink: z.string().min(1).describe('a sink declared under `sinks`'),
@@ -94,6 +107,9 @@ export const viewSchema = z
         path: ['event_time'],
         message: 'a windowed view of a table needs event_time: a column (or commit_time, which a replayed snapshot does not keep)',
       });
+    }
+    if (!v.window && (v.emit === 'final' || v.grace !== undefined || v.out_of_orderness !== undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['window'], message: 'emit: final, grace and out_of_orderness need a window' });
     }
     if (v.window && 'hopping' in v.window && v.window.hopping.advance > v.window.hopping.size) {
       ctx.addIssue({ code: 'custom', path: ['window', 'hopping', 'advance'], message: 'must not exceed size' });

@@ -3,7 +3,7 @@ import { jsonWithBigints } from '../model/serialize.ts';
 import { createAggregator, type AnyAggregator } from './core/aggregations/index.ts';
 import { ViewInputError } from './core/errors.ts';
 import { eventTimeMs } from './core/event-time.ts';
-import { assignWindows, type WindowSpec } from './core/windows.ts';
+import { assignWindows, type TimeWindow, type WindowSpec } from './core/windows.ts';
 import type { AggregationFunction, ViewConfig } from './view-config.ts';
 
 /** Column of a stored image holding the change's commit time, when that is the event time. */
@@ -19,6 +19,8 @@ export interface PlannedAggregation {
 /** One row's share in one group (and window): the values each aggregation adds or retracts. */
 export interface Contribution {
   readonly groupId: string;
+  /** The window it falls in, for a windowed view. */
+  readonly window?: TimeWindow | undefined;
   /** The result's key: group columns, and window_start / window_end (epoch ms) when windowed. */
   readonly groupKey: Readonly<Row>;
   readonly values: readonly unknown[];
@@ -32,9 +34,15 @@ export interface ViewPlan {
   /** The columns an image keeps: everything the view reads, nothing more. */
   readonly columns: readonly string[];
   readonly groupBy: readonly string[];
+  /** The result's key columns, in their order (stored keys come back from jsonb in another order). */
+  readonly keyColumns: readonly string[];
   readonly aggregations: readonly PlannedAggregation[];
   readonly window: WindowSpec | undefined;
   readonly eventTime: string | undefined;
+  /** Watermark, lateness and emit mode (windowed views). */
+  readonly time: { readonly outOfOrdernessMs: number; readonly idleTimeoutMs: number; readonly graceMs: number; readonly emit: 'updates' | 'final' };
+  /** The event time of an image (epoch ms), undefined when the view has no window or the time is missing. */
+  eventTimeOf(image: Readonly<Row>): number | undefined;
   readonly output: { readonly sink: string; readonly table: TableId };
   /** The row as the view stores it: its columns only, unchanged TOAST values taken from `previous`. */
   image(event: ChangeEvent, row: Readonly<Row>, previous: Readonly<Row> | null): Row;
@@ -158,7 +166,7 @@ export function planView(name: string, config: ViewConfig): ViewPlan {
     }
     return assignWindows(window, t).map((w) => {
       const groupKey = { ...key, window_start: w.start, window_end: w.end };
-      return { groupId: jsonWithBigints(Object.values(groupKey)), groupKey, values };
+      return { groupId: jsonWithBigints(Object.values(groupKey)), groupKey, values, window: w };
     });
   }
 
@@ -175,5 +183,13 @@ export function planView(name: string, config: ViewConfig): ViewPlan {
     ];
   }
 
-  return { name, input, mode, columns, groupBy: config.group_by, aggregations, window, eventTime, output, image, contributions, resultColumns };
+  const time = {
+    outOfOrdernessMs: config.out_of_orderness ?? 0,
+    idleTimeoutMs: config.idle_timeout,
+    graceMs: config.grace ?? 0,
+    emit: config.emit,
+  };
+  const eventTimeOf = (img: Readonly<Row>) => (window ? eventTimeMs(img[eventTime ?? COMMIT_TIME_COLUMN]) : undefined);
+  const keyColumns = [...config.group_by, ...(window ? ['window_start', 'window_end'] : []), ...(config.group_by.length === 0 && !window ? ['view'] : [])];
+  return { name, input, mode, columns, groupBy: config.group_by, keyColumns, aggregations, window, eventTime, time, eventTimeOf, output, image, contributions, resultColumns };
 }

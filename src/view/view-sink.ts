@@ -5,7 +5,7 @@ import type { RouterEvents } from '../events.ts';
 import type { ChangeEvent, ColumnSchema } from '../model/change-event.ts';
 import { position } from '../model/position.ts';
 import { OK, once, type Sink, type SinkResult } from '../sink/sink.ts';
-import { applyBatch, type ResultPayload } from './apply-batch.ts';
+import { advanceTime, applyBatch, type ResultPayload } from './apply-batch.ts';
 import type { StateStore } from './state-store.ts';
 import type { ViewPlan } from './view-plan.ts';
 
@@ -31,7 +31,8 @@ export function resultEvent(plan: ViewPlan, p: ResultPayload): ChangeEvent {
     kind: 'change',
     op: p.op,
     table,
-    key: p.key,
+    // Sinks build row ids from the key's values in order; jsonb (the outbox) keeps its own member order.
+    key: Object.fromEntries(plan.keyColumns.map((c) => [c, p.key[c] ?? null])),
     before: null,
     after: p.after,
     source: {
@@ -157,7 +158,9 @@ export function createViewSink(deps: ViewSinkDeps): Sink {
         client.release();
       }
       const tick = () =>
-        void deliver().catch((err: unknown) => log.warn({ err }, 'view outbox delivery failed; retried on the next write or tick'));
+        void (plan.window ? inTransaction((client) => advanceTime(client, store, plan, inputColumns)) : Promise.resolve(0))
+          .then(() => deliver())
+          .catch((err: unknown) => log.warn({ err }, 'view watermark or outbox delivery failed; retried on the next write or tick'));
       tick();
       relay = setInterval(tick, RELAY_INTERVAL_MS);
       relay.unref();

@@ -10,7 +10,7 @@ import { StateStore } from '../../src/view/state-store.ts';
 import { viewSchema } from '../../src/view/view-config.ts';
 import { planView, type ViewPlan } from '../../src/view/view-plan.ts';
 import { createViewSink } from '../../src/view/view-sink.ts';
-import { uniqueName } from '../support/kafka.ts';
+import { uniqueName, waitUntil } from '../support/kafka.ts';
 import { PG_URL } from '../support/stores.ts';
 
 /**
@@ -57,7 +57,14 @@ function recorder(): Recorder {
 }
 
 let offset = 0;
-function change(op: Op, key: Row, after: Row | null, lsn: number, options: { partition?: number; offset?: number; tsMs?: number } = {}): ChangeEvent {
+function change(
+  op: Op,
+  key: Row,
+  after: Row | null,
+  lsn: number,
+  options: { partition?: number; offset?: number; tsMs?: number; behind?: number } = {},
+): ChangeEvent {
+  const at = options.offset ?? offset++;
   return {
     kind: 'change',
     op,
@@ -68,7 +75,8 @@ function change(op: Op, key: Row, after: Row | null, lsn: number, options: { par
     source: { connector: 'postgresql', name: 't', db: 'shop', schema: 'public', table: 'orders', tsMs: options.tsMs ?? 1_700_000_000_000, snapshot: undefined, raw: {} },
     position: position('postgres', [BigInt(lsn)]),
     tsMs: options.tsMs ?? 1_700_000_000_000,
-    kafka: { topic: 'orders-topic', partition: options.partition ?? 0, offset: String(options.offset ?? offset++), timestamp: 0 },
+    // Read to the end of its partition unless `behind` records are still unread.
+    kafka: { topic: 'orders-topic', partition: options.partition ?? 0, offset: String(at), timestamp: 0, highWatermark: String(at + 1 + (options.behind ?? 0)) },
     columns: undefined,
   };
 }
@@ -228,6 +236,114 @@ describe('view state in PostgreSQL', () => {
       ['c3', 40, String([...Array(40).keys()].reduce((s, k) => s + k * 5 + 3, 0))],
       ['c4', 40, String([...Array(40).keys()].reduce((s, k) => s + k * 5 + 4, 0))],
     ]);
+    await a.sink.close();
+    await b.close();
+  });
+
+  const FINAL_WINDOWS = {
+    from: { table: 'public.orders' },
+    window: { tumbling: '10s' },
+    event_time: 'at',
+    grace: '5s',
+    emit: 'final',
+    aggregations: { n: { fn: 'count' } },
+  };
+  const win = (start: number) => JSON.stringify({ window_start: start, window_end: start + 10_000 });
+
+  it('emit final: a window is written once the watermark passes its end, corrected within grace; later changes are late', async () => {
+    const { sink, out } = makeView(FINAL_WINDOWS);
+    await sink.start();
+    await sink.write([change('c', { id: 1 }, { id: 1, at: 1_000 }, 900), change('c', { id: 2 }, { id: 2, at: 2_000 }, 901)]);
+    expect(live(out)).toEqual({});
+    await sink.write([change('c', { id: 3 }, { id: 3, at: 12_000 }, 902)]);
+    expect(live(out)).toEqual({ [win(0)]: { window_start: 0, window_end: 10_000, n: 2 } });
+    // Within grace (watermark 12 s < end 10 s + grace 5 s): a correction.
+    await sink.write([change('c', { id: 4 }, { id: 4, at: 9_000 }, 903)]);
+    expect(live(out)).toEqual({ [win(0)]: { window_start: 0, window_end: 10_000, n: 3 } });
+    await sink.write([change('c', { id: 5 }, { id: 5, at: 21_000 }, 904)]);
+    expect(live(out)).toEqual({
+      [win(0)]: { window_start: 0, window_end: 10_000, n: 3 },
+      [win(10_000)]: { window_start: 10_000, window_end: 20_000, n: 1 },
+    });
+    // Past end + grace: late, whether it adds to the closed window or retracts from it; nothing changes.
+    const late = await sink.write([
+      change('c', { id: 6 }, { id: 6, at: 5_000 }, 905),
+      change('d', { id: 1 }, null, 906),
+      change('c', { id: 7 }, { id: 7, at: 22_000 }, 907),
+    ]);
+    expect(late.map((r) => r.ok)).toEqual([false, false, true]);
+    expect(late[0]).toMatchObject({ ok: false, error: { stage: 'view', code: 'VIEW_LATE', retriable: false } });
+    expect(late[0]?.ok === false && late[0].error.message).toMatch(/too late for tumbling window \[1970-01-01T00:00:00\.000Z.*the watermark 1970-01-01T00:00:21\.000Z/);
+    expect(live(out)).toEqual({
+      [win(0)]: { window_start: 0, window_end: 10_000, n: 3 },
+      [win(10_000)]: { window_start: 10_000, window_end: 20_000, n: 1 },
+    });
+    await sink.close();
+  });
+
+  it('a partition read to its end and idle does not hold windows open; one still behind does', async () => {
+    const { sink, out } = makeView({ ...FINAL_WINDOWS, idle_timeout: '300ms' });
+    await sink.start();
+    await sink.write([
+      change('c', { id: 1 }, { id: 1, at: 1_000 }, 950, { partition: 0 }),
+      change('c', { id: 2 }, { id: 2, at: 500 }, 951, { partition: 1 }),
+      change('c', { id: 3 }, { id: 3, at: 25_000 }, 952, { partition: 0 }),
+    ]);
+    // Partition 1 is at 500 ms: the watermark stays there.
+    expect(live(out)).toEqual({});
+    await new Promise((r) => setTimeout(r, 400));
+    // Partition 1 has been idle (and read to its end) for longer than idle_timeout: partition 0 alone moves the watermark.
+    await sink.write([change('c', { id: 4 }, { id: 4, at: 26_000 }, 953, { partition: 0 })]);
+    expect(live(out)).toEqual({ [win(0)]: { window_start: 0, window_end: 10_000, n: 2 } });
+
+    const behind = makeView({ ...FINAL_WINDOWS, idle_timeout: '300ms' });
+    await behind.sink.start();
+    await behind.sink.write([
+      change('c', { id: 1 }, { id: 1, at: 1_000 }, 960, { partition: 0 }),
+      change('c', { id: 2 }, { id: 2, at: 500 }, 961, { partition: 1, behind: 10 }),
+      change('c', { id: 3 }, { id: 3, at: 25_000 }, 962, { partition: 0 }),
+    ]);
+    await new Promise((r) => setTimeout(r, 400));
+    await behind.sink.write([change('c', { id: 4 }, { id: 4, at: 26_000 }, 963, { partition: 0 })]);
+    // Partition 1 still has unread records: a timer alone never makes it idle (its changes would be dropped as late).
+    expect(live(behind.out)).toEqual({});
+    await sink.close();
+    await behind.sink.close();
+  });
+
+  it('when every partition is idle, the relay closes the last windows without new input', async () => {
+    const { sink, out } = makeView({ ...FINAL_WINDOWS, idle_timeout: '300ms' });
+    await sink.start();
+    await sink.write([
+      change('c', { id: 1 }, { id: 1, at: 1_000 }, 970, { partition: 0 }),
+      change('c', { id: 2 }, { id: 2, at: 14_000 }, 971, { partition: 0 }),
+      change('c', { id: 3 }, { id: 3, at: 500 }, 972, { partition: 1 }),
+    ]);
+    // Partition 1 holds the watermark at 500 ms until both are idle: then it moves to 14 s and the window closes.
+    expect(live(out)).toEqual({});
+    await waitUntil(() => Object.keys(live(out)).length > 0, 10_000, 'the relay to close the window');
+    expect(live(out)).toEqual({ [win(0)]: { window_start: 0, window_end: 10_000, n: 2 } });
+    await sink.close();
+  });
+
+  it('a group emptied by one transaction while another waits to add to it loses nothing', async () => {
+    const out = recorder();
+    const a = makeView(SUM_BY_CUSTOMER, out);
+    const b = createViewSink({ plan: a.plan, pool, store, output: out, events, logger });
+    await a.sink.start();
+    await b.start();
+    await a.sink.write([change('c', { id: 0 }, { id: 0, customer: 'g', amount: '1' }, 10_000, { partition: 0 })]);
+    // Each round: the group's only row leaves (partition 0) while a new one arrives (partition 1), at once.
+    for (let i = 1; i <= 40; i++) {
+      const results = await Promise.all([
+        a.sink.write([change('d', { id: i - 1 }, null, 10_000 + 2 * i, { partition: 0 })]),
+        b.write([change('c', { id: i }, { id: i, customer: 'g', amount: '1' }, 10_001 + 2 * i, { partition: 1 })]),
+      ]);
+      expect(results.flat(), `round ${i}`).toEqual([OK, OK]);
+    }
+    const groups = await pool.query<{ rows: string }>(`SELECT rows::text FROM "${schema}".view_groups WHERE view = $1`, [a.plan.name]);
+    expect(groups.rows.map((r) => r.rows)).toEqual(['1']);
+    expect(live(out)).toEqual({ '{"customer":"g"}': { customer: 'g', n: 1, total: '1', top: '1' } });
     await a.sink.close();
     await b.close();
   });

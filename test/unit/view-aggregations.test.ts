@@ -207,6 +207,9 @@ describe('min and max', () => {
     expect(resultOf('min', ['-0.001', '-0.0009', 0])).toBe('-0.001');
     expect(resultOf('max', ['10', '9'])).toBe('10');
     expect(resultOf('max', ['10', '9'], { strings: 'text' })).toBe('9');
+    // Only the decoder's decimal forms count as numbers in 'auto': not '+5', '.5' or '5.'.
+    expect(resultOf('max', ['+5', '.5', '5.', '4'])).toBe('5.');
+    expect(resultOf('max', ['1e+21', '999999999999999999999'])).toBe('1e+21');
     expect(resultOf('min', ['b', 'B', 'a'])).toBe('B');
     expect(resultOf('max', ['z', 'é', '😀'])).toBe('😀');
     // PostgreSQL: max(x COLLATE "C") over '😀', U+FFFD, 'z' is '😀' (code point order; UTF-16 order would say U+FFFD).

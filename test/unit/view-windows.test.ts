@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ViewSpecError } from '../../src/view/core/errors.ts';
+import { ViewLateError, lateChangeError } from '../../src/view/core/late.ts';
 import { mergeSession } from '../../src/view/core/sessions.ts';
 import {
   type SlidingWindowChange,
@@ -302,5 +303,32 @@ describe('sliding windows', () => {
 
   it('refuse to remove an event that is not there', () => {
     expect(() => slidingWindowsOnRemove([1, 2], 3, 5)).toThrow(RangeError);
+  });
+});
+
+describe('late change errors', () => {
+  it('name the change time, the window, the watermark and the grace', () => {
+    const spec: WindowSpec = { kind: 'tumbling', sizeMs: 15 * 60_000 };
+    const t = Date.parse('2026-12-02T04:29:59.999Z');
+    const err = lateChangeError(t, spec, Date.parse('2026-12-02T04:31:00.000Z'), 60_000);
+    expect(err).toBeInstanceOf(ViewLateError);
+    expect(err.code).toBe('VIEW_LATE');
+    expect(err.window).toEqual({ start: 1796184900000, end: 1796185800000 });
+    expect(err.watermarkMs).toBe(1796185860000);
+    expect(err.eventMs).toBe(t);
+    expect(err.stage).toBe('view');
+    expect(err.retriable).toBe(false);
+    expect(err.message).toBe(
+      'change at 2026-12-02T04:29:59.999Z (1796185799999) is too late for tumbling window ' +
+        '[2026-12-02T04:15:00.000Z (1796184900000), 2026-12-02T04:30:00.000Z (1796185800000)): ' +
+        'the watermark 2026-12-02T04:31:00.000Z (1796185860000) reached its close at ' +
+        '2026-12-02T04:31:00.000Z (1796185860000) (grace 60000 ms)',
+    );
+    const session = lateChangeError(100, { kind: 'session', gapMs: 5 }, 200, 0, { start: 90, end: 100 });
+    expect(session.message).toContain('session window [1970-01-01T00:00:00.090Z (90), 1970-01-01T00:00:00.100Z (100)]');
+    expect(session.message).toContain('close at 1970-01-01T00:00:00.101Z (101)');
+    expect(lateChangeError(Number.MAX_SAFE_INTEGER, { kind: 'sliding', differenceMs: 1 }, 0, 0).message).toContain(
+      `${Number.MAX_SAFE_INTEGER} ms`,
+    );
   });
 });

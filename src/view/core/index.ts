@@ -22,6 +22,7 @@ export {
   toDecimalString,
   toNumber as decimalToNumber,
 } from './exact.ts';
+export { ViewLateError, lateChangeError } from './late.ts';
 export { type EpochUnit, eventTimeMs, requireEventTimeMs } from './event-time.ts';
 export { type SessionMerge, mergeSession } from './sessions.ts';
 export {

@@ -60,7 +60,10 @@ function checkHopping(spec: Extract<WindowSpec, { kind: 'hopping' }>): void {
   checkOffset('hopping window offsetMs', spec.offsetMs, spec.advanceMs);
 }
 
-/** Throws ViewSpecError naming the field when a spec cannot work. */
+/**
+ * Throws ViewSpecError naming the field when a spec cannot work. Sizes need not divide each other
+ * (30 s advancing by 7 s is fine, as in Kafka Streams); offsets must be shorter than the period.
+ */
 export function validateWindowSpec(spec: WindowSpec): WindowSpec {
   switch (spec.kind) {
     case 'tumbling':

@@ -1,4 +1,4 @@
-import { ViewInputError, describeType } from '../errors.ts';
+import { ViewInputError } from '../errors.ts';
 import {
   type Decimal,
   add,
@@ -62,10 +62,7 @@ function bumpScale(scales: [number, number][], scale: number, delta: 1 | -1, wha
 /** Adds (delta 1) or retracts (delta -1) one value; null leaves the state as it is (SQL ignores nulls). */
 export function applyMoment(state: MomentsState, value: unknown, delta: 1 | -1, what: string): MomentsState {
   if (value === null) return state;
-  if (value === undefined || typeof value === 'boolean') {
-    throw new ViewInputError('VIEW_NOT_NUMERIC', `${what} needs a number, a bigint or decimal text, got ${describeType(value)}`);
-  }
-  const d = toDecimal(value, what);
+  const d = toDecimal(value, what); // refuses booleans, undefined, NaN, other text and objects
   if (delta < 0 && state.n <= 0) throw new ViewInputError('VIEW_NOT_ADDED', `${what}: subtract from an empty group`);
   const cls = classify(value);
   const signed: Decimal = delta > 0 ? d : { m: -d.m, s: d.s };

@@ -10,8 +10,11 @@ export type StringMode = 'auto' | 'text';
  */
 export type ValueKey = string;
 
+/** The decoder's decimal text: '-12.340', or JavaScript's exponent form for very large or small values. */
+const DECODED_DECIMAL = /^-?\d+(?:\.\d+)?(?:e[+-]\d+)?$/;
+
 function isDecimalText(text: string, strings: StringMode): boolean {
-  return strings === 'auto' && parseDecimal(text) !== undefined;
+  return strings === 'auto' && DECODED_DECIMAL.test(text) && parseDecimal(text) !== undefined;
 }
 
 /** The key of a decoded value, or null for SQL NULL (ignored by min, max and count distinct). */
