@@ -1,4 +1,4 @@
-import { errors, type Client } from '@elastic/elasticsearch';
+import { errors, type Client, type estypes } from '@elastic/elasticsearch';
 import type { Logger } from 'pino';
 import type { SinkError } from '../../src/errors.ts';
 import type { ChangeEvent, ColumnSchema } from '../../src/model/change-event.ts';
@@ -147,7 +147,7 @@ export function createIndexMappings({ config, log, fail }: IndexMappingsOptions)
     const missing = missingFields(state.properties, wanted);
     if (Object.keys(missing).length === 0) return undefined;
     try {
-      await es.indices.putMapping({ index, properties: missing as never });
+      await es.indices.putMapping({ index, properties: missing as Record<string, estypes.MappingProperty> });
     } catch (err) {
       const failure = classifyError(err);
       if (failure.retriable) throw fail(failure, `cannot add fields to the mapping of index ${index}`, err);
