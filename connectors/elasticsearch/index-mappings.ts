@@ -1,10 +1,10 @@
-import { errors, type Client } from '@elastic/elasticsearch';
+import { errors, type Client, type estypes } from '@elastic/elasticsearch';
 import type { Logger } from 'pino';
 import type { SinkError } from '../../src/errors.ts';
 import type { ChangeEvent, ColumnSchema } from '../../src/model/change-event.ts';
 import { classifyError, describeServerError, type Failure } from './classify.ts';
 import type { ElasticsearchSinkConfig } from './config.ts';
-import { describeConflict, mappingConflicts, mappingFromColumns, mergeProperties, missingFields, type FieldMapping, type JsonMode } from './mapping.ts';
+import { describeConflict, mappingConflicts, mappingFromColumns, mergeProperties, missingFields, takesJsonMode, type FieldMapping, type JsonMode } from './mapping.ts';
 
 /** What the sink knows of an index's field mappings. */
 interface IndexState {
@@ -134,6 +134,9 @@ export function createIndexMappings({ config, log, fail }: IndexMappingsOptions)
 
   /** Compares the schema with the index's mapping; PUTs the columns it lacks. */
   async function check(es: Client, index: string, state: IndexState, event: ChangeEvent, columns: readonly ColumnSchema[]): Promise<Failure | undefined> {
+    const configured = Object.keys(config.tables[event.table.id]?.json_columns ?? {});
+    const unused = configured.filter((name) => !columns.some((c) => c.name === name && takesJsonMode(c)));
+    if (unused.length > 0) log.warn({ index, table: event.table.id, columns: unused }, 'json_columns names columns that are not Json or map columns of the table: ignored');
     if (!state.readable) return undefined;
     const wanted = wantedFor(event, columns);
     const conflicts = mappingConflicts(state.properties, wanted);
@@ -147,7 +150,7 @@ export function createIndexMappings({ config, log, fail }: IndexMappingsOptions)
     const missing = missingFields(state.properties, wanted);
     if (Object.keys(missing).length === 0) return undefined;
     try {
-      await es.indices.putMapping({ index, properties: missing as never });
+      await es.indices.putMapping({ index, properties: missing as Record<string, estypes.MappingProperty> });
     } catch (err) {
       const failure = classifyError(err);
       if (failure.retriable) throw fail(failure, `cannot add fields to the mapping of index ${index}`, err);

@@ -151,6 +151,12 @@ export function fieldMapping(column: ColumnSchema, json: JsonMode): FieldMapping
   }
 }
 
+/** Whether `json_columns` applies to the column: a Json or map column, or an array of them. */
+export function takesJsonMode(column: ColumnSchema): boolean {
+  if (column.semantic === JSON_SEMANTIC || column.type === 'map') return true;
+  return column.type === 'array' && column.items !== undefined && takesJsonMode(column.items);
+}
+
 /** `properties` for the columns of a change; `jsonMode` says how each Json or map column is mapped. */
 export function mappingFromColumns(columns: readonly ColumnSchema[], jsonMode: (column: string) => JsonMode): Record<string, FieldMapping> {
   const properties: Record<string, FieldMapping> = {};

@@ -244,7 +244,9 @@ function schemaSql(): string {
        make_interval(years => g % 3, months => g % 13 - 6, days => g % 40 - 20, hours => g, mins => g % 60, secs => g * 1.000001),
        md5(g::text)::uuid,
        ('{"n": ' || g || ',  "s": "x' || g || '", "arr": [1, 2, 3], "nested": {"k": "v", "z": null}, "n": ' || (g + 1) || '}')::json,
-       jsonb_build_object('g', g, 'tags', jsonb_build_array('a', 'b' || g), 'f', (g * 0.25)::float8, 'ok', g % 2 = 0, 'deep', jsonb_build_object('x', 'é')),
+       jsonb_build_object('g', g, 'tags', jsonb_build_array('a', 'b' || g), 'f', (g * 0.25)::float8, 'ok', g % 2 = 0, 'deep', jsonb_build_object('x', 'é'),
+         -- Types mixed in one array and across rows: one Elasticsearch field must take them all.
+         'nested', jsonb_build_object('arr', CASE WHEN g % 2 = 0 THEN jsonb_build_array(1, 'two', NULL) ELSE to_jsonb('x'::text) END)),
        CASE WHEN g % 7 = 0 THEN NULL WHEN g % 6 = 0 THEN '{}' ELSE ARRAY[g, NULL, -g] END,
        CASE WHEN g % 5 = 0 THEN NULL ELSE ARRAY[g::bigint, 9223372036854775807 - g, -9223372036854775808 + g] END::bigint[],
        ARRAY['a b', 'c,d', NULL, '', '"q"', '\\', '{x}', 'NULL', 'x' || g],

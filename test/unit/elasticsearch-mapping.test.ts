@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { configSchema } from '../../connectors/elasticsearch/config.ts';
-import { fieldMapping, mappingConflicts, mappingFromColumns, mergeProperties, missingFields, type FieldMapping } from '../../connectors/elasticsearch/mapping.ts';
+import { fieldMapping, mappingConflicts, mappingFromColumns, mergeProperties, missingFields, takesJsonMode, type FieldMapping } from '../../connectors/elasticsearch/mapping.ts';
 import type { ColumnSchema } from '../../src/model/change-event.ts';
 
 const col = (name: string, type: string, semantic?: string, extra: Partial<ColumnSchema> = {}): ColumnSchema => ({
@@ -110,5 +110,15 @@ describe('elasticsearch json_columns config', () => {
     const bad = configSchema.safeParse({ ...base, tables: { 'public.users': { json_columns: { prefs: 'nested' } } } });
     expect(bad.success).toBe(false);
     expect(bad.error?.issues[0]?.path).toEqual(['tables', 'public.users', 'json_columns', 'prefs']);
+  });
+});
+
+describe('json_columns applicability', () => {
+  it('applies to Json and map columns and arrays of them only', () => {
+    expect(takesJsonMode(col('a', 'string', 'io.debezium.data.Json'))).toBe(true);
+    expect(takesJsonMode(col('a', 'map'))).toBe(true);
+    expect(takesJsonMode(col('a', 'array', undefined, { items: col('', 'string', 'io.debezium.data.Json') }))).toBe(true);
+    expect(takesJsonMode(col('a', 'string'))).toBe(false);
+    expect(takesJsonMode(col('a', 'array', undefined, { items: col('', 'string') }))).toBe(false);
   });
 });
