@@ -21,7 +21,7 @@ const layoutShape = {
     .describe('columns written as tags; absent: the key columns (see key_as_tags) and every string or enum column'),
   fields: columnList
     .optional()
-    .describe('columns written as fields; absent: every other column (numbers and booleans by type, strings when `tags` is set)'),
+    .describe('columns written as fields; absent: every column that is neither a tag nor the timestamp_column'),
   key_as_tags: z
     .boolean()
     .optional()

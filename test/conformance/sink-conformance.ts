@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it as vitestIt } from 'vitest';
 import type { ChangeEvent, Row } from '../../src/model/change-event.ts';
 import type { Sink } from '../../src/sink/sink.ts';
 import { parseJsonKeepingDigits } from '../../src/model/raw-json.ts';
@@ -23,9 +23,21 @@ export interface ConformanceTarget {
 
 /**
  * Every sink passes this suite against its real server. `schema` is the event-side schema name the
- * target was configured for.
+ * target was configured for. `skip` names the claims a kind of store cannot make, each with the
+ * reason (shown in the test name); a name that matches no test fails the suite.
  */
-export function describeSinkConformance(name: string, open: (schema: string) => Promise<ConformanceTarget>): void {
+export function describeSinkConformance(
+  name: string,
+  open: (schema: string) => Promise<ConformanceTarget>,
+  skip: Readonly<Record<string, string>> = {},
+): void {
+  const seen = new Set<string>();
+  const it = (title: string, fn: () => Promise<void>) => {
+    seen.add(title);
+    const reason = skip[title];
+    if (reason === undefined) vitestIt(title, fn);
+    else vitestIt.skip(`${title} (does not apply to ${name}: ${reason})`, fn);
+  };
   describe(`sink conformance: ${name}`, () => {
     const schema = `conf_${randomUUID().slice(0, 8)}`;
     let t: ConformanceTarget;
@@ -215,5 +227,8 @@ export function describeSinkConformance(name: string, open: (schema: string) => 
       expect(await t.read('trunc_again', { id: 2 })).toEqual(project({ id: 2, v: 'new' }));
       expect(await t.count('trunc_again')).toBe(1);
     });
+
+    const unknown = Object.keys(skip).filter((title) => !seen.has(title));
+    if (unknown.length > 0) throw new Error(`conformance ${name}: skip names no test: ${unknown.join(', ')}`);
   });
 }
