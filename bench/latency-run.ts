@@ -49,6 +49,8 @@ interface OpenLoop {
   readonly countedAppended: Promise<ReadonlyMap<number, number>>;
   /** How far behind schedule the producer was at worst, over the counted records. */
   behindMaxMs(): number;
+  /** Per counted record, from its due time to the broker's acknowledgement of its append (NaN: not acknowledged). */
+  readonly appendedAfterMs: Float64Array;
   failed(): number;
   /** The first append error, when some failed. */
   firstError(): string | undefined;
@@ -66,6 +68,7 @@ function startOpenLoop(producer: Producer, topic: string, rate: number, counted:
   let failed = 0;
   let firstError: string | undefined;
   let behindMaxMs = 0;
+  const appendedAfterMs = new Float64Array(counted).fill(NaN);
   let stopping = false;
   let countedQueued: () => void = () => undefined;
   const allCountedQueued = new Promise<void>((r) => (countedQueued = r));
@@ -85,8 +88,12 @@ function startOpenLoop(producer: Producer, topic: string, rate: number, counted:
           batch.push({ ...m, timestamp: String(Math.round(startMs + (i * 1000) / rate)) });
           if (i < counted) countedIn.set(m.partition, (countedIn.get(m.partition) ?? 0) + 1);
         }
+        const first = sent;
+        const last = due;
         const p = producer.send({ topic, acks: -1, messages: batch }).then(
           (meta) => {
+            const ackMs = Date.now();
+            for (let i = first; i < Math.min(last, counted); i++) appendedAfterMs[i] = ackMs - (startMs + (i * 1000) / rate);
             // Within a partition the batch keeps its order: the counted records come first.
             for (const r of meta) {
               const n = countedIn.get(r.partition);
@@ -116,6 +123,7 @@ function startOpenLoop(producer: Producer, topic: string, rate: number, counted:
       return required;
     }),
     behindMaxMs: () => behindMaxMs,
+    appendedAfterMs,
     failed: () => failed,
     firstError: () => firstError,
     async stop() {
@@ -123,6 +131,13 @@ function startOpenLoop(producer: Producer, topic: string, rate: number, counted:
       await loop;
     },
   };
+}
+
+/** p50/p99 of the measured records' due-to-appended times: the producer's and the broker's share of the latency. */
+function appendStats(ms: Float64Array): { readonly p50Ms: number; readonly p99Ms: number } {
+  const sorted = ms.filter((x) => !Number.isNaN(x)).sort();
+  const at = (p: number) => (sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]!);
+  return { p50Ms: at(0.5), p99Ms: at(0.99) };
 }
 
 async function committedOffsets(admin: Admin, group: string, topic: string): Promise<Map<number, number>> {
@@ -185,7 +200,12 @@ export async function latencyRun(ctx: LatencyContext, basisPerSec: number | unde
       worker.send({ type: 'stop', window });
       const stopped = await worker.next('stopped', 120_000);
       await worker.exit(60_000);
-      const produced = { produced: counted, producerBehindMaxMs: stream.behindMaxMs() };
+      const measuredFrom = Math.round(rate * s.latencyWarmupSeconds);
+      const produced = {
+        produced: counted,
+        producerBehindMaxMs: stream.behindMaxMs(),
+        appendedAfter: appendStats(stream.appendedAfterMs.subarray(measuredFrom)),
+      };
       if (stream.failed() > 0) return noFigure(`${stream.failed()} appends failed, the first with ${stream.firstError()}`, produced);
       const stats: LatencyStats | undefined = stopped.latency;
       if (!covered) {

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The test command (npm test): types, lint, then every test tier against real servers that the
-# project's scripts start (Kafka, Elasticsearch; the machine's PostgreSQL and Redis).
+# project's scripts start (Kafka, Elasticsearch, InfluxDB; the machine's PostgreSQL and Redis).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export CDC_TEST_SERVERS="${CDC_TEST_SERVERS:-kafka,elasticsearch,registry,source-pg,connect}"
+export CDC_TEST_SERVERS="${CDC_TEST_SERVERS:-kafka,elasticsearch,registry,source-pg,connect,influxdb}"
 started=()
 for s in ${CDC_TEST_SERVERS//,/ }; do
   if ! bash "scripts/$s.sh" status >/dev/null 2>&1; then started+=("$s"); fi

@@ -77,6 +77,8 @@ export interface RouterEventMap {
   'record.dead-lettered': PartitionRef & { offset: string; id: string; stage: ErrorStage; sink: string | undefined; error: CdcError };
   'sink.written': { sink: string; records: number; durationMs: number };
   'sink.retry': { sink: string; attempt: number; delayMs: number; error: unknown };
+  /** A write waited for the sink's rate_limit (emitted by the rate limiter; metrics sum the wait). */
+  'sink.throttled': { sink: string; records: number; waitedMs: number };
   /** A sink's circuit breaker changed state (emitted by the breaker; metrics gauge it, 0/1/2). */
   'sink.circuit': { sink: string; state: CircuitState };
   'group.joined': { memberId: string; assignment: Record<string, number[]> };

@@ -1,4 +1,6 @@
+import { isatty } from 'node:tty';
 import { destination, pino, type Logger, type LoggerOptions } from 'pino';
+import type { LogFormat } from './config/schema.ts';
 
 export type { Logger } from 'pino';
 
@@ -46,8 +48,17 @@ function describeBinary(value: unknown, depth: number): unknown {
   return copy ?? value;
 }
 
+/**
+ * Whether log lines are written for people (pino-pretty) rather than as JSON lines: `auto` does so
+ * only when the log's own destination is a terminal. That is stderr, not stdout: `run 2>log.json`
+ * on a terminal keeps the file JSON, and `offsets show --json | jq` keeps stdout clean either way.
+ */
+export function prettyLogs(format: LogFormat, destinationIsTty: boolean): boolean {
+  return format === 'pretty' || (format === 'auto' && destinationIsTty);
+}
+
 /** The one root logger; created in the composition root and passed down as children. */
-export function createLogger(options: { level?: string; pretty?: boolean; destination?: number } = {}): Logger {
+export function createLogger(options: { level?: string; format?: LogFormat; destination?: number } = {}): Logger {
   const base: LoggerOptions = {
     name: 'cdc-router',
     level: options.level ?? process.env['LOG_LEVEL'] ?? 'info',
@@ -55,8 +66,9 @@ export function createLogger(options: { level?: string; pretty?: boolean; destin
     // Applied before the redaction.
     formatters: { log: (fields) => describeBinary(fields, 3) as Record<string, unknown> },
   };
-  if (options.pretty) {
-    return pino({ ...base, transport: { target: 'pino-pretty', options: { destination: options.destination ?? 2 } } });
+  const fd = options.destination ?? 2;
+  if (prettyLogs(options.format ?? 'auto', isatty(fd))) {
+    return pino({ ...base, transport: { target: 'pino-pretty', options: { destination: fd } } });
   }
-  return pino(base, destination({ dest: options.destination ?? 2, sync: false }));
+  return pino(base, destination({ dest: fd, sync: false }));
 }

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Config } from './config/load.ts';
+import type { Config, SinkSpec } from './config/load.ts';
 import { createKafka } from './consume/kafka-client.ts';
 import { createChangeConsumer, type ChangeConsumer } from './consume/consumer.ts';
 import { decodingFromConfig } from './decode/avro.ts';
@@ -11,6 +11,7 @@ import { createBatchProcessor, type BatchProcessor, type FailureHandler } from '
 import { policyFromConfig } from './retry/retrier.ts';
 import { createRouter } from './route/router.ts';
 import { withCircuitBreaker } from './sink/circuit-breaker.ts';
+import { withRateLimit } from './sink/rate-limiter.ts';
 import { once, type Sink } from './sink/sink.ts';
 import { withWriteCombining } from './sink/write-combiner.ts';
 import { buildViews } from './view/build-views.ts';
@@ -66,17 +67,21 @@ export async function buildPipeline(
   options: { logger: Logger; events: RouterEvents; onFailure?: FailureHandler },
 ): Promise<Pipeline> {
   const { logger, events } = options;
+  // The rate limiter inside the combiner: it meters the writes that reach the store, once per sink.
   // The breaker outside the combiner: each partition's failed write counts (as it would without
   // combining), and while the circuit is open no write even queues for the dead server.
-  const wrap = (sink: Sink) =>
+  const wrap = (sink: Sink, limits: { rateLimit?: SinkSpec['rateLimit']; maxInFlight?: number | undefined } = {}) =>
     withCircuitBreaker(
-      withWriteCombining(sink, { concurrency: config.sinkConcurrency, maxRecords: config.maxBatchSize }),
+      withWriteCombining(limits.rateLimit ? withRateLimit(sink, limits.rateLimit, events) : sink, {
+        concurrency: limits.maxInFlight ?? config.sinkConcurrency,
+        maxRecords: config.maxBatchSize,
+      }),
       { failureThreshold: config.retry.circuit_failure_threshold, openMs: config.retry.circuit_open_ms },
       events,
       logger,
     );
   const sinks = new Map<string, Sink>();
-  for (const spec of config.sinks) sinks.set(spec.name, wrap(spec.factory.create(spec.name, spec.config, { logger })));
+  for (const spec of config.sinks) sinks.set(spec.name, wrap(spec.factory.create(spec.name, spec.config, { logger }), spec));
   const views = buildViews(config, { sinks, events, logger, wrap });
   const closeAll = async (list: readonly Sink[]) => {
     const results = await Promise.allSettled(list.map((s) => s.close()));

@@ -7,7 +7,7 @@ const root = fileURLToPath(new URL('..', import.meta.url));
  * Start order, whatever order CDC_TEST_SERVERS lists them in: Kafka Connect needs the broker (its
  * internal topics) and Debezium needs the source PostgreSQL. Servers not listed here start last.
  */
-const ORDER = ['kafka', 'elasticsearch', 'registry', 'source-pg', 'connect'];
+const ORDER = ['kafka', 'elasticsearch', 'registry', 'source-pg', 'connect', 'influxdb'];
 
 /** Brings up the servers the integration tests need, through the same scripts users run. */
 export default function setup(): void {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { JSON_MODES } from './mapping.ts';
 import { templateProblems } from './naming.ts';
 
 const TIME_VALUE = /^\d+(d|h|m|s|ms)$/;
@@ -24,14 +25,20 @@ const tlsSchema = z
   })
   .strict();
 
+const jsonMode = z.enum(JSON_MODES);
+
 const tableSchema = z
   .object({
     mapping: z
       .record(z.unknown())
       .optional()
       .describe(
-        'mapping `properties` for the index the sink creates; other fields: plain numbers and booleans typed from the Debezium schema, the rest mapped dynamically',
+        'mapping `properties` of fields the sink neither types from the Debezium schema nor checks against it, e.g. {"price": {"type": "scaled_float", "scaling_factor": 100}}',
       ),
+    json_columns: z
+      .record(z.string().min(1), jsonMode)
+      .optional()
+      .describe('per Json (or map) column of the table: flattened, disabled or object, over `json_columns`'),
     settings: z
       .record(z.unknown())
       .optional()
@@ -65,10 +72,16 @@ export const configSchema = z
       .record(z.unknown())
       .default({})
       .describe('settings for every index the sink creates (e.g. {"number_of_shards": 1})'),
+    json_columns: jsonMode
+      .default('flattened')
+      .describe(
+        'how Json (io.debezium.data.Json) and map columns are mapped: flattened (one field, every leaf a keyword, takes objects), ' +
+          'disabled (kept in _source, not indexed, takes any JSON) or object (dynamic mapping inside, one field per key)',
+      ),
     tables: z
       .record(z.string().min(1), tableSchema)
       .default({})
-      .describe('per table id (<schema>.<table>): mapping and settings of the index the sink creates (columns it does not map: plain numbers and booleans typed from the Debezium schema, the rest dynamically)'),
+      .describe('per table id (<schema>.<table>): mapping, Json columns and settings of the index the sink creates'),
     tombstone_retention: z
       .string()
       .regex(TIME_VALUE, 'expected an Elasticsearch time value such as 7d, 12h, 90m')

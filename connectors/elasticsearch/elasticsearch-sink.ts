@@ -8,15 +8,17 @@ import { coalesce, expandResults, keyString, type Segment } from '../../src/sink
 import { ExclusiveGate } from '../../src/sink/exclusive-gate.ts';
 import { defineSink, OK, once, type Sink, type SinkResult } from '../../src/sink/sink.ts';
 import { BulkRequestError, deleteAction, indexAction, sendBulk, type BulkAction, type BulkOptions } from './bulk.ts';
-import { classifyError, describeServerError, type Failure } from './classify.ts';
+import { classifyError, type Failure } from './classify.ts';
 import { configSchema, type ElasticsearchSinkConfig } from './config.ts';
-import { mappingFromColumns } from './mapping.ts';
+import { createIndexMappings } from './index-mappings.ts';
 import { documentId, indexNameFor } from './naming.ts';
 
 export { configSchema };
 export { documentId, indexNameFor } from './naming.ts';
 
 const KIND = 'elasticsearch';
+
+type Columns = ChangeEvent['columns'];
 
 /** A change ready to become a bulk action. */
 interface Prepared {
@@ -46,13 +48,6 @@ function mergeStored(after: Readonly<Row>, stored: Readonly<Row> | undefined): R
     else if (stored && Object.hasOwn(stored, col)) doc[col] = stored[col];
   }
   return doc;
-}
-
-/** User settings may be written with or without the `index.` prefix; Elasticsearch would see both. */
-function normalizeSettings(settings: Readonly<Record<string, unknown>>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(settings)) out[k.startsWith('index.') ? k : `index.${k}`] = v;
-  return out;
 }
 
 function redactUrl(node: string): string {
@@ -106,9 +101,9 @@ export const elasticsearchSink = defineSink({
     let client: Client | undefined;
     const indexNames = new Map<string, { name: string; json: string }>();
     const watermarks = new Map<string, { version: bigint | undefined; readAt: number }>();
+    /** Indices whose watermark is being read ahead of its expiry. */
+    const refreshing = new Set<string>();
     const gate = new ExclusiveGate();
-    /** Indices known to exist, or being created; a failed creation is forgotten so that it is tried again. */
-    const ensured = new Map<string, Promise<Failure | undefined>>();
     const bulkOptions: BulkOptions = {
       maxDocs: config.max_docs_per_request,
       maxBytes: config.max_bytes_per_request,
@@ -128,6 +123,8 @@ export const elasticsearchSink = defineSink({
       return fail(classifyError(err), what, err);
     };
 
+    const mappings = createIndexMappings({ config, log, fail });
+
     const started = (): Client => {
       if (!client) throw new SinkError(name, 'write before start', { code: 'NOT_STARTED', retriable: false });
       return client;
@@ -145,72 +142,31 @@ export const elasticsearchSink = defineSink({
       return entry;
     };
 
-    async function createIndex(es: Client, index: string, event: ChangeEvent): Promise<Failure | undefined> {
-      const table = event.table;
-      const perTable = config.tables[table.id];
-      // Typed from the change's schema where that is unambiguous; the configured mapping wins.
-      const properties = { ...mappingFromColumns(event.columns), ...perTable?.mapping };
-      const settings = normalizeSettings({
-        number_of_replicas: config.number_of_replicas,
-        gc_deletes: config.tombstone_retention,
-        ...config.index_settings,
-        ...perTable?.settings,
-      });
-      try {
-        await es.indices.create({ index, settings, ...(Object.keys(properties).length > 0 ? { mappings: { properties } } : {}) });
-        log.info({ index, table: table.id }, 'index created');
-        return undefined;
-      } catch (err) {
-        if (err instanceof errors.ResponseError && isAlreadyExists(err.body)) {
-          await checkExisting(es, index);
-          return undefined;
-        }
-        const failure = classifyError(err);
-        if (failure.retriable) throw fail(failure, `cannot create index ${index}`, err);
-        return { ...failure, message: `cannot create index ${index}: ${failure.message}` };
-      }
-    }
-
-    /** An index made by someone else keeps its settings; say so when it forgets deletes sooner than configured. */
-    async function checkExisting(es: Client, index: string): Promise<void> {
-      try {
-        const res = await es.indices.getSettings({ index, name: 'index.gc_deletes', flat_settings: true, include_defaults: true });
-        const entry = res[index];
-        const value = entry?.settings?.['index.gc_deletes'] ?? entry?.defaults?.['index.gc_deletes'];
-        if (value !== config.tombstone_retention) {
-          log.warn(
-            { index, gc_deletes: value, tombstone_retention: config.tombstone_retention },
-            'existing index keeps delete tombstones for a different time than tombstone_retention',
-          );
-        }
-      } catch (err) {
-        log.warn({ index, err: classifyError(err).message }, 'cannot read index settings');
-      }
-    }
-
-    function ensureIndex(es: Client, index: string, event: ChangeEvent): Promise<Failure | undefined> {
-      let p = ensured.get(index);
-      if (!p) {
-        p = createIndex(es, index, event);
-        ensured.set(index, p);
-        // Failures are not cached: the next batch tries again.
-        p.then(
-          (f) => f && ensured.delete(index),
-          () => ensured.delete(index),
-        );
-      }
-      return p;
-    }
-
     /**
      * The index's truncate watermark: the version of its last truncate, kept in the mapping's `_meta`
      * (it outlives the process and is seen by every router writing the index). Read again after
      * WATERMARK_TTL_MS, so another process's truncate is seen within that time; this process's own
-     * truncates at once.
+     * truncates at once. An index written to keeps its watermark fresh in the background from half
+     * the TTL on, so its writes do not wait for a mapping read once a second.
      */
     async function watermarkOf(es: Client, index: string): Promise<bigint | undefined> {
       const cached = watermarks.get(index);
-      if (cached && performance.now() - cached.readAt < WATERMARK_TTL_MS) return cached.version;
+      const age = cached ? performance.now() - cached.readAt : Infinity;
+      if (cached && age < WATERMARK_TTL_MS) {
+        if (age >= WATERMARK_TTL_MS / 2 && !refreshing.has(index)) {
+          refreshing.add(index);
+          readWatermark(es, index, true)
+            .catch(() => undefined) // the next write past the TTL reads again, and fails if that fails
+            .finally(() => refreshing.delete(index));
+        }
+        return cached.version;
+      }
+      return readWatermark(es, index, cached !== undefined);
+    }
+
+    /** Reads the watermark and keeps it, unless a newer read or a truncate of this process came meanwhile. */
+    async function readWatermark(es: Client, index: string, warned: boolean): Promise<bigint | undefined> {
+      const startedAt = performance.now();
       let version: bigint | undefined;
       try {
         version = markIn(await es.indices.getMapping({ index }));
@@ -218,13 +174,14 @@ export const elasticsearchSink = defineSink({
         const status = err instanceof errors.ResponseError ? err.statusCode : undefined;
         if (status === 403) {
           // A user allowed to write documents but not to read mappings: writes go on unchecked.
-          if (!cached) log.warn({ index }, 'cannot read the index mapping (403): truncate watermarks are not checked for this index');
+          if (!warned) log.warn({ index }, 'cannot read the index mapping (403): truncate watermarks are not checked for this index');
         } else if (status !== 404) {
           throw thrown(err, `cannot read the truncate watermark of index ${index}`);
         }
       }
-      watermarks.set(index, { version, readAt: performance.now() });
-      return version;
+      // Fresh as of the request, not the answer: the TTL counts from when the mapping was read.
+      if ((watermarks.get(index)?.readAt ?? -Infinity) <= startedAt) watermarks.set(index, { version, readAt: startedAt });
+      return watermarks.get(index)?.version;
     }
 
     /** Raises the index's watermark to `version` (never lowers it). */
@@ -256,6 +213,34 @@ export const elasticsearchSink = defineSink({
       return stored;
     }
 
+    /**
+     * Ensures each index of the batch and each schema its changes carry; the failures by index and
+     * schema. The first change per index is the one that creates it: preferably one with a schema
+     * (it types the index's fields).
+     */
+    async function ensureMappings(es: Client, prepared: readonly Prepared[]): Promise<Map<string, Map<Columns, Failure>>> {
+      const schemas = new Map<string, Map<Columns, ChangeEvent>>();
+      for (const p of prepared) {
+        let perIndex = schemas.get(p.index);
+        if (!perIndex) schemas.set(p.index, (perIndex = new Map()));
+        if (!perIndex.has(p.event.columns)) perIndex.set(p.event.columns, p.event);
+      }
+      const refused = new Map<string, Map<Columns, Failure>>();
+      await Promise.all(
+        [...schemas].map(async ([index, perIndex]) => {
+          const events = [...perIndex.values()].sort((a, b) => (a.columns ? 0 : 1) - (b.columns ? 0 : 1));
+          for (const event of events) {
+            const failure = await mappings.ensure(es, index, event);
+            if (!failure) continue;
+            let f = refused.get(index);
+            if (!f) refused.set(index, (f = new Map()));
+            f.set(event.columns, failure);
+          }
+        }),
+      );
+      return refused;
+    }
+
     async function writeChanges(es: Client, events: readonly ChangeEvent[]): Promise<SinkResult[]> {
       const results = new Array<SinkResult>(events.length).fill(OK);
       const prepared: Prepared[] = [];
@@ -280,15 +265,11 @@ export const elasticsearchSink = defineSink({
         prepared.push({ slot, event, index, id: id.id, version, partial });
       });
 
-      // Indices first (in parallel); the records of an index that cannot be created fail, the others go on.
-      // Per index, preferably a change that carries its schema (it types the index's fields).
-      const tables = new Map<string, ChangeEvent>();
-      for (const p of prepared) if (!tables.get(p.index)?.columns) tables.set(p.index, p.event);
-      const created = await Promise.all([...tables].map(([index, event]) => ensureIndex(es, index, event)));
-      const refused = new Map<string, Failure>();
-      [...tables.keys()].forEach((index, i) => created[i] && refused.set(index, created[i]));
-
-      const writable = refused.size === 0 ? prepared : prepared.filter((p) => !refused.has(p.index));
+      // Indices and their mappings first (in parallel): the records of an index that cannot be created,
+      // or of a schema its mapping cannot hold, fail; the others go on.
+      const refused = await ensureMappings(es, prepared);
+      const refusal = (p: Prepared) => refused.get(p.index)?.get(p.event.columns);
+      const writable = refused.size === 0 ? prepared : prepared.filter((p) => !refusal(p));
       // Changes not newer than their index's last truncate are stale (ok, not written): a truncate
       // may be written before older changes of another partition, or replayed before them.
       let live = writable;
@@ -301,7 +282,7 @@ export const elasticsearchSink = defineSink({
         });
       }
       for (const p of prepared) {
-        const f = refused.get(p.index);
+        const f = refusal(p);
         if (f) results[p.slot] = recordError(p.event, `index ${p.index}`, f);
       }
 
@@ -357,7 +338,7 @@ export const elasticsearchSink = defineSink({
       try {
         // First the watermark, so that older changes are refused from now on; an index that does not
         // exist yet is made for it (older changes may still come).
-        const created = await ensureIndex(es, index, event);
+        const created = await mappings.ensure(es, index, event);
         if (created) return recordError(event, where, created);
         await raiseWatermark(es, index, version);
         // Search sees only refreshed documents; the changes written before the truncate must be among them.
@@ -459,8 +440,3 @@ export const elasticsearchSink = defineSink({
     };
   },
 });
-
-function isAlreadyExists(body: unknown): boolean {
-  if (typeof body !== 'object' || body === null || !('error' in body)) return false;
-  return describeServerError(body.error).startsWith('resource_already_exists_exception');
-}

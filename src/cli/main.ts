@@ -10,6 +10,7 @@ import { registerOffsetsCommand } from './offsets-command.ts';
 import { startProgress } from './progress.ts';
 import { registerReplayCommand } from './replay-command.ts';
 import { registerStatusCommand } from './status-command.ts';
+import { registerViewsCommand } from './views-command.ts';
 import { registerTestCommand } from './test-command.ts';
 
 const program = new Command()
@@ -23,7 +24,7 @@ program
   .option('--progress', 'print a progress line every 2 s')
   .action(async (opts: { config: string; progress?: boolean }) => {
     const config = await loadConfig(opts.config);
-    const logger = createLogger({ level: config.log.level });
+    const logger = createLogger({ level: config.log.level, format: config.log.format });
     for (const warning of config.warnings) logger.warn({ path: warning.path, detail: warning.message }, 'config warning');
     const service = await startService(config, { logger });
     if (opts.progress) startProgress(service.events, process.stdout, service.metrics?.url);
@@ -90,6 +91,7 @@ registerOffsetsCommand(program);
 
 registerDlqCommands(program);
 registerStatusCommand(program);
+registerViewsCommand(program);
 registerTestCommand(program);
 
 program.parseAsync().catch((err: unknown) => {

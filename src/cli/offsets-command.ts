@@ -38,7 +38,7 @@ function toRequest(o: z.infer<typeof resetOptions>): ResetRequest {
 /** Loads the config, connects an admin client, runs `fn`, and always disconnects. */
 async function withAdmin(configFile: string, fn: (admin: GroupAdmin, config: Config, logger: Logger) => Promise<void>): Promise<void> {
   const config = await loadConfig(configFile);
-  const logger = createLogger({ level: config.log.level });
+  const logger = createLogger({ level: config.log.level, format: config.log.format });
   const admin = await connectGroupAdmin(config.kafka, logger);
   try {
     await fn(admin, config, logger);

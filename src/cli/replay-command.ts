@@ -51,7 +51,7 @@ export function registerReplayCommand(program: Command): void {
       try {
         const options = parseOptions(replayOptions, raw);
         const config = await loadConfig(options.config);
-        const logger = createLogger({ level: config.log.level });
+        const logger = createLogger({ level: config.log.level, format: config.log.format });
         const abort = new AbortController();
         let signals = 0;
         const onSignal = (signal: NodeJS.Signals) => {

@@ -107,7 +107,7 @@ export function formatStatus(url: string, r: StatusReport): string {
   parts.push('\n');
   parts.push(
     formatTable(
-      ['SINK', 'HEALTH', 'CIRCUIT', 'WRITTEN', 'WRITTEN/S', 'RETRIES', 'LAST WRITE', 'LAST ERROR'],
+      ['SINK', 'HEALTH', 'CIRCUIT', 'WRITTEN', 'WRITTEN/S', 'RETRIES', 'THROTTLED S', 'LAST WRITE', 'LAST ERROR'],
       r.sinks.map((s) => [
         s.name,
         s.health,
@@ -115,6 +115,7 @@ export function formatStatus(url: string, r: StatusReport): string {
         String(s.written),
         rate(s.written_per_second),
         String(s.retries),
+        s.throttled_seconds.toFixed(1),
         s.last_write_at ?? '-',
         s.last_error ? `${s.last_error_at ?? ''} ${s.last_error.replace(/\s+/g, ' ').slice(0, 120)}`.trim() : '-',
       ]),

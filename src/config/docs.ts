@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { builtinSinkKinds } from '../sink/registry.ts';
 import { transformFactories } from '../transform/registry.ts';
+import { stateSchema, viewSchema } from '../view/view-config.ts';
 
 interface FieldDoc {
   readonly name: string;
@@ -83,5 +84,7 @@ export function renderConfigDocs(): string {
   for (const [kind, factory] of Object.entries(transformFactories)) {
     parts.push(`#### Transform \`${kind}\`\n\n${table(describeFields(factory.configSchema as z.ZodTypeAny))}`);
   }
+  parts.push(`#### View (\`views.<name>\`)\n\n${table(describeFields(viewSchema))}`);
+  parts.push(`#### View state (\`state\`)\n\n${table(describeFields(stateSchema))}`);
   return parts.join('\n\n');
 }

@@ -6,6 +6,7 @@ import { ConfigError, type ConfigIssue } from '../errors.ts';
 import type { HandlersModule, RouteHandler } from '../handler.ts';
 import { builtinSinkKinds } from '../sink/registry.ts';
 import type { SinkFactory } from '../sink/sink.ts';
+import type { RateLimits } from '../sink/token-bucket.ts';
 import { transformFactories } from '../transform/registry.ts';
 import type { NamedTransform, Transform, TransformFactory } from '../transform/transform.ts';
 import { importUserModule } from './import-module.ts';
@@ -16,6 +17,10 @@ export interface SinkSpec {
   readonly kind: string;
   readonly factory: SinkFactory;
   readonly config: unknown;
+  /** `rate_limit` of the sink block, absent when unlimited. */
+  readonly rateLimit: RateLimits | undefined;
+  /** `max_in_flight` of the sink block: overrides sink_concurrency for this sink. */
+  readonly maxInFlight: number | undefined;
 }
 
 export interface RouteSpec {
@@ -119,10 +124,13 @@ export async function resolveConfig(
       });
       continue;
     }
-    const { kind: _kind, ...rest } = block;
+    const { kind: _kind, rate_limit: limit, max_in_flight: maxInFlight, ...rest } = block;
     const result = factory.configSchema.safeParse(rest);
     if (!result.success) issues.push(...zodIssues(result.error, ['sinks', name]));
-    else sinks.push({ name, kind: block.kind, factory, config: result.data });
+    else {
+      const rateLimit = limit && { recordsPerSecond: limit.records_per_second, requestsPerSecond: limit.requests_per_second, burst: limit.burst };
+      sinks.push({ name, kind: block.kind, factory, config: result.data, rateLimit, maxInFlight });
+    }
   }
 
   const routes = new Map<string, { transforms: NamedTransform[]; sinks: string[] }>();

@@ -1,6 +1,9 @@
 import { z } from 'zod';
 import { stateSchema, viewSchema } from '../view/view-config.ts';
 
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
 const tlsSchema = z
   .object({
     ca_file: z.string().optional().describe('PEM file of the CA that signed the brokers\' certificates'),
@@ -190,6 +193,28 @@ export const schemaRegistrySchema = z
     }
   });
 
+/** Flow control any sink block takes beside its kind's own options (src/sink/rate-limiter.ts, write-combiner.ts). */
+export const rateLimitSchema = z
+  .object({
+    records_per_second: z.number().positive().optional().describe('records written to the sink per second, at most (average)'),
+    requests_per_second: z.number().positive().optional().describe('sink writes per second, at most (one combined batch is one write)'),
+    burst: z.number().int().positive().optional().describe('records that may go at once after an idle time (default: records_per_second)'),
+  })
+  .strict()
+  .superRefine((r, ctx) => {
+    if (r.records_per_second === undefined && r.requests_per_second === undefined) {
+      ctx.addIssue({ code: 'custom', path: [], message: 'set records_per_second, requests_per_second or both' });
+    }
+    if (r.burst !== undefined && r.records_per_second === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['burst'], message: 'burst sizes the records bucket: set records_per_second too' });
+    }
+  });
+
+export const sinkFlowShape = {
+  rate_limit: rateLimitSchema.optional().describe('token buckets shared by every partition writing to this sink'),
+  max_in_flight: z.number().int().min(1).max(64).optional().describe('writes to this sink at once (default sink_concurrency)'),
+};
+
 export const configSchema = z
   .object({
     kafka: kafkaSchema,
@@ -204,7 +229,7 @@ export const configSchema = z
       .strict()
       .default({}),
     /** Sinks by name; each block is checked against its kind's schema once kinds are known. */
-    sinks: z.record(z.string().regex(/^[A-Za-z0-9_-]+$/), z.object({ kind: z.string().min(1) }).passthrough()),
+    sinks: z.record(z.string().regex(/^[A-Za-z0-9_-]+$/), z.object({ kind: z.string().min(1), ...sinkFlowShape }).passthrough()),
     routes: z.array(routeSchema).default([]),
     unrouted: z
       .enum(['skip', 'fail'])
@@ -222,7 +247,13 @@ export const configSchema = z
     retry: retrySchema.default({}),
     dlq: dlqSchema.default({ kind: 'none' }).describe('dead-letter queue for records that can never succeed'),
     log: z
-      .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') })
+      .object({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+        format: z
+          .enum(LOG_FORMATS)
+          .default('auto')
+          .describe('auto: human-readable (pino-pretty) when stderr, where logs go, is a terminal, else JSON lines; json; pretty'),
+      })
       .strict()
       .default({}),
     metrics: metricsSchema.default({}),
@@ -245,6 +276,7 @@ export const configSchema = z
 export type RawConfig = z.infer<typeof configSchema>;
 export type KafkaConfig = z.infer<typeof kafkaSchema>;
 export type RetryConfig = z.infer<typeof retrySchema>;
+export type RateLimitConfig = z.infer<typeof rateLimitSchema>;
 export type DlqConfig = z.infer<typeof dlqSchema>;
 export type MetricsConfig = z.infer<typeof metricsSchema>;
 export type SchemaRegistryConfig = z.infer<typeof schemaRegistrySchema>;

@@ -465,6 +465,7 @@ function columnOf(node: SchemaNode, name: string): ColumnSchema {
     parameters: stringParameters(node.parameters),
     // Array elements have no name of their own.
     items: items ? columnOf(items, '') : undefined,
+    fields: node.type === 'struct' ? structFields(node).map((f) => columnOf(f, f.field as string)) : undefined,
   });
 }
 

@@ -259,6 +259,7 @@ class DebeziumDecoder implements Decoder {
       tsMs: finite(body['ts_ms']),
       kafka,
       columns: schema?.columns,
+      keyChange: record.headers['__debezium.newkey'] !== undefined ? 'old' : record.headers['__debezium.oldkey'] !== undefined ? 'new' : undefined,
     };
   }
 

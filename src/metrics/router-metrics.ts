@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { errorMessage } from '../errors.ts';
 import type { CircuitState, RouterEvents } from '../events.ts';
 import { createCommitLatencyTracker } from './commit-latency.ts';
+import { partitionLag, totalLag } from './partition-lag.ts';
 import { createRateWindow, type RateWindow } from './rate-window.ts';
 import type { PartitionStatus, SinkHealth, SinkStatus, StatusReport } from './status-report.ts';
 
@@ -57,6 +58,7 @@ interface SinkState {
   circuit: CircuitState;
   written: number;
   retries: number;
+  throttledMs: number;
   lastWriteAt: number | undefined;
   lastError: string | undefined;
   lastErrorAt: number | undefined;
@@ -153,6 +155,12 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
     labelNames: ['sink'] as const,
     registers,
   });
+  const throttled = new Counter({
+    name: 'cdc_router_sink_throttled_seconds_total',
+    help: "Time sink writes waited for the sink's rate_limit",
+    labelNames: ['sink'] as const,
+    registers,
+  });
   const circuitGauge = new Gauge({
     name: 'cdc_router_sink_circuit_state',
     help: "State of the sink's circuit breaker: 0 closed, 1 half-open, 2 open",
@@ -163,6 +171,32 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
     name: 'cdc_router_dlq_entries_total',
     help: 'Records stored in the dead-letter queue, by failure stage and sink',
     labelNames: ['stage', 'sink'] as const,
+    registers,
+  });
+
+  const viewChanges = new Counter({
+    name: 'cdc_router_view_changes_total',
+    help: "Input changes of a view: applied to its state, skipped (a redelivery recognised by its offset), failed (dead-lettered or retried)",
+    labelNames: ['view', 'outcome'] as const,
+    registers,
+  });
+  const viewResults = new Counter({
+    name: 'cdc_router_view_results_total',
+    help: 'Results a view produced (group rows changed or deleted), and delivered: acknowledged by its output sink',
+    labelNames: ['view', 'stage'] as const,
+    registers,
+  });
+  const viewResultFailures = new Counter({
+    name: 'cdc_router_view_result_failures_total',
+    help: 'Results the output sink refused for good (logged with their content)',
+    labelNames: ['view'] as const,
+    registers,
+  });
+  const viewTransaction = new Histogram({
+    name: 'cdc_router_view_transaction_seconds',
+    help: "Duration of one batch's state transaction of a view",
+    labelNames: ['view'] as const,
+    buckets: SINK_SECONDS,
     registers,
   });
 
@@ -188,6 +222,7 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
         circuit: 'closed',
         written: 0,
         retries: 0,
+        throttledMs: 0,
         lastWriteAt: undefined,
         lastError: undefined,
         lastErrorAt: undefined,
@@ -215,13 +250,7 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
     if (o.committed === undefined) return ours;
     return ours === undefined || o.committed > ours ? o.committed : ours;
   };
-  const lagOf = (o: PartitionOffsets): bigint | undefined => {
-    const position = positionOf(o);
-    const from = position ?? (options.fromBeginning ? o.low : undefined);
-    if (from === undefined) return undefined;
-    const lag = o.end - (from > o.low ? from : o.low);
-    return lag > 0n ? lag : 0n;
-  };
+  const lagOf = (o: PartitionOffsets): bigint | undefined => partitionLag(o, positionOf(o), options.fromBeginning);
   const setLag = (o: PartitionOffsets) => {
     const lag = lagOf(o);
     const labels = { topic: o.topic, partition: String(o.partition) };
@@ -231,6 +260,15 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
   const owns = (topic: string, partition: number) => assignment[topic]?.includes(partition) ?? false;
 
   const offs = [
+    events.on('view.applied', (v) => {
+      viewChanges.inc({ view: v.view, outcome: 'applied' }, v.applied);
+      viewChanges.inc({ view: v.view, outcome: 'skipped' }, v.skipped);
+      viewChanges.inc({ view: v.view, outcome: 'failed' }, v.failed);
+      viewResults.inc({ view: v.view, stage: 'produced' }, v.results);
+      viewTransaction.observe({ view: v.view }, v.durationMs / 1000);
+    }),
+    events.on('view.delivered', (v) => viewResults.inc({ view: v.view, stage: 'delivered' }, v.results)),
+    events.on('view.result-failed', (v) => viewResultFailures.inc({ view: v.view })),
     events.on('batch.started', (b) => {
       inFlight.set(tpKey(b.topic, b.partition), b.records);
       inFlightGauge.set({ topic: b.topic, partition: String(b.partition) }, b.records);
@@ -273,6 +311,10 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
       s.retries++;
       s.lastError = errorMessage(r.error);
       s.lastErrorAt = now();
+    }),
+    events.on('sink.throttled', (t) => {
+      throttled.inc({ sink: t.sink }, t.waitedMs / 1000);
+      sinkState(t.sink).throttledMs += t.waitedMs;
     }),
     events.on('sink.circuit', (c) => {
       sinkState(c.sink).circuit = c.state;
@@ -326,6 +368,7 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
   function status(): StatusReport {
     const t = now();
     const pausedNow = new Set(pausedSource().flatMap(({ topic, partitions }) => partitions.map((p) => tpKey(topic, p))));
+    const lags: (bigint | undefined)[] = [];
     const partitions: PartitionStatus[] = Object.entries(assignment)
       .flatMap(([topic, ps]) => ps.map((partition) => ({ topic, partition })))
       .sort((a, b) => (a.topic === b.topic ? a.partition - b.partition : a.topic < b.topic ? -1 : 1))
@@ -334,6 +377,7 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
         const o = offsets.get(k);
         const position = o ? positionOf(o) : committed.get(k);
         const lag = o ? lagOf(o) : undefined;
+        lags.push(lag);
         return {
           topic,
           partition,
@@ -344,13 +388,13 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
           in_flight: inFlight.get(k) ?? 0,
         };
       });
-    const lags = partitions.map((p) => p.lag);
     const sinkStatuses: SinkStatus[] = [...sinks].map(([name, s]) => ({
       name,
       health: sinkHealth(s),
       circuit: s.circuit,
       written: s.written,
       retries: s.retries,
+      throttled_seconds: s.throttledMs / 1000,
       last_write_at: iso(s.lastWriteAt),
       last_error: s.lastError ?? null,
       last_error_at: iso(s.lastErrorAt),
@@ -367,7 +411,7 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
       uptime_seconds: (t - startedAt) / 1000,
       offsets_at: iso(offsetsAt),
       partitions,
-      total_lag: lags.length > 0 && lags.every((l) => l !== null) ? lags.reduce<number>((a, l) => a + (l ?? 0), 0) : null,
+      total_lag: ((t) => (t === undefined ? null : Number(t)))(totalLag(lags)),
       paused: partitions.filter((p) => p.paused).map((p) => ({ topic: p.topic, partition: p.partition })),
       sinks: sinkStatuses,
       dlq: { entries: [...dlqByStage.values()].reduce((a, n) => a + n, 0), by_stage: Object.fromEntries(dlqByStage) },

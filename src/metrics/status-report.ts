@@ -25,6 +25,8 @@ export const sinkStatusSchema = z.object({
   circuit: z.enum(['closed', 'half-open', 'open']),
   written: z.number(),
   retries: z.number(),
+  /** Time its writes waited for its rate_limit since start (0 without one; absent from older routers). */
+  throttled_seconds: z.number().default(0),
   last_write_at: z.string().nullable(),
   last_error: z.string().nullable(),
   last_error_at: z.string().nullable(),

@@ -59,6 +59,8 @@ export interface ColumnSchema {
   readonly parameters: Readonly<Record<string, string>> | undefined;
   /** Element type for arrays. */
   readonly items: ColumnSchema | undefined;
+  /** Fields of a struct (e.g. a geometry's x, y, wkb, srid); absent for other types. */
+  readonly fields?: readonly ColumnSchema[] | undefined;
 }
 
 export interface ChangeEvent<R extends object = Row> {
@@ -76,6 +78,11 @@ export interface ChangeEvent<R extends object = Row> {
   readonly kafka: KafkaCoordinates;
   /** Columns of the row, when the value carried a schema block. */
   readonly columns: readonly ColumnSchema[] | undefined;
+  /**
+   * Half of a primary-key change (Debezium's `__debezium.newkey` / `__debezium.oldkey` headers): `old`
+   * on the delete of the old key, `new` on the create of the new key. Both carry the same position.
+   */
+  readonly keyChange?: 'old' | 'new' | undefined;
 }
 
 /** A null value after a delete: log compaction's marker. Carries no position, so it writes nothing. */

@@ -1,4 +1,5 @@
 import type { KafkaConfig } from '../config/schema.ts';
+import { partitionLag, totalLag } from '../metrics/partition-lag.ts';
 import { GroupActiveError } from './errors.ts';
 import { isGroupIdle, type GroupAdmin, type GroupDescription } from './group-admin.ts';
 import { resolveBound, selectPartitions, type OffsetBound } from './offset-bound.ts';
@@ -9,13 +10,17 @@ export interface PartitionLag {
   /** Undefined when the group never committed for the partition. */
   readonly committed: bigint | undefined;
   readonly end: bigint;
-  /** Records between the committed offset and the end; undefined without a committed offset. */
+  /** Records still to read (see partitionLag); undefined when never committed and not from_beginning. */
   readonly lag: bigint | undefined;
 }
 
 export interface GroupOffsets {
   readonly group: GroupDescription;
   readonly partitions: readonly PartitionLag[];
+  /** The sum of the lags, undefined when one is unknown (see totalLag). */
+  readonly totalLag: bigint | undefined;
+  /** kafka.from_beginning: where a partition never committed is read from. */
+  readonly fromBeginning: boolean;
 }
 
 /**
@@ -41,12 +46,11 @@ export async function groupOffsets(admin: GroupAdmin, kafka: KafkaConfig): Promi
         partition: b.partition,
         committed: c,
         end: b.high,
-        // A committed offset below the log start (retention) still has only `end - low` to read.
-        lag: c === undefined ? undefined : b.high - (c > b.low ? c : b.low),
+        lag: partitionLag({ low: b.low, end: b.high }, c, kafka.from_beginning),
       });
     }
   }
-  return { group, partitions };
+  return { group, partitions, totalLag: totalLag(partitions.map((p) => p.lag)), fromBeginning: kafka.from_beginning };
 }
 
 export interface ResetRequest {

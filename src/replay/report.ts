@@ -63,8 +63,15 @@ export function formatGroupOffsets(o: GroupOffsets): string {
       ...o.partitions.map((p) => [p.topic, String(p.partition), show(p.committed), String(p.end), show(p.lag)]),
     ]),
   );
-  const lag = o.partitions.reduce((sum, p) => sum + (p.lag ?? 0n), 0n);
-  lines.push(`total lag: ${lag}`);
+  const neverCommitted = o.partitions.filter((p) => p.committed === undefined).length;
+  if (neverCommitted > 0) {
+    lines.push(
+      o.fromBeginning
+        ? `${neverCommitted} partition(s) never committed (COMMITTED -): their lag counts from the first retained offset, where from_beginning starts`
+        : `${neverCommitted} partition(s) never committed (COMMITTED -): from_beginning is false, the group will start at the end then, so their lag is unknown (-)`,
+    );
+  }
+  lines.push(`total lag: ${o.totalLag === undefined ? 'unknown (-): not every partition has a known lag' : o.totalLag}`);
   return lines.join('\n') + '\n';
 }
 
@@ -83,7 +90,7 @@ export function groupOffsetsJson(o: GroupOffsets): string {
         end: Number(p.end),
         lag: num(p.lag),
       })),
-      total_lag: Number(o.partitions.reduce((sum, p) => sum + (p.lag ?? 0n), 0n)),
+      total_lag: num(o.totalLag),
     }) + '\n'
   );
 }

@@ -1,4 +1,5 @@
 import { elasticsearchSink } from '../../connectors/elasticsearch/elasticsearch-sink.ts';
+import { influxdbSink } from '../../connectors/influxdb/influxdb-sink.ts';
 import { fileSink } from '../../connectors/file/file-sink.ts';
 import { postgresSink } from '../../connectors/postgres/postgres-sink.ts';
 import { redisSink } from '../../connectors/redis/redis-sink.ts';
@@ -10,4 +11,5 @@ export const builtinSinkKinds = {
   postgres: postgresSink,
   redis: redisSink,
   elasticsearch: elasticsearchSink,
+  influxdb: influxdbSink,
 } satisfies Record<string, SinkFactory>;

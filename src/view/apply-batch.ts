@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import { CdcError, errorMessage } from '../errors.ts';
-import type { ChangeEvent, ColumnSchema, Row } from '../model/change-event.ts';
+import { CdcError, SinkError, errorMessage } from '../errors.ts';
+import { isUnavailable, type ChangeEvent, type ColumnSchema, type Row } from '../model/change-event.ts';
 import { encodePosition } from '../model/position.ts';
 import { keyString } from '../sink/coalesce.ts';
 import { ViewInputError } from './core/errors.ts';
@@ -21,7 +21,7 @@ export interface ResultPayload {
 export interface AppliedBatch {
   /** Input records that changed state (not redelivered, not stale). */
   readonly applied: number;
-  /** Input records recognised as already applied (offset) or older than what is stored (position). */
+  /** Input records recognised as already applied by their offset (a redelivery). */
   readonly skipped: number;
   readonly results: readonly ResultPayload[];
   /** Records that cannot be applied, by batch index; they changed nothing. */
@@ -35,6 +35,15 @@ interface WorkingGroup {
   readonly existed: boolean;
   touched: boolean;
 }
+
+/**
+ * Partitions that must wait at a record (the new key of a primary-key change whose old key's delete,
+ * on another partition, is not applied yet): that record and the partition's later ones are retried.
+ * Two partitions never wait on each other: each waits for a change of a lower position than its own.
+ */
+type Held = Map<string, { readonly offset: bigint; readonly error: CdcError }>;
+
+const partitionOf = (e: ChangeEvent) => partitionKey(e.kafka.topic, e.kafka.partition);
 
 /** One input change turned into what it does to the view: contributions retracted and added. */
 interface Delta {
@@ -78,6 +87,7 @@ export async function applyBatch(
   });
 
   const groups = new Map<string, WorkingGroup>();
+  const held: Held = new Map();
   let applied = 0;
   // Segments end at truncates: a truncate retracts every row stored before it, including rows this batch changed.
   let start = 0;
@@ -85,17 +95,23 @@ export async function applyBatch(
     const item = fresh[i];
     if (item !== undefined && item.event.op !== 't') continue;
     const segment = fresh.slice(start, i);
-    const deltas = plan.mode === 'table' ? await tableDeltas(client, store, plan, segment, failures) : streamDeltas(plan, segment, failures);
+    const deltas = plan.mode === 'table' ? await tableDeltas(client, store, plan, segment, failures, held) : streamDeltas(plan, segment, failures);
     applied += await applyDeltas(client, store, plan, deltas, groups, failures);
-    if (item !== undefined && plan.mode === 'table') {
+    if (item !== undefined && plan.mode === 'table' && !held.has(partitionOf(item.event))) {
       applied += await truncate(client, store, plan, item.event, groups);
     }
     start = i + 1;
   }
+  // A held partition's records from the one that waits on are not applied: they are retried, and its offset stops there.
+  for (const { index, event } of fresh) {
+    const h = held.get(partitionOf(event));
+    if (h && BigInt(event.kafka.offset) >= h.offset) failures.set(index, h.error);
+  }
+  for (const [p, h] of held) moved.set(p, h.offset);
 
   const results = await finishGroups(client, store, plan, groups, inputColumns, batch);
   await store.saveOffsets(client, view, moved);
-  return { applied, skipped: batch.length - fresh.length + (fresh.length - applied - failures.size), results, failures };
+  return { applied, skipped: batch.length - fresh.length, results, failures };
 }
 
 async function tableDeltas(
@@ -104,6 +120,7 @@ async function tableDeltas(
   plan: ViewPlan,
   segment: readonly { index: number; event: ChangeEvent }[],
   failures: Map<number, CdcError>,
+  held: Held,
 ): Promise<Delta[]> {
   if (segment.length === 0) return [];
   const rows = await store.lockRows(
@@ -115,6 +132,7 @@ async function tableDeltas(
   const changed = new Map<string, StoredRow>();
   const deltas: Delta[] = [];
   for (const { index, event } of segment) {
+    if (held.has(partitionOf(event))) continue;
     try {
       if (event.key === null) {
         throw new ViewInputError('VIEW_NO_KEY', `view ${plan.name}: table ${event.table.id} has no key; a view reads a table by its primary key`);
@@ -124,18 +142,50 @@ async function tableDeltas(
       const stored = changed.get(pk) ?? rows.get(pk) ?? { pos: null, image: null };
       if ((stored.pos !== null && stored.pos >= pos) || (truncatedAt !== null && truncatedAt >= pos)) continue;
       const row = event.op === 'd' ? null : event.after;
-      const image = row === null ? null : plan.image(event, row, stored.image);
+      let previous = stored.image;
+      if (previous === null && row !== null && event.keyChange === 'new' && Object.values(row).some(isUnavailable)) {
+        previous = await oldKeyImage(client, store, plan, segment, (k) => changed.get(k) ?? rows.get(k), pos);
+      }
+      const image = row === null ? null : plan.image(event, row, previous);
       const minus = stored.image === null ? [] : plan.contributions(stored.image);
       const plus = image === null ? [] : plan.contributions(image);
       validate(plan, plus);
-      changed.set(pk, { pos, image });
+      // The old key of a primary-key change keeps its image (an empty one when it had none) for the new key's create.
+      changed.set(pk, { pos, image, moved: event.keyChange === 'old' ? (stored.image ?? {}) : null });
       deltas.push({ index, minus, plus });
     } catch (err) {
-      failures.set(index, asCdcError(plan.name, err));
+      if (err instanceof CdcError && err.retriable) held.set(partitionOf(event), { offset: BigInt(event.kafka.offset), error: err });
+      else failures.set(index, asCdcError(plan.name, err));
     }
   }
   await store.saveRows(client, plan.name, changed);
   return deltas;
+}
+
+/**
+ * The new key of a primary-key change: its unchanged TOASTed values come from the old key's image.
+ * The old key's delete (same position) is in this batch, or was applied before (its image kept), or
+ * is still to come on another partition: then the partition waits (see Held).
+ */
+async function oldKeyImage(
+  client: pg.PoolClient,
+  store: StateStore,
+  plan: ViewPlan,
+  segment: readonly { index: number; event: ChangeEvent }[],
+  current: (pk: string) => StoredRow | undefined,
+  pos: string,
+): Promise<Row> {
+  const inBatch = segment.find((s) => s.event.keyChange === 'old' && encodePosition(s.event.position) === pos);
+  if (inBatch) {
+    const old = current(keyString(inBatch.event.key));
+    return old?.moved ?? old?.image ?? {};
+  }
+  const kept = await store.movedImage(client, plan.name, pos);
+  if (kept) return kept;
+  throw new SinkError(`view:${plan.name}`, `primary-key change at ${pos}: the delete of the old key (another partition) is not applied yet`, {
+    code: 'VIEW_KEY_CHANGE_PENDING',
+    retriable: true,
+  });
 }
 
 function streamDeltas(plan: ViewPlan, segment: readonly { index: number; event: ChangeEvent }[], failures: Map<number, CdcError>): Delta[] {

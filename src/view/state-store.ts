@@ -14,6 +14,11 @@ export interface StoredRow {
   readonly pos: string | null;
   /** Null after a delete: the row is gone, its position stays as a tombstone against older replays. */
   readonly image: Row | null;
+  /**
+   * The image of a row whose primary key changed, kept after the delete of the old key: the create of
+   * the new key (same position) sends unchanged TOASTed columns as placeholders, filled from it.
+   */
+  readonly moved?: Row | null;
 }
 
 export interface StoredGroup {
@@ -59,7 +64,8 @@ export class StateStore {
         view text NOT NULL, topic text NOT NULL, kpartition integer NOT NULL, next_offset bigint NOT NULL,
         PRIMARY KEY (view, topic, kpartition))`);
       await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_rows (
-        view text NOT NULL, pk text NOT NULL, pos text COLLATE "C", image jsonb, PRIMARY KEY (view, pk))`);
+        view text NOT NULL, pk text NOT NULL, pos text COLLATE "C", image jsonb, moved jsonb, PRIMARY KEY (view, pk))`);
+      await client.query(`CREATE INDEX IF NOT EXISTS view_rows_moved ON ${s}.view_rows (view, pos) WHERE moved IS NOT NULL`);
       await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_groups (
         view text NOT NULL, gid text NOT NULL, gkey jsonb NOT NULL, rows bigint NOT NULL, state jsonb NOT NULL,
         PRIMARY KEY (view, gid))`);
@@ -153,16 +159,30 @@ export class StateStore {
     const pks: string[] = [];
     const poss: (string | null)[] = [];
     const images: (string | null)[] = [];
+    const moved: (string | null)[] = [];
     for (const [pk, r] of rows) {
       pks.push(pk);
       poss.push(r.pos);
       images.push(r.image === null ? null : toJson(r.image));
+      moved.push(r.moved ? toJson(r.moved) : null);
     }
     await client.query(
-      `UPDATE ${this.s}.view_rows v SET pos = u.pos, image = u.image::jsonb
-       FROM unnest($2::text[], $3::text[], $4::text[]) AS u(pk, pos, image) WHERE v.view = $1 AND v.pk = u.pk`,
-      [view, pks, poss, images],
+      `UPDATE ${this.s}.view_rows v SET pos = u.pos, image = u.image::jsonb, moved = u.moved::jsonb
+       FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS u(pk, pos, image, moved) WHERE v.view = $1 AND v.pk = u.pk`,
+      [view, pks, poss, images, moved],
     );
+  }
+
+  /**
+   * The image the old key of a primary-key change left at this position; undefined when that delete
+   * is not applied yet. Read without a lock: the row is deleted and its `moved` never changes again.
+   */
+  async movedImage(client: pg.PoolClient, view: string, pos: string): Promise<Row | undefined> {
+    const res = await client.query<{ moved: Row }>(`SELECT moved FROM ${this.s}.view_rows WHERE view = $1 AND pos = $2 AND moved IS NOT NULL`, [
+      view,
+      pos,
+    ]);
+    return res.rows[0]?.moved;
   }
 
   /** Locks the groups (sorted; placeholders for new ones) and returns their state. */
@@ -232,12 +252,48 @@ export class StateStore {
     if (ids.length > 0) await client.query(`DELETE FROM ${this.s}.view_outbox WHERE id = ANY($1::bigint[])`, [ids]);
   }
 
-  /** Drops every piece of a view's state (views reset). */
-  async resetView(client: pg.PoolClient, view: string): Promise<void> {
-    for (const t of ['view_offsets', 'view_rows', 'view_groups', 'view_truncates', 'view_outbox']) {
+  /**
+   * Drops a view's state (views reset). Its results are deleted downstream: a delete of every group
+   * goes to the outbox, with a version above every one written so far.
+   */
+  async resetView(client: pg.PoolClient, view: string): Promise<number> {
+    const groups = await client.query<{ gkey: Row }>(`SELECT gkey FROM ${this.s}.view_groups WHERE view = $1 AND rows > 0 FOR UPDATE`, [view]);
+    const versions = await this.nextVersions(client, groups.rows.length);
+    const now = Date.now();
+    await this.addToOutbox(
+      client,
+      view,
+      groups.rows.map((g, i) => ({ op: 'd', key: g.gkey, after: null, version: versions[i]!.toString(), tsMs: now, columns: undefined })),
+    );
+    for (const t of ['view_offsets', 'view_rows', 'view_groups', 'view_truncates']) {
       await client.query(`DELETE FROM ${this.s}.${t} WHERE view = $1`, [view]);
     }
+    return groups.rows.length;
   }
+
+  /** What `views list` shows of one view. */
+  async summary(client: pg.PoolClient, view: string): Promise<ViewSummary> {
+    const one = async (sql: string) => Number((await client.query<{ n: string }>(sql, [view])).rows[0]?.n ?? 0);
+    const offsets = await client.query<{ topic: string; kpartition: number; next_offset: string }>(
+      `SELECT topic, kpartition, next_offset::text FROM ${this.s}.view_offsets WHERE view = $1 ORDER BY topic, kpartition`,
+      [view],
+    );
+    return {
+      rows: await one(`SELECT count(*)::text AS n FROM ${this.s}.view_rows WHERE view = $1 AND image IS NOT NULL`),
+      groups: await one(`SELECT count(*)::text AS n FROM ${this.s}.view_groups WHERE view = $1 AND rows > 0`),
+      outbox: await one(`SELECT count(*)::text AS n FROM ${this.s}.view_outbox WHERE view = $1`),
+      offsets: offsets.rows.map((r) => ({ topic: r.topic, partition: r.kpartition, next: r.next_offset })),
+    };
+  }
+}
+
+export interface ViewSummary {
+  /** Row images held (a table's live rows the view has seen). */
+  readonly rows: number;
+  readonly groups: number;
+  /** Results committed but not yet acknowledged by the output sink. */
+  readonly outbox: number;
+  readonly offsets: readonly { readonly topic: string; readonly partition: number; readonly next: string }[];
 }
 
 export function partitionKey(topic: string, partition: number): string {

@@ -65,7 +65,7 @@ export const viewSchema = z
       ])
       .describe('the input: { table: <id> } or { stream: <id> }'),
     where: whereSchema.optional().describe('rows counted: a column equals / differs from / is in values (default every row)'),
-    group_by: z.array(columnName).default([]).describe('group columns (default none: one result row)'),
+    group_by: z.array(columnName).default([]).describe('group columns (default none: one result row, keyed by a column `view` holding the view name)'),
     aggregations: z
       .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a result column name'), aggregationSchema)
       .refine((r) => Object.keys(r).length > 0, 'at least one aggregation')
@@ -99,7 +99,7 @@ export const viewSchema = z
       ctx.addIssue({ code: 'custom', path: ['window', 'hopping', 'advance'], message: 'must not exceed size' });
     }
     for (const name of Object.keys(v.aggregations)) {
-      if (v.group_by.includes(name) || name === 'window_start' || name === 'window_end') {
+      if (v.group_by.includes(name) || ['window_start', 'window_end', 'view'].includes(name)) {
         ctx.addIssue({ code: 'custom', path: ['aggregations', name], message: 'collides with a key column of the result' });
       }
     }

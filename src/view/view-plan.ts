@@ -97,7 +97,9 @@ function resultColumn(a: PlannedAggregation, input: ColumnSchema | undefined): C
       if (input && (input.type === 'double' || input.type === 'float')) return { ...DOUBLE, name: a.name };
       return { ...DECIMAL, name: a.name };
     default:
-      return { ...DOUBLE, name: a.name };
+      // avg, variance and standard deviation: exact decimals (as PostgreSQL's numeric) unless the input is a float.
+      if (input && (input.type === 'double' || input.type === 'float')) return { ...DOUBLE, name: a.name };
+      return { ...DECIMAL, name: a.name };
   }
 }
 
@@ -144,7 +146,8 @@ export function planView(name: string, config: ViewConfig): ViewPlan {
 
   function contributions(img: Readonly<Row>): Contribution[] {
     if (where && !where(img)) return [];
-    const key: Row = {};
+    // A view with neither groups nor a window has one result row: keyed by the view's name, as sinks need a key.
+    const key: Row = config.group_by.length === 0 && !window ? { view: name } : {};
     for (const g of config.group_by) key[g] = normalize(img[g]);
     const values = aggregations.map((a) => (a.column === undefined ? null : img[a.column]));
     if (!window) return [{ groupId: jsonWithBigints(Object.values(key)), groupKey: key, values }];
@@ -163,6 +166,7 @@ export function planView(name: string, config: ViewConfig): ViewPlan {
     if (!inputColumns) return undefined;
     const byName = new Map(inputColumns.map((c) => [c.name, c]));
     const keyCols = config.group_by.map((g) => ({ ...(byName.get(g) ?? { ...INT64, type: 'string' }), name: g, optional: false }));
+    if (config.group_by.length === 0 && !window) keyCols.push({ ...INT64, type: 'string', name: 'view' });
     const windowCols = window ? [{ ...INT64, name: 'window_start' }, { ...INT64, name: 'window_end' }] : [];
     return [
       ...keyCols,

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer } from 'node:net';
 import { Client, errors } from '@elastic/elasticsearch';
@@ -10,6 +11,7 @@ import { SinkError } from '../../src/errors.ts';
 import type { ChangeEvent, ColumnSchema, Row, TableId } from '../../src/model/change-event.ts';
 import { position } from '../../src/model/position.ts';
 import type { Sink, SinkResult } from '../../src/sink/sink.ts';
+import { createDecoder } from '../../src/decode/debezium.ts';
 import { objectMemberSpans } from '../../src/decode/json-scan.ts';
 import { describeSinkConformance } from './sink-conformance.ts';
 import { makeEvent, UNAVAILABLE } from '../support/events.ts';
@@ -383,5 +385,246 @@ describe('elasticsearch sink: failure classification against a scripted server',
       unavailable = false;
       await sink.close();
     }
+  });
+});
+
+/** Base64 two's-complement big-endian unscaled value, as JsonConverter writes a Connect Decimal. */
+function decimalBase64(text: string, scale: number): string {
+  const negative = text.startsWith('-');
+  const [whole = '0', fraction = ''] = text.replace('-', '').split('.');
+  let v = BigInt(whole + fraction.padEnd(scale, '0'));
+  if (negative) v = -v;
+  const bytes: number[] = [];
+  for (;;) {
+    bytes.unshift(Number(BigInt.asUintN(8, v)));
+    v >>= 8n;
+    const signBit = (bytes[0]! & 0x80) !== 0;
+    if ((v === 0n && !signBit) || (v === -1n && signBit)) break;
+  }
+  return Buffer.from(bytes).toString('base64');
+}
+
+/** Counts every mapped field (properties and multi-fields, at any depth). */
+function countFields(properties: Record<string, unknown> | undefined): number {
+  let n = 0;
+  for (const m of Object.values(properties ?? {})) {
+    const field = m as { properties?: Record<string, unknown>; fields?: Record<string, unknown> };
+    n += 1 + countFields(field.properties) + countFields(field.fields);
+  }
+  return n;
+}
+
+describe('elasticsearch sink: mapping from the Debezium schema', () => {
+  const schema = `esmap_${randomUUID().slice(0, 8)}`;
+  const es = new Client({ node: NODE });
+  let sink: Sink;
+  let lsn = 50_000;
+  const next = () => (lsn += 10);
+
+  // The all-types fixture (real Debezium 2.7 PostgreSQL output) plus the types PostgreSQL does not
+  // send: nanosecond timestamps and times, a declared short string, a Connect map, a zoned timestamp
+  // beyond year 9999.
+  const fixture = JSON.parse(readFileSync(new URL('../fixtures/debezium/postgres/all-types.json', import.meta.url), 'utf8')) as {
+    schema: { fields: { field: string; fields?: unknown[] }[] };
+    payload: { after: Record<string, unknown> };
+  };
+  const extraFields = [
+    { type: 'int64', optional: true, name: 'io.debezium.time.NanoTimestamp', version: 1, field: 'tsn' },
+    { type: 'int64', optional: true, name: 'io.debezium.time.NanoTime', version: 1, field: 'tn' },
+    { type: 'string', optional: true, parameters: { '__debezium.source.column.length': '12' }, field: 'code' },
+    { type: 'map', optional: true, keys: { type: 'string', optional: false }, values: { type: 'string', optional: true }, field: 'attrs' },
+    { type: 'string', optional: true, name: 'io.debezium.time.ZonedTimestamp', version: 1, field: 'tstz_far' },
+  ];
+  for (const f of fixture.schema.fields) if (f.field === 'after' || f.field === 'before') f.fields = [...(f.fields ?? []), ...extraFields];
+  const baseRow = {
+    ...fixture.payload.after,
+    tsn: '1718454896123456789',
+    tn: 45296789012345,
+    code: 'A-1',
+    attrs: { color: 'red' },
+    tstz_far: '+10000-01-01T00:00:00Z',
+  };
+  const decoder = createDecoder();
+  let columns: readonly ColumnSchema[] | undefined;
+
+  /** A change decoded from the fixture's envelope with some columns replaced (Connect-encoded values). */
+  function change(table: string, id: number, overrides: Record<string, unknown> = {}): ChangeEvent {
+    const payload = { ...fixture.payload, after: { ...baseRow, id, ...overrides } };
+    const text = JSON.stringify({ schema: fixture.schema, payload }).replace(/"tsn":"(\d+)"/, '"tsn":$1');
+    const decoded = decoder.decode({ topic: 'dbserver1.public.all_types', partition: 0, offset: String(id), timestamp: Date.now(), key: Buffer.from(JSON.stringify({ id })), value: Buffer.from(text), headers: {} });
+    if (decoded.kind !== 'change') throw new Error(`expected a change, got ${decoded.kind}`);
+    columns ??= decoded.columns;
+    return makeEvent({ op: 'c', schema, table, key: { id }, after: decoded.after, lsn: next(), columns: [...(columns ?? [])] });
+  }
+  /** Events of one schema share their columns array, as the decoder's do. */
+  function sameSchema(events: ChangeEvent[]): ChangeEvent[] {
+    const shared = events[0]?.columns;
+    return events.map((e) => ({ ...e, columns: shared }));
+  }
+
+  const search = async (index: string, query: Record<string, unknown>, sort?: Record<string, unknown>[]) => {
+    const res = await es.search<Row>({ index, query, size: 100, ...(sort ? { sort } : {}) });
+    return res.hits.hits.map((h) => Number(h._id));
+  };
+  const sourceText = async (index: string, id: number) => (await fetch(`${NODE}/${encodeURIComponent(index)}/_source/${id}`)).text();
+
+  beforeAll(async () => {
+    sink = openSink({ tables: { [`${schema}.json_off`]: { json_columns: { doc: 'disabled' } } } }, 'es-map');
+    await sink.start();
+  });
+  afterAll(async () => {
+    await dropIndices(es, schema);
+    await sink.close();
+    await es.close();
+  });
+
+  it('types every column of a new index from the schema, and every decoded value is accepted', async () => {
+    const events = sameSchema([
+      change('all', 1, { doc: JSON.stringify({ nested: { arr: [1, 'two', null] } }) }),
+      change('all', 2, { doc: JSON.stringify({ nested: { arr: 'x' } }) }),
+      change('all', 3, {
+        doc: JSON.stringify({ ...Object.fromEntries(Array.from({ length: 3000 }, (_, i) => [`key_${i}`, i % 2 ? i : `v${i}`])), long: 'é'.repeat(40_000) }),
+        // Longer than a Lucene term: kept, not indexed.
+        uid: 'u'.repeat(40_000),
+      }),
+    ]);
+    expectOk(await sink.write(events));
+    const index = indexOf(schema, 'all');
+    const mapping = (await es.indices.getMapping({ index }))[index]?.mappings;
+    expect(mapping?.dynamic).toBe('false');
+    const p = (mapping?.properties ?? {}) as Record<string, Record<string, unknown>>;
+    const typeOf = (f: string) => p[f]?.['type'];
+    expect({
+      price: typeOf('price'), amount: typeOf('amount'), birth: typeOf('birth'), ts: typeOf('ts'), ts_ms: typeOf('ts_ms'), tsn: typeOf('tsn'),
+      tstz: typeOf('tstz'), ttz: typeOf('ttz'), t: typeOf('t'), tn: typeOf('tn'), iv: typeOf('iv'), dur: typeOf('dur'), uid: typeOf('uid'),
+      mood: typeOf('mood'), code: typeOf('code'), raw: typeOf('raw'), bits: typeOf('bits'), doc: typeOf('doc'), attrs: typeOf('attrs'),
+      tags: typeOf('tags'), prices: typeOf('prices'), dates: typeOf('dates'), ratio: typeOf('ratio'), flag: typeOf('flag'), id: typeOf('id'),
+    }).toEqual({
+      price: 'double', amount: 'double', birth: 'date', ts: 'date', ts_ms: 'date', tsn: 'date',
+      tstz: 'date', ttz: 'date', t: 'keyword', tn: 'keyword', iv: 'keyword', dur: 'long', uid: 'keyword',
+      mood: 'keyword', code: 'keyword', raw: 'binary', bits: 'binary', doc: 'flattened', attrs: 'flattened',
+      tags: 'text', prices: 'double', dates: 'date', ratio: 'double', flag: 'boolean', id: 'integer',
+    });
+    expect(p['ts']?.['fields']).toMatchObject({ nanos: { type: 'date_nanos' } });
+    expect(p['location']?.['properties']).toMatchObject({ x: { type: 'double' }, y: { type: 'double' }, wkb: { type: 'binary' }, srid: { type: 'integer' } });
+    // Thousands of distinct JSON keys and mixed types: still one field.
+    expect(countFields(mapping?.properties)).toBeLessThan(80);
+    await es.indices.refresh({ index });
+    expect(await countDocs(es, index)).toBe(3);
+    expect(await search(index, { term: { 'doc.nested.arr': 'two' } })).toEqual([1]);
+    expect(await search(index, { term: { 'doc.nested.arr': 'x' } })).toEqual([2]);
+    expect(await search(index, { term: { 'doc.key_2999': '2999' } })).toEqual([3]);
+    expect(((await readDoc(es, index, { id: 3 }))?.['doc'] as Row)['long']).toHaveLength(40_000);
+    // Pre-1970, year 0, 1 BC and year 10000 values are indexed in the `date` field.
+    expect(await search(index, { range: { ts_before_epoch: { lt: '1970-01-01T00:00:00.000000' } } })).toHaveLength(3);
+    expect(await search(index, { range: { ts_first_ad: { lte: '0001-01-01T00:00:00.000000' } } })).toHaveLength(3);
+    expect(await search(index, { range: { bc: { lt: '0000-01-01' } } })).toHaveLength(3);
+    expect(await search(index, { range: { far_future: { gte: '+010000-01-01' } } })).toHaveLength(3);
+    // Outside date_nanos' range: in _source and _ignored, the document written all the same.
+    expect(await search(index, { term: { _ignored: 'ts_before_epoch.nanos' } }, [{ id: 'asc' }])).toEqual([1, 2, 3]);
+    expect(await search(index, { term: { _ignored: 'tstz_far' } }, [{ id: 'asc' }])).toEqual([1, 2, 3]);
+    expect(await search(index, { term: { _ignored: 'ts.nanos' } })).toEqual([]);
+    expect(await readDoc(es, index, { id: 1 })).toMatchObject({ ts_before_epoch: '1969-12-31T23:59:59.999999', tstz_far: '+10000-01-01T00:00:00Z', far_future: '+010000-01-01' });
+  });
+
+  it('compares decimals as numbers and keeps their exact text', async () => {
+    const prices = ['9.500', '9.501', '50.000', '100.250', '100.251', '-3.000', '1000.000'];
+    const big = '1234567890123456789012345678.1234567891';
+    const events = sameSchema(prices.map((v, i) => change('prices', i + 1, { price: decimalBase64(v, 3), big: decimalBase64(big, 10) })));
+    expectOk(await sink.write(events));
+    const index = indexOf(schema, 'prices');
+    await es.indices.refresh({ index });
+    const ids = await search(index, { range: { price: { gt: 9.5, lte: 100.25 } } }, [{ price: 'asc' }]);
+    expect(ids).toEqual([2, 3, 4]);
+    expect(await search(index, { range: { price: { lt: 0 } } })).toEqual([6]);
+    const agg = await es.search({ index, size: 0, aggs: { max: { max: { field: 'price' } } } });
+    expect((agg.aggregations?.['max'] as { value: number }).value).toBe(1000);
+    // More digits than a double holds: exact in _source.
+    expect(await sourceText(index, 1)).toContain(`"big":"${big}"`);
+    expect(await sourceText(index, 4)).toContain('"price":"100.250"');
+  });
+
+  it('range-queries micro and nano timestamps at their precision', async () => {
+    const micro = 1718454896123456;
+    const nano = 1718454896123456789n;
+    const events = sameSchema(
+      [0, 1, 2].map((i) => change('instants', i + 1, { ts: micro + i, tsn: `${nano + BigInt(i)}` })),
+    );
+    expectOk(await sink.write(events));
+    const index = indexOf(schema, 'instants');
+    await es.indices.refresh({ index });
+    const stored = await readDoc(es, index, { id: 2 });
+    expect(stored).toMatchObject({ ts: '2024-06-15T12:34:56.123457', tsn: '2024-06-15T12:34:56.123456790' });
+    expect(await search(index, { range: { 'ts.nanos': { gt: '2024-06-15T12:34:56.123456' } } }, [{ 'ts.nanos': 'asc' }])).toEqual([2, 3]);
+    expect(await search(index, { range: { 'tsn.nanos': { gte: '2024-06-15T12:34:56.123456790', lt: '2024-06-15T12:34:56.123456791' } } })).toEqual([2]);
+    // The `date` field itself: millisecond precision.
+    expect(await search(index, { range: { ts: { gte: '2024-06-15T12:34:56.123', lt: '2024-06-15T12:34:56.124' } } })).toHaveLength(3);
+    // Times of day sort as text.
+    const times = sameSchema([change('times', 1, { t: 36000000000 }), change('times', 2, { t: 0 }), change('times', 3, { t: 86400000000 }), change('times', 4, { t: 3600000001 })]);
+    expectOk(await sink.write(times));
+    await es.indices.refresh({ index: indexOf(schema, 'times') });
+    expect(await search(indexOf(schema, 'times'), { match_all: {} }, [{ t: 'asc' }])).toEqual([2, 4, 1, 3]);
+  });
+
+  it('maps a Json column as configured: disabled takes any JSON value; flattened refuses a bare scalar, naming the field', async () => {
+    const scalar = JSON.stringify(5);
+    expectOk(await sink.write(sameSchema([change('json_off', 1, { doc: scalar }), change('json_off', 2, { doc: JSON.stringify([1, 'a', { b: null }]) })])));
+    const off = indexOf(schema, 'json_off');
+    const mapping = (await es.indices.getMapping({ index: off }))[off]?.mappings.properties;
+    expect(mapping?.['doc']).toEqual({ type: 'object', enabled: false });
+    expect(await readDoc(es, off, { id: 2 })).toMatchObject({ doc: [1, 'a', { b: null }] });
+
+    const results = await sink.write(sameSchema([change('json_on', 1, { doc: scalar }), change('json_on', 2, { doc: '{"a":1}' })]));
+    expect(results[1]).toEqual({ ok: true });
+    expect(results[0]).toMatchObject({ ok: false, error: { retriable: false } });
+    expect(!results[0]?.ok && results[0]?.error.message).toMatch(/\[doc\] of type \[flattened\]/);
+  });
+
+  it('adds a column that appears later from its schema before writing it', async () => {
+    const col = (name: string, type: string, semantic?: string, parameters?: Record<string, string>): ColumnSchema => ({ name, type, semantic, optional: true, parameters, items: undefined });
+    const v1 = [col('id', 'int32'), col('name', 'string')];
+    const v2 = [...v1, col('price', 'bytes', 'org.apache.kafka.connect.data.Decimal', { scale: '2' }), col('seen', 'int64', 'io.debezium.time.MicroTimestamp')];
+    const at = (id: number, after: Row, cols: ColumnSchema[]) => makeEvent({ op: 'c', schema, table: 'evolving', key: { id }, after: { id, ...after }, lsn: next(), columns: cols });
+    expectOk(await sink.write([at(1, { name: 'a' }, v1)]));
+    // One batch with both schemas: the new columns are mapped before the write.
+    expectOk(await sink.write([at(2, { name: 'b' }, v1), at(3, { name: 'c', price: '12.50', seen: '2024-06-15T10:00:00.000001' }, v2), at(4, { name: 'd', price: '7.25', seen: '2024-06-15T10:00:00.000002' }, v2)]));
+    const index = indexOf(schema, 'evolving');
+    const p = (await es.indices.getMapping({ index }))[index]?.mappings.properties as Record<string, { type?: string }>;
+    expect(p['price']?.type).toBe('double');
+    expect(p['seen']?.type).toBe('date');
+    await es.indices.refresh({ index });
+    expect(await search(index, { range: { price: { gt: 10 } } })).toEqual([3]);
+  });
+
+  it('refuses a schema that an existing index maps incompatibly, once per index and schema, naming field and both types', async () => {
+    const index = indexOf(schema, 'conflicting');
+    // What dynamic mapping made of decimals as text and of a mixed JSON array.
+    await es.indices.create({
+      index,
+      settings: { number_of_replicas: 0 },
+      mappings: { properties: { price: { type: 'text' }, doc: { properties: { nested: { properties: { arr: { type: 'long' } } } } } } },
+    });
+    const statsBefore = await es.indices.stats({ index, metric: 'indexing' });
+    const events = sameSchema([change('conflicting', 1), change('conflicting', 2), change('conflicting', 3)]);
+    const results = await sink.write(events);
+    for (const r of results) {
+      expect(r).toMatchObject({ ok: false, error: { retriable: false, code: 'MAPPING_CONFLICT' } });
+    }
+    const message = !results[0]?.ok ? results[0]?.error.message : '';
+    expect(message).toContain('field [price] is mapped as [text] but its column needs [double]');
+    expect(message).toContain('field [doc] is mapped as [object] but its column needs [flattened]');
+    // Nothing was sent: no per-record 400s.
+    expect(await sink.write([events[0]!])).toMatchObject([{ ok: false, error: { code: 'MAPPING_CONFLICT' } }]);
+    const statsAfter = await es.indices.stats({ index, metric: 'indexing' });
+    expect(statsAfter._all.primaries?.indexing?.index_failed).toBe(statsBefore._all.primaries?.indexing?.index_failed);
+    expect(await countDocs(es, index)).toBe(0);
+  });
+
+  it('maps dynamically an index made from changes without a schema (schemas.enable=false)', async () => {
+    expectOk(await sink.write([makeEvent({ op: 'c', schema, table: 'schemaless', key: { id: 1 }, after: { id: 1, name: 'x', n: 2 }, lsn: next() })]));
+    const index = indexOf(schema, 'schemaless');
+    const mapping = (await es.indices.getMapping({ index }))[index]?.mappings;
+    expect(mapping?.dynamic).toBeUndefined();
+    expect((mapping?.properties?.['n'] as { type?: string }).type).toBe('long');
   });
 });

@@ -20,7 +20,7 @@ interface ShowJson {
   state: string;
   members: { member_id: string; client_id: string; host: string; assignment: Record<string, number[]> }[];
   partitions: { topic: string; partition: number; committed: number | null; end: number; lag: number | null }[];
-  total_lag: number;
+  total_lag: number | null;
 }
 
 function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -125,14 +125,43 @@ describe('offsets show and reset on a real broker', () => {
       expect(text.stdout).toMatch(new RegExp(`^${topic.replace(/\./g, '\\.')}\\s+0\\s+10\\s+15\\s+5$`, 'm'));
       expect(text.stdout).toContain('total lag: 5');
 
-      // A group that never committed: committed and lag unknown ("-"), not zero.
+      // A group that never committed, with from_beginning (the default): committed unknown ("-"), lag
+      // what it will read from the first retained offset, never 0.
       const fresh = await resolveConfig(configDocument(topic, uniqueName('never')));
       const none = await groupOffsets(admin, fresh.kafka);
       expect(none.group.state).toBe('Dead');
       expect(none.partitions.map((p) => [p.committed, p.end, p.lag])).toEqual([
-        [undefined, 15n, undefined],
-        [undefined, 6n, undefined],
+        [undefined, 15n, 15n],
+        [undefined, 6n, 6n],
       ]);
+      expect(none.totalLag).toBe(21n);
+      const neverFile = join(dir, 'never.json');
+      await writeFile(neverFile, JSON.stringify(configDocument(topic, uniqueName('never'))));
+      const never = JSON.parse((await runCli(['offsets', 'show', '--config', neverFile, '--json'])).stdout) as ShowJson;
+      expect(never.partitions.map((p) => [p.committed, p.lag])).toEqual([
+        [null, 15],
+        [null, 6],
+      ]);
+      expect(never.total_lag).toBe(21);
+      const neverText = (await runCli(['offsets', 'show', '--config', neverFile])).stdout;
+      expect(neverText).toMatch(new RegExp(`^${topic.replace(/\./g, '\\.')}\\s+0\\s+-\\s+15\\s+15$`, 'm'));
+      expect(neverText).toContain('2 partition(s) never committed (COMMITTED -): their lag counts from the first retained offset');
+      expect(neverText).toContain('total lag: 21');
+
+      // Without from_beginning a new group starts at the end: its lag is unknown (null), and so is the total.
+      const lateDocument = configDocument(topic, uniqueName('late'));
+      const lateFile = join(dir, 'late.json');
+      await writeFile(lateFile, JSON.stringify({ ...lateDocument, kafka: { ...lateDocument.kafka, from_beginning: false } }));
+      const late = JSON.parse((await runCli(['offsets', 'show', '--config', lateFile, '--json'])).stdout) as ShowJson;
+      expect(late.partitions.map((p) => [p.committed, p.end, p.lag])).toEqual([
+        [null, 15, null],
+        [null, 6, null],
+      ]);
+      expect(late.total_lag).toBeNull();
+      const lateText = (await runCli(['offsets', 'show', '--config', lateFile])).stdout;
+      expect(lateText).toMatch(new RegExp(`^${topic.replace(/\./g, '\\.')}\\s+0\\s+-\\s+15\\s+-$`, 'm'));
+      expect(lateText).toContain('from_beginning is false');
+      expect(lateText).toContain('total lag: unknown');
     } finally {
       await service.stop();
     }

@@ -22,10 +22,10 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const PG_BIN = process.env['PG_BIN'] ?? '/usr/lib/postgresql/15/bin';
 /** The OS user that runs PostgreSQL when the tests run as root (initdb refuses root). */
 const PG_OS_USER = process.env['PG_OS_USER'] ?? 'postgres';
-const SHARED_PORTS = new Set([5432, 5433, 6379, 8081, 8083, 9092, 9093, 9200, 9300, 9464]);
+const SHARED_PORTS = new Set([5432, 5433, 6379, 8081, 8083, 9092, 9093, 9200, 9300, 9464, 18086, 18088]);
 
 export interface PrivateServer {
-  readonly kind: 'redis' | 'postgres' | 'elasticsearch';
+  readonly kind: 'redis' | 'postgres' | 'elasticsearch' | 'influxdb';
   readonly port: number;
   /** How a client reaches it: redis://…, postgres://…, http://… */
   readonly url: string;
@@ -320,6 +320,52 @@ export async function startPrivateElasticsearch(): Promise<PrivateServer> {
     async start() {
       if (running) return;
       // Marked first: a failed start may still have left a server to stop.
+      running = true;
+      await script('up');
+    },
+    async stop() {
+      if (!running) return;
+      await script('down');
+      running = false;
+    },
+    async destroy() {
+      await script('reset');
+      running = false;
+      onExit.delete(kill);
+    },
+  };
+  try {
+    await server.start();
+  } catch (err) {
+    await server.destroy().catch(() => undefined);
+    throw err;
+  }
+  return server;
+}
+
+/**
+ * An InfluxDB 1.x server through the project's script (`INFLUX_PORT=<port> scripts/influxdb.sh`): its
+ * own HTTP port and RPC port (HTTP + 2), state under .run/influxdb-<port>. stop() is
+ * `scripts/influxdb.sh down` (SIGTERM, SIGKILL after 30 s); start() brings it back with its data.
+ */
+export async function startPrivateInfluxdb(): Promise<PrivateServer> {
+  const port = await freePort(2);
+  const env: NodeJS.ProcessEnv = { ...process.env, INFLUX_PORT: String(port) };
+  delete env['INFLUX_RPC_PORT'];
+  const script = (command: 'up' | 'down' | 'reset') => runOk('bash', ['scripts/influxdb.sh', command], { cwd: ROOT, env });
+  const pidFile = join(process.env['CDC_ROUTER_RUN'] ?? join(ROOT, '.run'), `influxdb-${port}`, 'influxd.pid');
+  const kill = () => process.kill(Number(readFileSync(pidFile, 'utf8').trim()), 'SIGKILL');
+  onExit.add(kill);
+  let running = false;
+  const server: PrivateServer = {
+    kind: 'influxdb',
+    port,
+    url: `http://127.0.0.1:${port}`,
+    get running() {
+      return running;
+    },
+    async start() {
+      if (running) return;
       running = true;
       await script('up');
     },

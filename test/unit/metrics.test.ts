@@ -115,6 +115,8 @@ describe('router metrics', () => {
       events.emit('sink.written', { sink: 'out', records: 3, durationMs: 12 });
       events.emit('sink.retry', { sink: 'pg', attempt: 0, delayMs: 10, error: new Error('connection refused') });
       events.emit('sink.circuit', { sink: 'pg', state: 'open' });
+      events.emit('sink.throttled', { sink: 'out', records: 3, waitedMs: 1_500 });
+      events.emit('sink.throttled', { sink: 'out', records: 3, waitedMs: 250 });
       events.emit('record.dead-lettered', {
         topic: 't',
         partition: 0,
@@ -157,6 +159,7 @@ describe('router metrics', () => {
       expect(get('cdc_router_sink_write_duration_seconds_sum{sink="out"}')).toBeCloseTo(0.012);
       expect(get('cdc_router_sink_batch_size_records_bucket{le="5",sink="out"}')).toBe(1);
       expect(get('cdc_router_sink_retries_total{sink="pg"}')).toBe(1);
+      expect(get('cdc_router_sink_throttled_seconds_total{sink="out"}')).toBeCloseTo(1.75);
       expect(get('cdc_router_sink_circuit_state{sink="pg"}')).toBe(2);
       expect(get('cdc_router_sink_circuit_state{sink="out"}')).toBe(0);
       expect(get('cdc_router_dlq_entries_total{stage="decode",sink=""}')).toBe(1);
@@ -186,7 +189,7 @@ describe('router metrics', () => {
         dlq: { entries: 1, by_stage: { decode: 1 } },
       });
       expect(status.sinks).toEqual([
-        expect.objectContaining({ name: 'out', health: 'ok', circuit: 'closed', written: 3, retries: 0 }),
+        expect.objectContaining({ name: 'out', health: 'ok', circuit: 'closed', written: 3, retries: 0, throttled_seconds: 1.75 }),
         expect.objectContaining({ name: 'pg', health: 'down', circuit: 'open', retries: 1, last_error: 'connection refused' }),
       ]);
       expect(status.rates.consumed_per_second).toBeCloseTo(0.6);

@@ -19,6 +19,11 @@ export interface Aggregator<S> {
   /** The exact inverse of `add` for a value that was added before. */
   subtract(state: S, value: unknown): S;
   result(state: S): AggValue;
+  /**
+   * The state of the union of two groups' values, for session windows that merge (Kafka Streams'
+   * Merger). Every built-in has it; a custom aggregation without it cannot feed session windows.
+   */
+  merge?(a: S, b: S): S;
 }
 
 export type AggregationKind =
@@ -42,6 +47,8 @@ export interface CustomAggregation<S> {
   subtract(state: S, value: unknown): S;
   /** Defaults to the state itself, which must then be a number, string, boolean or null. */
   result?(state: S): AggValue;
+  /** Needed only for session windows: the state of the union of two groups' values. */
+  merge?(a: S, b: S): S;
 }
 
 export interface AggregationOptions {

@@ -165,16 +165,17 @@ export function divide(a: Decimal, b: Decimal, scale: number): Decimal {
 /** floor(sqrt(n)) for n >= 0. */
 function isqrt(n: bigint): bigint {
   if (n < 2n) return n;
-  let x = BigInt(Math.floor(Math.sqrt(Number(n))));
-  // The double estimate is close; Newton steps make it exact in both directions.
+  const estimate = Number(n);
+  let x = Number.isFinite(estimate)
+    ? BigInt(Math.ceil(Math.sqrt(estimate))) + 1n
+    : 1n << BigInt(Math.ceil(n.toString(2).length / 2));
+  // One Newton step from any positive start lands at or above the root; from there it only falls.
+  x = (x + n / x) >> 1n;
   for (;;) {
     const y = (x + n / x) >> 1n;
-    if (y >= x) break;
+    if (y >= x) return x;
     x = y;
   }
-  while (x * x > n) x -= 1n;
-  while ((x + 1n) * (x + 1n) <= n) x += 1n;
-  return x;
 }
 
 /** sqrt(d) at `scale` fraction digits, rounded half up; d must not be negative. */

@@ -42,6 +42,24 @@ function checkOffset(name: string, offset: number | undefined, period: number): 
   }
 }
 
+function checkHopping(spec: Extract<WindowSpec, { kind: 'hopping' }>): void {
+  checkDuration('hopping window sizeMs', spec.sizeMs);
+  checkDuration('hopping window advanceMs', spec.advanceMs);
+  if (spec.advanceMs > spec.sizeMs) {
+    throw new ViewSpecError(
+      `hopping window advanceMs (${spec.advanceMs}) must not exceed sizeMs (${spec.sizeMs}): ` +
+        'events between windows would belong to none',
+    );
+  }
+  const perEvent = Math.ceil(spec.sizeMs / spec.advanceMs);
+  if (perEvent > MAX_WINDOWS_PER_EVENT) {
+    throw new ViewSpecError(
+      `hopping window sizeMs / advanceMs puts each event in ${perEvent} windows (at most ${MAX_WINDOWS_PER_EVENT})`,
+    );
+  }
+  checkOffset('hopping window offsetMs', spec.offsetMs, spec.advanceMs);
+}
+
 /** Throws ViewSpecError naming the field when a spec cannot work. */
 export function validateWindowSpec(spec: WindowSpec): WindowSpec {
   switch (spec.kind) {
@@ -50,19 +68,7 @@ export function validateWindowSpec(spec: WindowSpec): WindowSpec {
       checkOffset('tumbling window offsetMs', spec.offsetMs, spec.sizeMs);
       return spec;
     case 'hopping':
-      checkDuration('hopping window sizeMs', spec.sizeMs);
-      checkDuration('hopping window advanceMs', spec.advanceMs);
-      if (spec.advanceMs > spec.sizeMs) {
-        throw new ViewSpecError(
-          `hopping window advanceMs (${spec.advanceMs}) must not exceed sizeMs (${spec.sizeMs}): events between windows would belong to none`,
-        );
-      }
-      if (Math.ceil(spec.sizeMs / spec.advanceMs) > MAX_WINDOWS_PER_EVENT) {
-        throw new ViewSpecError(
-          `hopping window sizeMs / advanceMs puts each event in ${Math.ceil(spec.sizeMs / spec.advanceMs)} windows (at most ${MAX_WINDOWS_PER_EVENT})`,
-        );
-      }
-      checkOffset('hopping window offsetMs', spec.offsetMs, spec.advanceMs);
+      checkHopping(spec);
       return spec;
     case 'sliding':
       checkDuration('sliding window differenceMs', spec.differenceMs, true);

@@ -1,6 +1,6 @@
 import type { AggValue, Aggregator } from '../aggregation.ts';
 import { type Decimal, divide, divideToNumber, postgresDivisionScale, toDecimalString } from '../exact.ts';
-import { type MomentsState, applyMoment, exactSum, initMoments, resultClass } from './moments.ts';
+import { type MomentsState, applyMoment, exactSum, initMoments, mergeMoments, resultClass } from './moments.ts';
 
 /**
  * SQL avg: null for an empty group. Integer and decimal inputs give PostgreSQL's numeric avg
@@ -22,5 +22,6 @@ export function createAvg(): Aggregator<MomentsState> {
     add: (state, value) => applyMoment(state, value, 1, 'avg'),
     subtract: (state, value) => applyMoment(state, value, -1, 'avg'),
     result: avgResult,
+    merge: mergeMoments,
   };
 }

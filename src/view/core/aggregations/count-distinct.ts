@@ -1,5 +1,5 @@
 import type { Aggregator } from '../aggregation.ts';
-import { type Counted, countedApply } from './counted.ts';
+import { type Counted, countedApply, countedMerge } from './counted.ts';
 import { type StringMode, equalityKey, valueKey } from './value-order.ts';
 
 /** Each distinct non-null value with how many rows hold it. */
@@ -25,5 +25,6 @@ export function createCountDistinct(options: { readonly strings?: StringMode } =
     add: (state, value) => apply(state, value, 1),
     subtract: (state, value) => apply(state, value, -1),
     result: (state) => state.values.length,
+    merge: (a, b) => ({ values: countedMerge(a.values, b.values, codePointOrder) }),
   };
 }

@@ -26,5 +26,6 @@ export function createCount(options: { readonly star?: boolean } = {}): Aggregat
       return { n: state.n - 1 };
     },
     result: (state) => state.n,
+    merge: (a, b) => ({ n: a.n + b.n }),
   };
 }

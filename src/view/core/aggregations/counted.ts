@@ -36,3 +36,27 @@ export function countedApply(
   out.splice(i, 0, [key, 1]);
   return out;
 }
+
+/** The union of two multisets (counts added), in the same order. */
+export function countedMerge(a: Counted, b: Counted, order: (x: string, y: string) => number): Counted {
+  const out: Counted = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const x = a[i];
+    const y = b[j];
+    const c = x === undefined ? 1 : y === undefined ? -1 : order(x[0], y[0]);
+    if (c < 0) {
+      out.push([(x as [string, number])[0], (x as [string, number])[1]]);
+      i++;
+    } else if (c > 0) {
+      out.push([(y as [string, number])[0], (y as [string, number])[1]]);
+      j++;
+    } else {
+      out.push([(x as [string, number])[0], (x as [string, number])[1] + (y as [string, number])[1]]);
+      i++;
+      j++;
+    }
+  }
+  return out;
+}

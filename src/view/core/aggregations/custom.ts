@@ -30,7 +30,8 @@ function checkJson<S>(name: string, step: string, state: S): S {
   if (bad !== undefined) {
     throw new ViewInputError(
       'VIEW_STATE_NOT_JSON',
-      `custom aggregation ${name}: ${step}() returned a state that is not JSON at ${bad} (the state is stored as jsonb: use strings for big numbers, arrays or objects for collections)`,
+      `custom aggregation ${name}: ${step}() returned a state that is not JSON at ${bad} ` +
+        '(the state is stored as jsonb: use strings for big numbers, arrays or objects for collections)',
     );
   }
   return state;
@@ -44,11 +45,14 @@ function defaultResult(name: string, state: unknown): AggValue {
 /** A user's retractable aggregation, checked so that its state can be stored. */
 export function aggregate<S extends JsonValue>(fns: CustomAggregation<S>): Aggregator<S> {
   const name = fns.name ?? 'custom';
-  return {
+  const aggregator: Aggregator<S> = {
     kind: 'custom',
     init: () => checkJson(name, 'init', fns.init()),
     add: (state, value) => checkJson(name, 'add', fns.add(state, value)),
     subtract: (state, value) => checkJson(name, 'subtract', fns.subtract(state, value)),
     result: (state) => (fns.result ? fns.result(state) : defaultResult(name, state)),
   };
+  const merge = fns.merge;
+  if (merge) aggregator.merge = (a, b) => checkJson(name, 'merge', merge(a, b));
+  return aggregator;
 }

@@ -1,5 +1,5 @@
 import type { Aggregator } from '../aggregation.ts';
-import { type Counted, countedApply } from './counted.ts';
+import { type Counted, countedApply, countedMerge } from './counted.ts';
 import { type StringMode, compareKeys, keyValue, valueKey } from './value-order.ts';
 
 /** Every non-null value with its count, in value order: retracting the extreme falls back to the next. */
@@ -21,5 +21,6 @@ export function createExtremum(kind: 'min' | 'max', strings: StringMode): Aggreg
       const entry = kind === 'min' ? state.values[0] : state.values.at(-1);
       return entry ? keyValue(entry[0]) : null;
     },
+    merge: (a, b) => ({ values: countedMerge(a.values, b.values, compareKeys) }),
   };
 }

@@ -103,3 +103,27 @@ export function exactSumOfSquares(state: MomentsState): Decimal {
   if (state.sumSq === undefined) throw new RangeError('state keeps no sum of squares');
   return state.n === 0 ? ZERO : rescale(deserializeDecimal(state.sumSq), 2 * maxScale(state));
 }
+
+function mergeScales(a: [number, number][], b: [number, number][]): [number, number][] {
+  const counts = new Map<number, number>();
+  for (const [s, c] of [...a, ...b]) counts.set(s, (counts.get(s) ?? 0) + c);
+  return [...counts.entries()].sort(([x], [y]) => x - y);
+}
+
+function addText(a: string, b: string): string {
+  return serializeDecimal(add(deserializeDecimal(a), deserializeDecimal(b)));
+}
+
+/** The moments of the union of two groups' values. */
+export function mergeMoments(a: MomentsState, b: MomentsState): MomentsState {
+  const merged: MomentsState = {
+    n: a.n + b.n,
+    sum: addText(a.sum, b.sum),
+    ints: a.ints + b.ints,
+    decimals: a.decimals + b.decimals,
+    floats: a.floats + b.floats,
+    scales: mergeScales(a.scales, b.scales),
+  };
+  if (a.sumSq === undefined || b.sumSq === undefined) return merged;
+  return { ...merged, sumSq: addText(a.sumSq, b.sumSq) };
+}

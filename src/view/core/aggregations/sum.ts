@@ -1,6 +1,6 @@
 import type { AggValue, Aggregator } from '../aggregation.ts';
 import { toDecimalString, toNumber } from '../exact.ts';
-import { type MomentsState, applyMoment, exactSum, initMoments, resultClass } from './moments.ts';
+import { type MomentsState, applyMoment, exactSum, initMoments, mergeMoments, resultClass } from './moments.ts';
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
@@ -30,5 +30,6 @@ export function createSum(): Aggregator<MomentsState> {
     add: (state, value) => applyMoment(state, value, 1, 'sum'),
     subtract: (state, value) => applyMoment(state, value, -1, 'sum'),
     result: sumResult,
+    merge: mergeMoments,
   };
 }

@@ -67,15 +67,27 @@ function numericOf(key: ValueKey): Decimal {
   return toDecimal(key[0] === 'i' ? BigInt(key.slice(2)) : key.slice(2), 'compare');
 }
 
-function codePointCompare(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
+/** UTF-16 code unit moved so that code units order as code points: surrogates above U+E000–U+FFFF. */
+function codePointRank(unit: number): number {
+  if (unit >= 0xd800 && unit <= 0xdfff) return unit + 0x2000;
+  return unit >= 0xe000 ? unit - 0x800 : unit;
+}
+
+/** Code point order, which is UTF-8 byte order: PostgreSQL's COLLATE "C" on a UTF-8 database. */
+export function codePointCompare(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) return codePointRank(x) - codePointRank(y);
+  }
+  return a.length - b.length;
 }
 
 /**
  * Total order of keys. Numbers, bigints and decimal text compare by exact value; text by code
- * point, i.e. PostgreSQL's COLLATE "C" for UTF-8 (JavaScript compares UTF-16 code units, which
- * orders supplementary characters the same way except against U+E000–U+FFFF). Equal values of
- * different forms ('1.0', '1.00', 1) are ordered by their key so the order stays total.
+ * point (PostgreSQL's COLLATE "C"). Equal values of different forms ('1.0', '1.00', 1) are
+ * ordered by their key so the order stays total.
  */
 export function compareKeys(a: ValueKey, b: ValueKey): number {
   const ra = rank(a);

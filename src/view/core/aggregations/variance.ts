@@ -15,6 +15,7 @@ import {
   exactSum,
   exactSumOfSquares,
   initMoments,
+  mergeMoments,
   resultClass,
 } from './moments.ts';
 
@@ -54,6 +55,7 @@ export function createVariance(kind: VarianceKind): Aggregator<MomentsState> {
     add: (state, value) => applyMoment(state, value, 1, kind),
     subtract: (state, value) => applyMoment(state, value, -1, kind),
     result: (state) => varianceResult(kind, state),
+    merge: mergeMoments,
   };
 }
 

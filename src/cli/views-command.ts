@@ -1,0 +1,112 @@
+import type { Command } from 'commander';
+import pg from 'pg';
+import { z } from 'zod';
+import { loadConfig, type Config } from '../config/load.ts';
+import { createLogger } from '../log.ts';
+import { assertGroupIdle } from '../replay/group-offsets.ts';
+import { connectGroupAdmin } from '../replay/group-admin.ts';
+import { OffsetsRequestError, isRequestError } from '../replay/errors.ts';
+import { replayExitCode, runReplay } from '../replay/replay.ts';
+import { formatReplaySummary } from '../replay/report.ts';
+import { StateStore } from '../view/state-store.ts';
+import { parseOptions } from '../replay/options.ts';
+
+const listOptions = z.object({ config: z.string().min(1), json: z.boolean().default(false) });
+const resetOptions = z.object({ config: z.string().min(1), topic: z.string().min(1).optional() });
+
+async function withState<T>(config: Config, fn: (client: pg.PoolClient, store: StateStore) => Promise<T>): Promise<T> {
+  if (!config.state) throw new OffsetsRequestError('the config has no state connection (state.connection_string)', 'NO_STATE');
+  const pool = new pg.Pool({ connectionString: config.state.connection_string, max: 1 });
+  const client = await pool.connect();
+  try {
+    const store = new StateStore(config.state.schema);
+    await store.ensureSchema(client);
+    return await fn(client, store);
+  } finally {
+    client.release();
+    await pool.end();
+  }
+}
+
+/** The input topic of a view: given, or the one configured topic named `<prefix>.<schema>.<table>`. */
+function inputTopic(config: Config, table: string, given: string | undefined): string {
+  if (given) return given;
+  const matches = (config.kafka.topics ?? []).filter((t) => t.endsWith(`.${table}`));
+  if (matches.length === 1) return matches[0]!;
+  throw new OffsetsRequestError(`cannot tell the input topic of table ${table} from kafka.topics: give --topic`, 'NO_TOPIC');
+}
+
+export function registerViewsCommand(program: Command): void {
+  const views = program.command('views').description("inspect or rebuild the config's views");
+
+  views
+    .command('list')
+    .description('each view: its input, rows and groups held, results waiting in the outbox, input offsets applied')
+    .requiredOption('-c, --config <file>', 'config file (YAML or JSON)')
+    .option('--json', 'one JSON object on stdout')
+    .action(async (raw: Record<string, unknown>) => {
+      const o = parseOptions(listOptions, raw);
+      const config = await loadConfig(o.config);
+      const report = await withState(config, async (client, store) => {
+        const out: Record<string, unknown> = {};
+        for (const [name, v] of Object.entries(config.views)) {
+          out[name] = { input: 'table' in v.from ? { table: v.from.table } : { stream: v.from.stream }, to: v.to, ...(await store.summary(client, name)) };
+        }
+        return out;
+      });
+      if (o.json) {
+        process.stdout.write(`${JSON.stringify(report)}\n`);
+        return;
+      }
+      for (const [name, r] of Object.entries(report) as [string, Awaited<ReturnType<StateStore['summary']>> & { to: { sink: string; table: string } }][]) {
+        const offsets = r.offsets.map((x) => `${x.topic}/${x.partition}@${x.next}`).join(' ') || 'none applied yet';
+        process.stdout.write(`${name} -> ${r.to.sink}:${r.to.table}  rows ${r.rows}  groups ${r.groups}  outbox ${r.outbox}  offsets ${offsets}\n`);
+      }
+    });
+
+  views
+    .command('reset')
+    .description("delete a view's results, drop its state and rebuild it from the beginning of its input topic (the group must be stopped)")
+    .argument('<name>', 'view name')
+    .requiredOption('-c, --config <file>', 'config file (YAML or JSON)')
+    .option('--topic <topic>', 'the input topic (default: the one of kafka.topics named after the input table)')
+    .action(async (name: string, raw: Record<string, unknown>) => {
+      try {
+        const o = parseOptions(resetOptions, raw);
+        const config = await loadConfig(o.config);
+        const view = config.views[name];
+        if (!view) throw new OffsetsRequestError(`no view named ${name} (views: ${Object.keys(config.views).join(', ') || 'none'})`, 'NO_VIEW');
+        const logger = createLogger({ level: config.log.level });
+        const topic = inputTopic(config, 'table' in view.from ? view.from.table : view.from.stream, o.topic);
+        // A running member would apply new changes before the rebuild reaches them, and the rebuild would then skip them.
+        const admin = await connectGroupAdmin(config.kafka, logger);
+        try {
+          await assertGroupIdle(admin, config.kafka.group_id);
+        } finally {
+          await admin.close();
+        }
+        const deleted = await withState(config, async (client, store) => {
+          await client.query('BEGIN');
+          try {
+            const n = await store.resetView(client, name);
+            await client.query('COMMIT');
+            return n;
+          } catch (err) {
+            await client.query('ROLLBACK').catch(() => undefined);
+            throw err;
+          }
+        });
+        process.stdout.write(`${name}: state dropped, ${deleted} result(s) to delete; rebuilding from ${topic}\n`);
+        // Only this view, no routes: the replay rebuilds it and delivers the deletes first (its outbox is oldest first).
+        const only: Config = { ...config, routes: [], views: { [name]: view } };
+        const summary = await runReplay(only, { topic, from: { kind: 'timestamp', ms: 0 } }, { logger });
+        process.stdout.write(formatReplaySummary(summary));
+        process.exitCode = replayExitCode(summary);
+        logger.flush();
+      } catch (err) {
+        if (!isRequestError(err)) throw err;
+        console.error(err.message);
+        process.exitCode = 2;
+      }
+    });
+}
