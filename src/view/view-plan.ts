@@ -1,19 +1,45 @@
 import { isUnavailable, type ChangeEvent, type ColumnSchema, type Row, type TableId } from '../model/change-event.ts';
 import { jsonWithBigints } from '../model/serialize.ts';
+import type { AggregationKind } from './core/aggregation.ts';
 import { createAggregator, type AnyAggregator } from './core/aggregations/index.ts';
 import { ViewInputError } from './core/errors.ts';
 import { eventTimeMs } from './core/event-time.ts';
 import { assignWindows, type WindowSpec } from './core/windows.ts';
-import type { AggregationFunction, ViewConfig } from './view-config.ts';
+import type { ViewConfig } from './view-config.ts';
 
 /** Column of a stored image holding the change's commit time, when that is the event time. */
 export const COMMIT_TIME_COLUMN = '__cdc_commit_ms';
 
 export interface PlannedAggregation {
   readonly name: string;
-  readonly fn: AggregationFunction;
+  readonly fn: AggregationKind;
+  /** The column aggregated; undefined: count(*), or a custom aggregation given the whole row. */
   readonly column: string | undefined;
   readonly aggregator: AnyAggregator;
+}
+
+/**
+ * A view as planView compiles it, whichever way it was written: the config file's `views:` (see
+ * definitionFromConfig) or the TypeScript API (src/view/dsl.ts).
+ */
+export interface ViewDefinition {
+  readonly input: string;
+  readonly mode: 'table' | 'stream';
+  /**
+   * The input columns the filter reads. Undefined when a filter or map is a function, which may read
+   * any column: images then keep the whole row.
+   */
+  readonly reads: readonly string[] | undefined;
+  readonly filter: ((row: Readonly<Row>) => boolean) | undefined;
+  /** Applied to each image before grouping; pure, as a table's old image is mapped again to retract it. */
+  readonly map: ((row: Readonly<Row>) => Row) | undefined;
+  /** Columns of the (mapped) row. */
+  readonly groupBy: readonly string[];
+  readonly aggregations: readonly PlannedAggregation[];
+  readonly window: WindowSpec | undefined;
+  /** A column of the (mapped) row; undefined: the commit time. */
+  readonly eventTime: string | undefined;
+  readonly output: { readonly sink: string; readonly table: string };
 }
 
 /** One row's share in one group (and window): the values each aggregation adds or retracts. */
@@ -29,7 +55,7 @@ export interface ViewPlan {
   readonly name: string;
   readonly input: string;
   readonly mode: 'table' | 'stream';
-  /** The columns an image keeps: everything the view reads, nothing more. */
+  /** The columns an image keeps: everything the view reads, nothing more (a view with a filter or map function keeps the whole row). */
   readonly columns: readonly string[];
   readonly groupBy: readonly string[];
   readonly aggregations: readonly PlannedAggregation[];
@@ -103,32 +129,48 @@ function resultColumn(a: PlannedAggregation, input: ColumnSchema | undefined): C
   }
 }
 
-export function planView(name: string, config: ViewConfig): ViewPlan {
-  const mode = 'table' in config.from ? 'table' : 'stream';
-  const input = 'table' in config.from ? config.from.table : config.from.stream;
-  const eventTime = config.event_time === 'commit_time' || config.event_time === undefined ? undefined : config.event_time;
-  const window = windowSpec(config.window);
-  const where = config.where ? compileWhere(config.where) : undefined;
-  const aggregations: PlannedAggregation[] = Object.entries(config.aggregations).map(([aggName, a]) => ({
-    name: aggName,
-    fn: a.fn,
-    column: a.column,
-    aggregator: createAggregator(a.fn, { star: a.column === undefined }),
-  }));
-  const columns = [
-    ...new Set([
-      ...config.group_by,
-      ...aggregations.flatMap((a) => (a.column === undefined ? [] : [a.column])),
-      ...(config.where ? [config.where.field] : []),
-      ...(window ? [eventTime ?? COMMIT_TIME_COLUMN] : []),
-    ]),
-  ];
-  const [schema, table] = config.to.table.split('.') as [string, string];
-  const output: ViewPlan['output'] = { sink: config.to.sink, table: { id: config.to.table, db: undefined, schema, table } };
+/** The definition of a `views:` entry of the config file. */
+export function definitionFromConfig(config: ViewConfig): ViewDefinition {
+  return {
+    input: 'table' in config.from ? config.from.table : config.from.stream,
+    mode: 'table' in config.from ? 'table' : 'stream',
+    reads: config.where ? [config.where.field] : [],
+    filter: config.where ? compileWhere(config.where) : undefined,
+    map: undefined,
+    groupBy: config.group_by,
+    aggregations: Object.entries(config.aggregations).map(([aggName, a]) => ({
+      name: aggName,
+      fn: a.fn,
+      column: a.column,
+      aggregator: createAggregator(a.fn, { star: a.column === undefined }),
+    })),
+    window: windowSpec(config.window),
+    eventTime: config.event_time === 'commit_time' ? undefined : config.event_time,
+    output: config.to,
+  };
+}
+
+export function planView(name: string, view: ViewConfig | ViewDefinition): ViewPlan {
+  const def = 'from' in view ? definitionFromConfig(view) : view;
+  const { mode, input, eventTime, window, filter, map, aggregations } = def;
+  const groupBy = def.groupBy;
+  const wholeRow = def.reads === undefined;
+  const columns = wholeRow
+    ? [...(window && eventTime === undefined ? [COMMIT_TIME_COLUMN] : [])]
+    : [
+        ...new Set([
+          ...groupBy,
+          ...aggregations.flatMap((a) => (a.column === undefined ? [] : [a.column])),
+          ...def.reads,
+          ...(window ? [eventTime ?? COMMIT_TIME_COLUMN] : []),
+        ]),
+      ];
+  const [schema, table] = def.output.table.split('.') as [string, string];
+  const output: ViewPlan['output'] = { sink: def.output.sink, table: { id: def.output.table, db: undefined, schema, table } };
 
   function image(event: ChangeEvent, row: Readonly<Row>, previous: Readonly<Row> | null): Row {
     const out: Row = {};
-    for (const c of columns) {
+    for (const c of wholeRow ? [...Object.keys(row), ...columns] : columns) {
       if (c === COMMIT_TIME_COLUMN) {
         out[c] = event.source.tsMs ?? event.tsMs ?? event.kafka.timestamp;
         continue;
@@ -145,16 +187,18 @@ export function planView(name: string, config: ViewConfig): ViewPlan {
   }
 
   function contributions(img: Readonly<Row>): Contribution[] {
-    if (where && !where(img)) return [];
+    if (filter && !userCall(name, 'filter', () => filter(img))) return [];
+    const row = map ? userCall(name, 'map', () => map(img)) : img;
     // A view with neither groups nor a window has one result row: keyed by the view's name, as sinks need a key.
-    const key: Row = config.group_by.length === 0 && !window ? { view: name } : {};
-    for (const g of config.group_by) key[g] = normalize(img[g]);
-    const values = aggregations.map((a) => (a.column === undefined ? null : img[a.column]));
+    const key: Row = groupBy.length === 0 && !window ? { view: name } : {};
+    for (const g of groupBy) key[g] = normalize(row[g]);
+    const values = aggregations.map((a) => (a.column !== undefined ? row[a.column] : a.fn === 'custom' ? row : null));
     if (!window) return [{ groupId: jsonWithBigints(Object.values(key)), groupKey: key, values }];
-    const column = eventTime ?? COMMIT_TIME_COLUMN;
-    const t = eventTimeMs(img[column]);
+    const time = eventTime === undefined ? img[COMMIT_TIME_COLUMN] : row[eventTime];
+    const t = eventTimeMs(time);
     if (t === undefined) {
-      throw new ViewInputError('VIEW_NOT_A_TIME', `view ${name}: event time column ${column} holds ${jsonWithBigints(img[column]) ?? 'nothing'}, not a time`);
+      const column = eventTime ?? COMMIT_TIME_COLUMN;
+      throw new ViewInputError('VIEW_NOT_A_TIME', `view ${name}: event time column ${column} holds ${jsonWithBigints(time) ?? 'nothing'}, not a time`);
     }
     return assignWindows(window, t).map((w) => {
       const groupKey = { ...key, window_start: w.start, window_end: w.end };
@@ -163,10 +207,11 @@ export function planView(name: string, config: ViewConfig): ViewPlan {
   }
 
   function resultColumns(inputColumns: readonly ColumnSchema[] | undefined): ColumnSchema[] | undefined {
-    if (!inputColumns) return undefined;
+    // A custom aggregation's result type is its own: no schema is better than a wrong one.
+    if (!inputColumns || aggregations.some((a) => a.fn === 'custom')) return undefined;
     const byName = new Map(inputColumns.map((c) => [c.name, c]));
-    const keyCols = config.group_by.map((g) => ({ ...(byName.get(g) ?? { ...INT64, type: 'string' }), name: g, optional: false }));
-    if (config.group_by.length === 0 && !window) keyCols.push({ ...INT64, type: 'string', name: 'view' });
+    const keyCols = groupBy.map((g) => ({ ...(byName.get(g) ?? { ...INT64, type: 'string' }), name: g, optional: false }));
+    if (groupBy.length === 0 && !window) keyCols.push({ ...INT64, type: 'string', name: 'view' });
     const windowCols = window ? [{ ...INT64, name: 'window_start' }, { ...INT64, name: 'window_end' }] : [];
     return [
       ...keyCols,
@@ -175,5 +220,14 @@ export function planView(name: string, config: ViewConfig): ViewPlan {
     ];
   }
 
-  return { name, input, mode, columns, groupBy: config.group_by, aggregations, window, eventTime, output, image, contributions, resultColumns };
+  return { name, input, mode, columns, groupBy, aggregations, window, eventTime, output, image, contributions, resultColumns };
+}
+
+/** A user's filter or map that throws fails its record (dead-lettered with stage view), not the batch. */
+function userCall<T>(view: string, step: 'filter' | 'map', fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw new ViewInputError('VIEW_FUNCTION_FAILED', `view ${view}: its ${step} function threw: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
 }
