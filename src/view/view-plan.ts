@@ -31,8 +31,11 @@ export interface ViewDefinition {
    */
   readonly reads: readonly string[] | undefined;
   readonly filter: ((row: Readonly<Row>) => boolean) | undefined;
-  /** Applied to each image before grouping; pure, as a table's old image is mapped again to retract it. */
-  readonly map: ((row: Readonly<Row>) => Row) | undefined;
+  /**
+   * Applied to each image (after the filter) before grouping; null drops the row. Pure: a table's
+   * stored image is mapped again when an update or delete retracts it.
+   */
+  readonly map: ((row: Readonly<Row>) => Row | null) | undefined;
   /** Columns of the (mapped) row. */
   readonly groupBy: readonly string[];
   readonly aggregations: readonly PlannedAggregation[];
@@ -189,6 +192,7 @@ export function planView(name: string, view: ViewConfig | ViewDefinition): ViewP
   function contributions(img: Readonly<Row>): Contribution[] {
     if (filter && !userCall(name, 'filter', () => filter(img))) return [];
     const row = map ? userCall(name, 'map', () => map(img)) : img;
+    if (row === null) return [];
     // A view with neither groups nor a window has one result row: keyed by the view's name, as sinks need a key.
     const key: Row = groupBy.length === 0 && !window ? { view: name } : {};
     for (const g of groupBy) key[g] = normalize(row[g]);
@@ -207,8 +211,8 @@ export function planView(name: string, view: ViewConfig | ViewDefinition): ViewP
   }
 
   function resultColumns(inputColumns: readonly ColumnSchema[] | undefined): ColumnSchema[] | undefined {
-    // A custom aggregation's result type is its own: no schema is better than a wrong one.
-    if (!inputColumns || aggregations.some((a) => a.fn === 'custom')) return undefined;
+    // A mapped row's columns and a custom aggregation's result have their own types: no schema is better than a wrong one.
+    if (!inputColumns || map || aggregations.some((a) => a.fn === 'custom')) return undefined;
     const byName = new Map(inputColumns.map((c) => [c.name, c]));
     const keyCols = groupBy.map((g) => ({ ...(byName.get(g) ?? { ...INT64, type: 'string' }), name: g, optional: false }));
     if (groupBy.length === 0 && !window) keyCols.push({ ...INT64, type: 'string', name: 'view' });
