@@ -119,7 +119,7 @@ export class ViewSource<S extends object> {
   }
 
   /** Groups by these columns (none: one result row for the whole input). */
-  groupBy<G extends Columns<S>>(...columns: G[]): GroupedView<S, G, false> {
+  groupBy<G extends Columns<S> = never>(...columns: G[]): GroupedView<S, G, false> {
     return new GroupedView<S, G, false>({ ...this.c, groupBy: columns });
   }
 }
@@ -232,10 +232,10 @@ export const countDistinct = <C extends string>(column: C): ViewAggregation<'cou
 
 /**
  * A user's retractable aggregation (`aggregate({ init, add, subtract, result })`) of a column, or of
- * the whole (mapped) row without one. `T` states what its result() returns.
+ * the whole (mapped) row without one. The result's type is what its result() returns.
  */
-export function custom<T extends AggValue = AggValue, C extends string = never, St extends JsonValue = JsonValue>(
-  aggregator: Aggregator<St>,
+export function custom<St extends JsonValue, T extends AggValue, C extends string = never>(
+  aggregator: Aggregator<St, T>,
   column?: C,
 ): ViewAggregation<'custom', C, T> {
   return { fn: 'custom', column, aggregator: aggregator as unknown as AnyAggregator };
