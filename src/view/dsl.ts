@@ -45,7 +45,14 @@ type Columns<S> = keyof S & string;
 type ValueOf<S, C> = C extends keyof S ? Exclude<S[C], undefined> : never;
 /** Group values as the result key holds them: a bigint within 2^53 becomes a number, a larger one its text. */
 type KeyValue<V> = V extends bigint ? number | string : V;
-type SumOf<V> = [Exclude<V, null>] extends [string] ? string | null : number | bigint | string | null;
+/** Decimal text sums to decimal text; integers to a number, or a bigint beyond 2^53; floats to a number. */
+type SumOf<V> = [Exclude<V, null>] extends [string]
+  ? string | null
+  : [Exclude<V, null>] extends [number | bigint]
+    ? number | bigint | null
+    : number | bigint | string | null;
+/** Exact decimal text for integers and decimals, a number for floats. */
+type MeanOf<V> = [Exclude<V, null>] extends [string] ? string | null : string | number | null;
 
 type AggregationResult<S, A> =
   A extends ViewAggregation<infer F, infer C, infer T>
@@ -57,8 +64,7 @@ type AggregationResult<S, A> =
           ? (ValueOf<S, C> extends bigint ? number | bigint : ValueOf<S, C>) | null
           : F extends 'custom'
             ? T
-            : // avg, variance, standard deviation: exact decimal text for integers and decimals, a number for floats.
-              string | number | null
+            : MeanOf<ValueOf<S, C>>
     : never;
 
 type Simplify<T> = { [K in keyof T]: T[K] } & {};

@@ -117,10 +117,10 @@ describe('the view DSL: types flow from the row to the result', () => {
       readonly orders: number;
       readonly weighed: number;
       readonly revenue: string | null;
-      readonly items: number | bigint | string | null;
+      readonly items: number | bigint | null;
       readonly biggest: string | null;
       readonly lightest: number | null;
-      readonly average: string | number | null;
+      readonly average: string | null;
       readonly vp: string | number | null;
       readonly vs: string | number | null;
       readonly sp: string | number | null;
@@ -156,7 +156,7 @@ describe('the view DSL: types flow from the row to the result', () => {
       readonly day: string;
       readonly window_start: number;
       readonly window_end: number;
-      readonly amount: number | bigint | string | null;
+      readonly amount: number | bigint | null;
     }>();
     const everything = fromStream<Click>('public.clicks').groupBy().aggregate({ clicks: count() }).to('replica', { table: 'public.clicks' });
     expectTypeOf<RowOf<typeof everything>>().toEqualTypeOf<{ readonly view: string; readonly clicks: number }>();
