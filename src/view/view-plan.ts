@@ -189,16 +189,26 @@ export function planView(name: string, view: ViewConfig | ViewDefinition): ViewP
     return out;
   }
 
+  /** The row the view groups: the image, filtered and mapped; null when the filter drops it. */
+  function rowOf(img: Readonly<Row>): Readonly<Row> | null {
+    if (filter && !userCall(name, 'filter', () => filter(img))) return null;
+    return map ? userCall(name, 'map', () => map(img)) : img;
+  }
+
+  /** The event time's value: a column of the (mapped) row, or the commit time the image keeps. */
+  function timeValueOf(img: Readonly<Row>, row: Readonly<Row>): unknown {
+    return eventTime === undefined ? img[COMMIT_TIME_COLUMN] : row[eventTime];
+  }
+
   function contributions(img: Readonly<Row>): Contribution[] {
-    if (filter && !userCall(name, 'filter', () => filter(img))) return [];
-    const row = map ? userCall(name, 'map', () => map(img)) : img;
+    const row = rowOf(img);
     if (row === null) return [];
     // A view with neither groups nor a window has one result row: keyed by the view's name, as sinks need a key.
     const key: Row = groupBy.length === 0 && !window ? { view: name } : {};
     for (const g of groupBy) key[g] = normalize(row[g]);
     const values = aggregations.map((a) => (a.column !== undefined ? row[a.column] : a.fn === 'custom' ? row : null));
     if (!window) return [{ groupId: jsonWithBigints(Object.values(key)), groupKey: key, values }];
-    const time = eventTime === undefined ? img[COMMIT_TIME_COLUMN] : row[eventTime];
+    const time = timeValueOf(img, row);
     const t = eventTimeMs(time);
     if (t === undefined) {
       const column = eventTime ?? COMMIT_TIME_COLUMN;
