@@ -155,8 +155,7 @@ export function definitionFromConfig(config: ViewConfig): ViewDefinition {
 
 export function planView(name: string, view: ViewConfig | ViewDefinition): ViewPlan {
   const def = 'from' in view ? definitionFromConfig(view) : view;
-  const { mode, input, eventTime, window, filter, map, aggregations } = def;
-  const groupBy = def.groupBy;
+  const { mode, input, eventTime, window, filter, map, groupBy, aggregations } = def;
   const wholeRow = def.reads === undefined;
   const columns = wholeRow
     ? [...(window && eventTime === undefined ? [COMMIT_TIME_COLUMN] : [])]

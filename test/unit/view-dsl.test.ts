@@ -23,7 +23,7 @@ import {
   type TimestampString,
   type TypedView,
 } from '../../src/index.ts';
-import type { ChangeEvent, Row } from '../../src/model/change-event.ts';
+import { UNAVAILABLE, type ChangeEvent, type Row } from '../../src/model/change-event.ts';
 import { position } from '../../src/model/position.ts';
 import { ViewInputError } from '../../src/view/core/errors.ts';
 import { viewSchema } from '../../src/view/view-config.ts';
@@ -310,6 +310,25 @@ describe('the view DSL compiles to the plan of the equivalent YAML view', () => 
     expect(plan.contributions(images[0]!)).toEqual(plan.contributions(images[0]!));
     // The mapped row's column types are its own: the results carry no schema rather than a wrong one.
     expect(plan.resultColumns([])).toBeUndefined();
+  });
+
+  it('with a function the image is the whole row: unchanged TOASTed values come from the stored image, or fail the record', () => {
+    const plan = planView(
+      'toast',
+      fromTable<Order>('public.orders')
+        .filter((o) => o.status === 'paid')
+        .groupBy('customer_id')
+        .aggregate({ n: count() })
+        .to('out', { table: 'public.results' }).definition,
+    );
+    const stored = plan.image(event(ORDERS[0]!, 0), ORDERS[0]!, null);
+    const update = { ...ORDERS[0]!, customer_id: 'z', status: UNAVAILABLE };
+    const image = plan.image(event(update, 1), update, stored);
+    expect(image).toEqual({ ...ORDERS[0], customer_id: 'z' });
+    expect(plan.contributions(image)).toEqual([{ groupId: '["z"]', groupKey: { customer_id: 'z' }, values: [null] }]);
+    expect(() => plan.image(event(update, 1), update, null)).toThrow(
+      expect.objectContaining({ code: 'VIEW_UNAVAILABLE', message: expect.stringContaining('view toast: column status is an unchanged TOASTed value') }),
+    );
   });
 
   it('a custom aggregation reads a column, or the whole mapped row without one', () => {
