@@ -170,8 +170,8 @@ describe('views defined in TypeScript, through the pipeline', () => {
     await expectResultsEqualSql();
     // The views write concurrently: their failures come in either order.
     expect(failures.map((f) => [f.sink, f.error.code, f.error.stage]).sort()).toEqual([
-      ['view:qty_per_day', 'VIEW_FUNCTION_FAILED', 'view'],
       ['view:paid_per_hour', 'VIEW_NOT_A_TIME', 'view'],
+      ['view:qty_per_day', 'VIEW_FUNCTION_FAILED', 'view'],
     ]);
     expect(failures.find((f) => f.sink === 'view:qty_per_day')?.error.message).toMatch(/^view qty_per_day: its map function threw: /);
   });
