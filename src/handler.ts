@@ -1,6 +1,7 @@
 import type { SinkFactory } from './sink/sink.ts';
 import type { Transform, TransformFactory, TypedTransform } from './transform/transform.ts';
 import { fromTyped } from './transform/typed.ts';
+import type { TypedView } from './view/dsl.ts';
 
 /** What one table gets from a handlers module: transforms (after the config's) and extra sinks. */
 export interface TableSpec<R extends object> {
@@ -29,6 +30,8 @@ export interface HandlersModule {
   readonly sinkKinds?: Readonly<Record<string, SinkFactory>>;
   /** Extra transform kinds (`defineTransform`), usable in the config's `transforms` like the built-in ones. */
   readonly transformKinds?: Readonly<Record<string, TransformFactory>>;
+  /** Views by name (`fromTable<Order>(…)…to(…)`), beside the config's `views:`; a name must not be in both. */
+  readonly views?: Readonly<Record<string, TypedView>>;
 }
 
 /** A handlers module typed by a map from table id to row type. */
@@ -36,6 +39,7 @@ export interface TypedHandlers<T extends { [K in keyof T]: object }> {
   readonly tables?: { readonly [K in keyof T & string]?: TableSpec<T[K]> };
   readonly sinkKinds?: HandlersModule['sinkKinds'];
   readonly transformKinds?: HandlersModule['transformKinds'];
+  readonly views?: HandlersModule['views'];
 }
 
 /** One table's handler; the row type `R` is the user's statement about the table. */
@@ -58,5 +62,6 @@ export function defineHandlers(
     handlers: Object.entries(typed.tables ?? {}).map(([table, spec]) => defineHandler({ table, ...spec })),
     sinkKinds: typed.sinkKinds,
     transformKinds: typed.transformKinds,
+    views: typed.views,
   });
 }

@@ -33,3 +33,30 @@ export type { Transform, TransformFactory, TypedTransform } from './transform/tr
 export { defineTransform, type TransformKind } from './transform/typed.ts';
 export { filter, dropFields, renameFields, flatten, type Renamed } from './transform/builtins.ts';
 export { SinkError, TransformError, CdcError } from './errors.ts';
+/** Views in TypeScript: `fromTable<Order>('public.orders').groupBy(…).aggregate({ … }).to(sink, { table })`. */
+export {
+  fromTable,
+  fromStream,
+  count,
+  sum,
+  min,
+  max,
+  avg,
+  var_pop,
+  var_samp,
+  stddev_pop,
+  stddev_samp,
+  countDistinct,
+  custom,
+  type AggregatedView,
+  type Duration,
+  type GroupedView,
+  type ResultRow,
+  type TypedView,
+  type ViewAggregation,
+  type ViewSource,
+  type WindowBounds,
+  type WindowOption,
+} from './view/dsl.ts';
+export { aggregate } from './view/core/aggregations/index.ts';
+export type { AggValue, CustomAggregation, JsonValue } from './view/core/aggregation.ts';

@@ -51,7 +51,7 @@ export function registerViewsCommand(program: Command): void {
       const report = await withState(config, async (client, store) => {
         const out: Record<string, unknown> = {};
         for (const [name, v] of Object.entries(config.views)) {
-          out[name] = { input: 'table' in v.from ? { table: v.from.table } : { stream: v.from.stream }, to: v.to, ...(await store.summary(client, name)) };
+          out[name] = { input: { [v.mode]: v.input }, to: v.output, ...(await store.summary(client, name)) };
         }
         return out;
       });
@@ -78,7 +78,7 @@ export function registerViewsCommand(program: Command): void {
         const view = config.views[name];
         if (!view) throw new OffsetsRequestError(`no view named ${name} (views: ${Object.keys(config.views).join(', ') || 'none'})`, 'NO_VIEW');
         const logger = createLogger({ level: config.log.level });
-        const topic = inputTopic(config, 'table' in view.from ? view.from.table : view.from.stream, o.topic);
+        const topic = inputTopic(config, view.input, o.topic);
         // A running member would apply new changes before the rebuild reaches them, and the rebuild would then skip them.
         const admin = await connectGroupAdmin(config.kafka, logger);
         try {

@@ -9,6 +9,8 @@ import type { SinkFactory } from '../sink/sink.ts';
 import type { RateLimits } from '../sink/token-bucket.ts';
 import { transformFactories } from '../transform/registry.ts';
 import type { NamedTransform, Transform, TransformFactory } from '../transform/transform.ts';
+import type { TypedView } from '../view/dsl.ts';
+import { definitionFromConfig, type ViewDefinition } from '../view/view-plan.ts';
 import { importUserModule } from './import-module.ts';
 import { configSchema, type DlqConfig, type KafkaConfig, type MetricsConfig, type RawConfig, type RetryConfig } from './schema.ts';
 
@@ -43,7 +45,8 @@ export interface Config {
   readonly log: RawConfig['log'];
   readonly metrics: MetricsConfig;
   readonly state: RawConfig['state'];
-  readonly views: RawConfig['views'];
+  /** The config file's `views:` and the handlers module's `views`, by name. */
+  readonly views: Readonly<Record<string, ViewDefinition>>;
   /** Things that work but are probably not meant (a user kind shadowing a built-in one), each with its path. */
   readonly warnings: readonly ConfigIssue[];
 }
@@ -182,6 +185,8 @@ export async function resolveConfig(
     }),
   );
 
+  const views = mergeViews(raw, handlers.views, issues);
+
   if (issues.length > 0) throw new ConfigError(issues, options.source);
   return deepFreeze({
     kafka: raw.kafka,
@@ -196,9 +201,36 @@ export async function resolveConfig(
     log: raw.log,
     metrics: raw.metrics,
     state: raw.state,
-    views: raw.views,
+    views,
     warnings,
   });
+}
+
+/** The config file's views and the handlers module's, each checked as the config schema checks the file's. */
+function mergeViews(raw: RawConfig, typed: HandlersModule['views'], issues: ConfigIssue[]): Record<string, ViewDefinition> {
+  const views: Record<string, ViewDefinition> = {};
+  for (const [name, v] of Object.entries(raw.views)) views[name] = definitionFromConfig(v);
+  const entries = Object.entries(typed ?? {});
+  for (const [name, view] of entries) {
+    const path = `handlers.views.${name}`;
+    if (!/^[A-Za-z0-9_]+$/.test(name)) issues.push({ path, message: 'a view name is letters, digits and _' });
+    else if (Object.hasOwn(raw.views, name)) issues.push({ path, message: `view ${name} is also defined in the config file (views.${name})` });
+    else if (!isTypedView(view)) issues.push({ path, message: 'not a view: build it with fromTable/fromStream(…)…aggregate(…).to(sink, { table })' });
+    else {
+      for (const message of view.problems) issues.push({ path, message });
+      const sink = view.definition.output.sink;
+      if (!Object.hasOwn(raw.sinks, sink)) issues.push({ path: `${path}.to.sink`, message: `no sink named "${sink}"` });
+      views[name] = view.definition;
+    }
+  }
+  if (entries.length > 0 && !raw.state) issues.push({ path: 'state', message: 'views need a state connection (state.connection_string)' });
+  return views;
+}
+
+function isTypedView(value: unknown): value is TypedView {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Partial<TypedView>;
+  return typeof v.definition === 'object' && v.definition !== null && Array.isArray(v.problems);
 }
 
 /** The built-in kinds plus a handlers module's own; a user kind named like a built-in one replaces it, with a warning. */

@@ -1,17 +1,22 @@
 import { isUnavailable, type ChangeEvent } from '../model/change-event.ts';
 import type { JsonValue } from './core/aggregation.ts';
 import { lateChangeError, ViewLateError } from './core/late.ts';
-import { eventTimeMs } from './core/event-time.ts';
 import { newPartitionClock, observe, setCaughtUp, viewWatermark, type PartitionClock } from './core/watermark.ts';
 import { windowClosed } from './core/windows.ts';
 import { partitionKey } from './state-store.ts';
-import type { Contribution, ViewPlan } from './view-plan.ts';
+import { COMMIT_TIME_COLUMN, type Contribution, type ViewPlan } from './view-plan.ts';
 
 /** The event time of a change as the view reads it: its time column, or the commit time. */
 export function changeTimeMs(plan: ViewPlan, event: ChangeEvent): number | undefined {
-  if (plan.eventTime === undefined) return event.source.tsMs ?? event.tsMs ?? event.kafka.timestamp;
-  const value = (event.after ?? event.before)?.[plan.eventTime];
-  return value === undefined || isUnavailable(value) ? undefined : eventTimeMs(value);
+  const commitMs = event.source.tsMs ?? event.tsMs ?? event.kafka.timestamp;
+  const row = event.after ?? event.before;
+  if (row === null || Object.values(row).some(isUnavailable)) return plan.eventTime === undefined ? commitMs : undefined;
+  try {
+    // Through the view's own filter and map: the time column may be one the map makes.
+    return plan.eventTimeOf({ ...row, [COMMIT_TIME_COLUMN]: commitMs });
+  } catch {
+    return undefined;
+  }
 }
 
 /**

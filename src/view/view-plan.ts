@@ -1,19 +1,50 @@
 import { isUnavailable, type ChangeEvent, type ColumnSchema, type Row, type TableId } from '../model/change-event.ts';
 import { jsonWithBigints } from '../model/serialize.ts';
+import type { AggregationKind } from './core/aggregation.ts';
 import { createAggregator, type AnyAggregator } from './core/aggregations/index.ts';
 import { ViewInputError } from './core/errors.ts';
 import { eventTimeMs } from './core/event-time.ts';
 import { assignWindows, type TimeWindow, type WindowSpec } from './core/windows.ts';
-import type { AggregationFunction, ViewConfig } from './view-config.ts';
+import type { ViewConfig } from './view-config.ts';
 
 /** Column of a stored image holding the change's commit time, when that is the event time. */
 export const COMMIT_TIME_COLUMN = '__cdc_commit_ms';
 
 export interface PlannedAggregation {
   readonly name: string;
-  readonly fn: AggregationFunction;
+  readonly fn: AggregationKind;
+  /** The column aggregated; undefined: count(*), or a custom aggregation given the whole row. */
   readonly column: string | undefined;
   readonly aggregator: AnyAggregator;
+}
+
+/**
+ * A view as planView compiles it, whichever way it was written: the config file's `views:` (see
+ * definitionFromConfig) or the TypeScript API (src/view/dsl.ts).
+ */
+export interface ViewDefinition {
+  readonly input: string;
+  readonly mode: 'table' | 'stream';
+  /**
+   * The input columns the filter reads. Undefined when a filter or map is a function, which may read
+   * any column: images then keep the whole row.
+   */
+  readonly reads: readonly string[] | undefined;
+  readonly filter: ((row: Readonly<Row>) => boolean) | undefined;
+  /**
+   * Applied to each image (after the filter) before grouping; null drops the row. Pure: a table's
+   * stored image is mapped again when an update or delete retracts it.
+   */
+  readonly map: ((row: Readonly<Row>) => Row | null) | undefined;
+  /** Columns of the (mapped) row. */
+  readonly groupBy: readonly string[];
+  readonly aggregations: readonly PlannedAggregation[];
+  readonly window: WindowSpec | undefined;
+  /** A column of the (mapped) row; undefined: the commit time. */
+  readonly eventTime: string | undefined;
+  /** Watermark, lateness and emit mode; default: no out-of-orderness, idle after 60 s, no grace, emit updates. */
+  readonly time?: Partial<ViewPlan['time']> | undefined;
+  readonly output: { readonly sink: string; readonly table: string };
 }
 
 /** One row's share in one group (and window): the values each aggregation adds or retracts. */
@@ -31,7 +62,7 @@ export interface ViewPlan {
   readonly name: string;
   readonly input: string;
   readonly mode: 'table' | 'stream';
-  /** The columns an image keeps: everything the view reads, nothing more. */
+  /** The columns an image keeps: everything the view reads, nothing more (a view with a filter or map function keeps the whole row). */
   readonly columns: readonly string[];
   readonly groupBy: readonly string[];
   /** The result's key columns, in their order (stored keys come back from jsonb in another order). */
@@ -111,32 +142,48 @@ function resultColumn(a: PlannedAggregation, input: ColumnSchema | undefined): C
   }
 }
 
-export function planView(name: string, config: ViewConfig): ViewPlan {
-  const mode = 'table' in config.from ? 'table' : 'stream';
-  const input = 'table' in config.from ? config.from.table : config.from.stream;
-  const eventTime = config.event_time === 'commit_time' || config.event_time === undefined ? undefined : config.event_time;
-  const window = windowSpec(config.window);
-  const where = config.where ? compileWhere(config.where) : undefined;
-  const aggregations: PlannedAggregation[] = Object.entries(config.aggregations).map(([aggName, a]) => ({
-    name: aggName,
-    fn: a.fn,
-    column: a.column,
-    aggregator: createAggregator(a.fn, { star: a.column === undefined }),
-  }));
-  const columns = [
-    ...new Set([
-      ...config.group_by,
-      ...aggregations.flatMap((a) => (a.column === undefined ? [] : [a.column])),
-      ...(config.where ? [config.where.field] : []),
-      ...(window ? [eventTime ?? COMMIT_TIME_COLUMN] : []),
-    ]),
-  ];
-  const [schema, table] = config.to.table.split('.') as [string, string];
-  const output: ViewPlan['output'] = { sink: config.to.sink, table: { id: config.to.table, db: undefined, schema, table } };
+/** The definition of a `views:` entry of the config file. */
+export function definitionFromConfig(config: ViewConfig): ViewDefinition {
+  return {
+    input: 'table' in config.from ? config.from.table : config.from.stream,
+    mode: 'table' in config.from ? 'table' : 'stream',
+    reads: config.where ? [config.where.field] : [],
+    filter: config.where ? compileWhere(config.where) : undefined,
+    map: undefined,
+    groupBy: config.group_by,
+    aggregations: Object.entries(config.aggregations).map(([aggName, a]) => ({
+      name: aggName,
+      fn: a.fn,
+      column: a.column,
+      aggregator: createAggregator(a.fn, { star: a.column === undefined }),
+    })),
+    window: windowSpec(config.window),
+    eventTime: config.event_time === 'commit_time' ? undefined : config.event_time,
+    time: { outOfOrdernessMs: config.out_of_orderness ?? 0, idleTimeoutMs: config.idle_timeout, graceMs: config.grace ?? 0, emit: config.emit },
+    output: config.to,
+  };
+}
+
+export function planView(name: string, view: ViewConfig | ViewDefinition): ViewPlan {
+  const def = 'from' in view ? definitionFromConfig(view) : view;
+  const { mode, input, eventTime, window, filter, map, groupBy, aggregations } = def;
+  const wholeRow = def.reads === undefined;
+  const columns = wholeRow
+    ? [...(window && eventTime === undefined ? [COMMIT_TIME_COLUMN] : [])]
+    : [
+        ...new Set([
+          ...groupBy,
+          ...aggregations.flatMap((a) => (a.column === undefined ? [] : [a.column])),
+          ...def.reads,
+          ...(window ? [eventTime ?? COMMIT_TIME_COLUMN] : []),
+        ]),
+      ];
+  const [schema, table] = def.output.table.split('.') as [string, string];
+  const output: ViewPlan['output'] = { sink: def.output.sink, table: { id: def.output.table, db: undefined, schema, table } };
 
   function image(event: ChangeEvent, row: Readonly<Row>, previous: Readonly<Row> | null): Row {
     const out: Row = {};
-    for (const c of columns) {
+    for (const c of wholeRow ? [...Object.keys(row), ...columns] : columns) {
       if (c === COMMIT_TIME_COLUMN) {
         out[c] = event.source.tsMs ?? event.tsMs ?? event.kafka.timestamp;
         continue;
@@ -152,17 +199,30 @@ export function planView(name: string, config: ViewConfig): ViewPlan {
     return out;
   }
 
+  /** The row the view groups: the image, filtered and mapped; null when the filter drops it. */
+  function rowOf(img: Readonly<Row>): Readonly<Row> | null {
+    if (filter && !userCall(name, 'filter', () => filter(img))) return null;
+    return map ? userCall(name, 'map', () => map(img)) : img;
+  }
+
+  /** The event time's value: a column of the (mapped) row, or the commit time the image keeps. */
+  function timeValueOf(img: Readonly<Row>, row: Readonly<Row>): unknown {
+    return eventTime === undefined ? img[COMMIT_TIME_COLUMN] : row[eventTime];
+  }
+
   function contributions(img: Readonly<Row>): Contribution[] {
-    if (where && !where(img)) return [];
+    const row = rowOf(img);
+    if (row === null) return [];
     // A view with neither groups nor a window has one result row: keyed by the view's name, as sinks need a key.
-    const key: Row = config.group_by.length === 0 && !window ? { view: name } : {};
-    for (const g of config.group_by) key[g] = normalize(img[g]);
-    const values = aggregations.map((a) => (a.column === undefined ? null : img[a.column]));
+    const key: Row = groupBy.length === 0 && !window ? { view: name } : {};
+    for (const g of groupBy) key[g] = normalize(row[g]);
+    const values = aggregations.map((a) => (a.column !== undefined ? row[a.column] : a.fn === 'custom' ? row : null));
     if (!window) return [{ groupId: jsonWithBigints(Object.values(key)), groupKey: key, values }];
-    const column = eventTime ?? COMMIT_TIME_COLUMN;
-    const t = eventTimeMs(img[column]);
+    const time = timeValueOf(img, row);
+    const t = eventTimeMs(time);
     if (t === undefined) {
-      throw new ViewInputError('VIEW_NOT_A_TIME', `view ${name}: event time column ${column} holds ${jsonWithBigints(img[column]) ?? 'nothing'}, not a time`);
+      const column = eventTime ?? COMMIT_TIME_COLUMN;
+      throw new ViewInputError('VIEW_NOT_A_TIME', `view ${name}: event time column ${column} holds ${jsonWithBigints(time) ?? 'nothing'}, not a time`);
     }
     return assignWindows(window, t).map((w) => {
       const groupKey = { ...key, window_start: w.start, window_end: w.end };
@@ -171,10 +231,11 @@ export function planView(name: string, config: ViewConfig): ViewPlan {
   }
 
   function resultColumns(inputColumns: readonly ColumnSchema[] | undefined): ColumnSchema[] | undefined {
-    if (!inputColumns) return undefined;
+    // A mapped row's columns and a custom aggregation's result have their own types: no schema is better than a wrong one.
+    if (!inputColumns || map || aggregations.some((a) => a.fn === 'custom')) return undefined;
     const byName = new Map(inputColumns.map((c) => [c.name, c]));
-    const keyCols = config.group_by.map((g) => ({ ...(byName.get(g) ?? { ...INT64, type: 'string' }), name: g, optional: false }));
-    if (config.group_by.length === 0 && !window) keyCols.push({ ...INT64, type: 'string', name: 'view' });
+    const keyCols = groupBy.map((g) => ({ ...(byName.get(g) ?? { ...INT64, type: 'string' }), name: g, optional: false }));
+    if (groupBy.length === 0 && !window) keyCols.push({ ...INT64, type: 'string', name: 'view' });
     const windowCols = window ? [{ ...INT64, name: 'window_start' }, { ...INT64, name: 'window_end' }] : [];
     return [
       ...keyCols,
@@ -183,13 +244,26 @@ export function planView(name: string, config: ViewConfig): ViewPlan {
     ];
   }
 
-  const time = {
-    outOfOrdernessMs: config.out_of_orderness ?? 0,
-    idleTimeoutMs: config.idle_timeout,
-    graceMs: config.grace ?? 0,
-    emit: config.emit,
+  const time: ViewPlan['time'] = {
+    outOfOrdernessMs: def.time?.outOfOrdernessMs ?? 0,
+    idleTimeoutMs: def.time?.idleTimeoutMs ?? 60_000,
+    graceMs: def.time?.graceMs ?? 0,
+    emit: def.time?.emit ?? 'updates',
   };
-  const eventTimeOf = (img: Readonly<Row>) => (window ? eventTimeMs(img[eventTime ?? COMMIT_TIME_COLUMN]) : undefined);
-  const keyColumns = [...config.group_by, ...(window ? ['window_start', 'window_end'] : []), ...(config.group_by.length === 0 && !window ? ['view'] : [])];
-  return { name, input, mode, columns, groupBy: config.group_by, keyColumns, aggregations, window, eventTime, time, eventTimeOf, output, image, contributions, resultColumns };
+  const eventTimeOf = (img: Readonly<Row>): number | undefined => {
+    if (!window) return undefined;
+    const row = rowOf(img);
+    return row === null ? undefined : eventTimeMs(timeValueOf(img, row));
+  };
+  const keyColumns = [...groupBy, ...(window ? ['window_start', 'window_end'] : []), ...(groupBy.length === 0 && !window ? ['view'] : [])];
+  return { name, input, mode, columns, groupBy, keyColumns, aggregations, window, eventTime, time, eventTimeOf, output, image, contributions, resultColumns };
+}
+
+/** A user's filter or map that throws fails its record (dead-lettered with stage view), not the batch. */
+function userCall<T>(view: string, step: 'filter' | 'map', fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw new ViewInputError('VIEW_FUNCTION_FAILED', `view ${view}: its ${step} function threw: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
 }

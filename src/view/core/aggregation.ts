@@ -10,7 +10,7 @@ export type AggValue = number | bigint | string | boolean | null;
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
-export interface Aggregator<S> {
+export interface Aggregator<S, T extends AggValue = AggValue> {
   readonly kind: string;
   /** The state of an empty group; JSON-serializable. */
   init(): S;
@@ -18,7 +18,7 @@ export interface Aggregator<S> {
   add(state: S, value: unknown): S;
   /** The exact inverse of `add` for a value that was added before. */
   subtract(state: S, value: unknown): S;
-  result(state: S): AggValue;
+  result(state: S): T;
   /**
    * The state of the union of two groups' values, for session windows that merge (Kafka Streams'
    * Merger). Every built-in has it; a custom aggregation without it cannot feed session windows.
@@ -40,13 +40,13 @@ export type AggregationKind =
   | 'custom';
 
 /** User-supplied retractable aggregation (`aggregate({ init, add, subtract, result })`). */
-export interface CustomAggregation<S> {
+export interface CustomAggregation<S, T extends AggValue = AggValue> {
   readonly name?: string;
   init(): S;
   add(state: S, value: unknown): S;
   subtract(state: S, value: unknown): S;
   /** Defaults to the state itself, which must then be a number, string, boolean or null. */
-  result?(state: S): AggValue;
+  result?(state: S): T;
   /** Needed only for session windows: the state of the union of two groups' values. */
   merge?(a: S, b: S): S;
 }

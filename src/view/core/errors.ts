@@ -9,6 +9,7 @@ export type ViewInputCode =
   | 'VIEW_NOT_ADDED'
   | 'VIEW_UNAVAILABLE'
   | 'VIEW_NO_KEY'
+  | 'VIEW_FUNCTION_FAILED'
   | 'VIEW_INPUT';
 
 /**

@@ -43,14 +43,15 @@ function defaultResult(name: string, state: unknown): AggValue {
 }
 
 /** A user's retractable aggregation, checked so that its state can be stored. */
-export function aggregate<S extends JsonValue>(fns: CustomAggregation<S>): Aggregator<S> {
+export function aggregate<S extends JsonValue, T extends AggValue = AggValue>(fns: CustomAggregation<S, T>): Aggregator<S, T> {
   const name = fns.name ?? 'custom';
-  const aggregator: Aggregator<S> = {
+  const aggregator: Aggregator<S, T> = {
     kind: 'custom',
     init: () => checkJson(name, 'init', fns.init()),
     add: (state, value) => checkJson(name, 'add', fns.add(state, value)),
     subtract: (state, value) => checkJson(name, 'subtract', fns.subtract(state, value)),
-    result: (state) => (fns.result ? fns.result(state) : defaultResult(name, state)),
+    // Without result() the state is the result: T is then AggValue.
+    result: (state) => (fns.result ? fns.result(state) : (defaultResult(name, state) as T)),
   };
   const merge = fns.merge;
   if (merge) aggregator.merge = (a, b) => checkJson(name, 'merge', merge(a, b));

@@ -1,0 +1,248 @@
+import type { Row } from '../model/change-event.ts';
+import type { AggValue, AggregationKind, Aggregator, JsonValue } from './core/aggregation.ts';
+import { createAggregator, type AnyAggregator } from './core/aggregations/index.ts';
+import type { WindowSpec } from './core/windows.ts';
+import { durationSchema } from './view-config.ts';
+import type { PlannedAggregation, ViewDefinition } from './view-plan.ts';
+
+/**
+ * Views written in TypeScript, in the style of Kafka Streams:
+ *
+ *   fromTable<Order>('public.orders').filter((o) => o.status !== 'cancelled').groupBy('customer_id')
+ *     .aggregate({ orders: count(), revenue: sum('total') }).to('replica', { table: 'public.revenue' })
+ *
+ * The builder only collects a ViewDefinition, the same one a `views:` entry of the config file
+ * becomes; planView compiles both. Column names are checked against the row type, and the result
+ * row's type follows from the group columns, the window and the aggregations.
+ */
+
+/** Milliseconds, or text such as `500ms`, `5s`, `30m`, `1h`, `1d`. */
+export type Duration = number | `${number}${'ms' | 's' | 'm' | 'h' | 'd'}`;
+
+export type WindowOption =
+  | { readonly tumbling: Duration }
+  | { readonly hopping: { readonly size: Duration; readonly advance: Duration } };
+
+/** One aggregation of `aggregate({...})`: its kind, the column it reads, and (custom only) its result type. */
+export interface ViewAggregation<F extends AggregationKind = AggregationKind, C extends string = string, T = unknown> {
+  readonly fn: F;
+  readonly column: C | undefined;
+  readonly aggregator: AnyAggregator;
+  /** Type only: what a custom aggregation's result() returns. */
+  readonly resultType?: T;
+}
+
+/** A finished view, for the `views` of a handlers module; `R` is the type of its result rows. */
+export interface TypedView<R extends object = object> {
+  readonly definition: ViewDefinition;
+  /** What is wrong with the definition (a bad duration…); the config loader reports each with the view's path. */
+  readonly problems: readonly string[];
+  /** Type only. */
+  readonly rowType?: R;
+}
+
+type Columns<S> = keyof S & string;
+type ValueOf<S, C> = C extends keyof S ? Exclude<S[C], undefined> : never;
+/** Group values as the result key holds them: a bigint within 2^53 becomes a number, a larger one its text. */
+type KeyValue<V> = V extends bigint ? number | string : V;
+/** Decimal text sums to decimal text; integers to a number, or a bigint beyond 2^53; floats to a number. */
+type SumOf<V> = [Exclude<V, null>] extends [string]
+  ? string | null
+  : [Exclude<V, null>] extends [number | bigint]
+    ? number | bigint | null
+    : number | bigint | string | null;
+/** Exact decimal text for integers and decimals, a number for floats. */
+type MeanOf<V> = [Exclude<V, null>] extends [string] ? string | null : string | number | null;
+
+type AggregationResult<S, A> =
+  A extends ViewAggregation<infer F, infer C, infer T>
+    ? F extends 'count' | 'count_distinct'
+      ? number
+      : F extends 'sum'
+        ? SumOf<ValueOf<S, C>>
+        : F extends 'min' | 'max'
+          ? (ValueOf<S, C> extends bigint ? number | bigint : ValueOf<S, C>) | null
+          : F extends 'custom'
+            ? T
+            : MeanOf<ValueOf<S, C>>
+    : never;
+
+type Simplify<T> = { [K in keyof T]: T[K] } & {};
+
+export interface WindowBounds {
+  /** Epoch milliseconds, inclusive. */
+  readonly window_start: number;
+  /** Epoch milliseconds, exclusive. */
+  readonly window_end: number;
+}
+
+/** A view with neither group columns nor a window has one result row, keyed by the view's name. */
+type KeyColumns<S, G extends string, W extends boolean> = [G] extends [never]
+  ? W extends true
+    ? WindowBounds
+    : { readonly view: string }
+  : { readonly [K in G]: KeyValue<ValueOf<S, K>> } & (W extends true ? WindowBounds : unknown);
+
+export type ResultRow<S, G extends string, W extends boolean, A> = Simplify<
+  KeyColumns<S, G, W> & { readonly [N in keyof A]: AggregationResult<S, A[N]> }
+>;
+
+type AggregationsOf<S> = Readonly<Record<string, ViewAggregation<AggregationKind, Columns<S>>>>;
+
+interface Collected {
+  readonly input: string;
+  readonly mode: 'table' | 'stream';
+  /** filter and map steps in order; a step returning null drops the row. */
+  readonly steps: readonly ((row: Row) => Row | null)[];
+  readonly onlyFilters: boolean;
+  readonly groupBy: readonly string[];
+  readonly window: WindowSpec | undefined;
+  readonly eventTime: string | undefined;
+  readonly problems: readonly string[];
+}
+
+// The user's functions are typed by the row type they declared; the runtime hands them its rows.
+type RowFn = (row: Row) => unknown;
+const untyped = <S>(fn: (row: S) => unknown): RowFn => fn as unknown as RowFn;
+
+/** The rows of a table or stream, before grouping. */
+export class ViewSource<S extends object> {
+  constructor(private readonly c: Collected) {}
+
+  /** Keeps the rows for which `predicate` is true. */
+  filter(predicate: (row: S) => boolean): ViewSource<S> {
+    const fn = untyped(predicate);
+    return new ViewSource<S>({ ...this.c, steps: [...this.c.steps, (row) => (fn(row) === true ? row : null)] });
+  }
+
+  /**
+   * Replaces each row by `fn(row)` before grouping. It must be pure: for a table, the stored image of
+   * a row is mapped again when an update or delete retracts it, and must give what it gave before.
+   */
+  map<T extends object>(fn: (row: S) => T): ViewSource<T> {
+    const f = untyped(fn);
+    return new ViewSource<T>({ ...this.c, steps: [...this.c.steps, (row) => f(row) as Row], onlyFilters: false });
+  }
+
+  /** Groups by these columns (none: one result row for the whole input). */
+  groupBy<G extends Columns<S> = never>(...columns: G[]): GroupedView<S, G, false> {
+    return new GroupedView<S, G, false>({ ...this.c, groupBy: columns });
+  }
+}
+
+/** Grouped rows, optionally windowed: aggregate them. */
+export class GroupedView<S extends object, G extends string, W extends boolean> {
+  constructor(private readonly c: Collected) {}
+
+  /** Tumbling or hopping windows, aligned to the epoch as PostgreSQL's date_bin; needs eventTime for a table. */
+  windowedBy(window: WindowOption): GroupedView<S, G, true> {
+    const problems = [...this.c.problems];
+    const ms = (d: Duration, what: string): number => {
+      const parsed = durationSchema.safeParse(d);
+      if (parsed.success) return parsed.data;
+      problems.push(`window ${what}: ${String(d)} is not a duration (a positive integer of milliseconds, or text such as 500ms, 5s, 30m, 1h, 1d)`);
+      return 1;
+    };
+    const spec: WindowSpec =
+      'tumbling' in window
+        ? { kind: 'tumbling', sizeMs: ms(window.tumbling, 'tumbling') }
+        : { kind: 'hopping', sizeMs: ms(window.hopping.size, 'hopping.size'), advanceMs: ms(window.hopping.advance, 'hopping.advance') };
+    if (spec.kind === 'hopping' && spec.advanceMs > spec.sizeMs) problems.push('window hopping.advance must not exceed size');
+    return new GroupedView<S, G, true>({ ...this.c, window: spec, problems });
+  }
+
+  /** The column of the (mapped) row holding the event time, or `commit_time` (the default; source.ts_ms). */
+  eventTime(column: Columns<S> | 'commit_time'): GroupedView<S, G, W> {
+    return new GroupedView<S, G, W>({ ...this.c, eventTime: column === 'commit_time' ? undefined : column });
+  }
+
+  /** Result column name -> aggregation: count(), sum('total'), custom(aggregate({...}))… */
+  aggregate<A extends AggregationsOf<S>>(aggregations: A): AggregatedView<ResultRow<S, G, W, A>> {
+    const c = this.c;
+    const problems = [...c.problems];
+    const planned: PlannedAggregation[] = Object.entries(aggregations).map(([name, a]) => ({ name, fn: a.fn, column: a.column, aggregator: a.aggregator }));
+    if (planned.length === 0) problems.push('aggregate needs at least one aggregation');
+    for (const a of planned) {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(a.name)) problems.push(`aggregation ${a.name}: not a result column name`);
+      if (c.groupBy.includes(a.name) || ['window_start', 'window_end', 'view'].includes(a.name)) {
+        problems.push(`aggregation ${a.name} collides with a key column of the result`);
+      }
+    }
+    if (c.window && c.mode === 'table' && c.eventTime === undefined) {
+      problems.push('a windowed view of a table needs eventTime(column) (commit_time is not kept by a replayed snapshot)');
+    }
+    return new AggregatedView({ ...c, problems }, planned);
+  }
+}
+
+/** Aggregated results: name where they go. */
+export class AggregatedView<R extends object> {
+  constructor(
+    private readonly c: Collected,
+    private readonly aggregations: readonly PlannedAggregation[],
+  ) {}
+
+  /** Results are change events of `table`, written by the named sink like any other table. */
+  to(sink: string, target: { readonly table: `${string}.${string}` }): TypedView<R> {
+    const { c } = this;
+    const problems = [...c.problems];
+    if (!/^[^.\s]+\.[^.\s]+$/.test(target.table)) problems.push(`to: table ${target.table} is not <schema>.<table>`);
+    const steps = c.steps;
+    const definition: ViewDefinition = {
+      input: c.input,
+      mode: c.mode,
+      reads: steps.length === 0 ? [] : undefined,
+      filter: c.onlyFilters && steps.length > 0 ? (row) => steps.every((step) => step(row as Row) !== null) : undefined,
+      map: c.onlyFilters ? undefined : (row) => steps.reduce<Row | null>((r, step) => (r === null ? null : step(r)), row as Row),
+      groupBy: c.groupBy,
+      aggregations: this.aggregations,
+      window: c.window,
+      eventTime: c.eventTime,
+      output: { sink, table: target.table },
+    };
+    return { definition, problems };
+  }
+}
+
+function source<R extends object>(mode: 'table' | 'stream', tableId: string): ViewSource<R> {
+  return new ViewSource<R>({ input: tableId, mode, steps: [], onlyFilters: true, groupBy: [], window: undefined, eventTime: undefined, problems: [] });
+}
+
+/** A table read as a table: updates and deletes retract the row's earlier contribution. */
+export function fromTable<R extends object>(tableId: string): ViewSource<R> {
+  return source<R>('table', tableId);
+}
+
+/** A table read as a stream of occurrences: each change counts once, nothing is retracted. */
+export function fromStream<R extends object>(tableId: string): ViewSource<R> {
+  return source<R>('stream', tableId);
+}
+
+function builtin<F extends Exclude<AggregationKind, 'custom'>, C extends string>(fn: F, column: C | undefined): ViewAggregation<F, C, never> {
+  return { fn, column, aggregator: createAggregator(fn, { star: fn === 'count' && column === undefined }) };
+}
+
+/** count(): rows (SQL count(*)); count('col'): non-null values of the column. */
+export function count<C extends string = never>(column?: C): ViewAggregation<'count', C, never> {
+  return builtin('count', column);
+}
+export const sum = <C extends string>(column: C): ViewAggregation<'sum', C, never> => builtin('sum', column);
+export const min = <C extends string>(column: C): ViewAggregation<'min', C, never> => builtin('min', column);
+export const max = <C extends string>(column: C): ViewAggregation<'max', C, never> => builtin('max', column);
+export const avg = <C extends string>(column: C): ViewAggregation<'avg', C, never> => builtin('avg', column);
+export const var_pop = <C extends string>(column: C): ViewAggregation<'var_pop', C, never> => builtin('var_pop', column);
+export const var_samp = <C extends string>(column: C): ViewAggregation<'var_samp', C, never> => builtin('var_samp', column);
+export const stddev_pop = <C extends string>(column: C): ViewAggregation<'stddev_pop', C, never> => builtin('stddev_pop', column);
+export const stddev_samp = <C extends string>(column: C): ViewAggregation<'stddev_samp', C, never> => builtin('stddev_samp', column);
+export const countDistinct = <C extends string>(column: C): ViewAggregation<'count_distinct', C, never> => builtin('count_distinct', column);
+
+/**
+ * A user's retractable aggregation (`aggregate({ init, add, subtract, result })`) of a column, or of
+ * the whole (mapped) row without one. The result's type is what its result() returns.
+ */
+export function custom<St extends JsonValue, T extends AggValue, C extends string = never>(
+  aggregator: Aggregator<St, T>,
+  column?: C,
+): ViewAggregation<'custom', C, T> {
+  return { fn: 'custom', column, aggregator: aggregator as unknown as AnyAggregator };
+}
