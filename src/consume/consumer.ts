@@ -233,53 +233,56 @@ export function createChangeConsumer(
   async function drain(w: PartitionWorker): Promise<void> {
     const h = handler;
     if (!h) return;
-    // The next batch does not wait for the last one's commit: commits run beside the writes (one
-    // request for every partition that moved), and stop() waits for them after the drain.
-    while (w.queue.length > 0 && !w.controller.signal.aborted) {
-      const item = w.queue[0]!;
-      // Batches that queued up behind a slow write go out as one (up to mergeUpTo records): after
-      // an outage or under a backlog a partition catches up in a few large writes, not many small ones.
-      let taken = 1;
-      let records = item.records;
-      if (records && w.queue.length > 1 && records.length < mergeUpTo) {
-        const parts = [records];
-        let total = records.length;
-        for (let i = 1; i < w.queue.length; i++) {
-          const next = w.queue[i]!.records;
-          if (!next || total + next.length > mergeUpTo) break;
-          parts.push(next);
-          total += next.length;
-          taken++;
-        }
-        if (taken > 1) records = parts.flat();
-      }
-      if (records) {
-        const result = await h(records, { signal: w.controller.signal, progress: (o) => void commit(w, o) });
-        if (w.controller.signal.aborted) break;
-        if (result.commitOffset !== undefined) void commit(w, result.commitOffset);
-        if (result.halt) {
-          w.halted = true;
-          w.queue.length = 0;
-          w.queued = 0;
-          consumer.pause([{ topic: w.topic, partitions: [w.partition] }]);
-          // Later batches were handed over already; fetch from the halted record if resumed.
-          if (result.commitOffset !== undefined) {
-            consumer.seek({ topic: w.topic, partition: w.partition, offset: result.commitOffset.toString() });
+    // A batch queued while the last commit is awaited must not wait for the partition's next fetch.
+    for (;;) {
+      while (w.queue.length > 0 && !w.controller.signal.aborted) {
+        const item = w.queue[0]!;
+        // Batches that queued up behind a slow write go out as one (up to mergeUpTo records): after
+        // an outage or under a backlog a partition catches up in a few large writes, not many small ones.
+        let taken = 1;
+        let records = item.records;
+        if (records && w.queue.length > 1 && records.length < mergeUpTo) {
+          const parts = [records];
+          let total = records.length;
+          for (let i = 1; i < w.queue.length; i++) {
+            const next = w.queue[i]!.records;
+            if (!next || total + next.length > mergeUpTo) break;
+            parts.push(next);
+            total += next.length;
+            taken++;
           }
-          break;
+          if (taken > 1) records = parts.flat();
         }
-      } else if (w.wanted >= item.firstOffset) {
-        // Markers right after finished records: move the commit past them (lag 0, not 1).
-        void commit(w, item.nextOffset);
+        if (records) {
+          const result = await h(records, { signal: w.controller.signal, progress: (o) => void commit(w, o) });
+          if (w.controller.signal.aborted) break;
+          if (result.commitOffset !== undefined) void commit(w, result.commitOffset);
+          if (result.halt) {
+            w.halted = true;
+            w.queue.length = 0;
+            w.queued = 0;
+            consumer.pause([{ topic: w.topic, partitions: [w.partition] }]);
+            // Later batches were handed over already; fetch from the halted record if resumed.
+            if (result.commitOffset !== undefined) {
+              consumer.seek({ topic: w.topic, partition: w.partition, offset: result.commitOffset.toString() });
+            }
+            break;
+          }
+        } else if (w.wanted >= item.firstOffset) {
+          // Markers right after finished records: move the commit past them (lag 0, not 1).
+          void commit(w, item.nextOffset);
+        }
+        const done = w.queue.splice(0, taken);
+        w.queued -= records?.length ?? 0;
+        const nextOffset = done[done.length - 1]!.nextOffset;
+        for (const l of fetchedListeners) l(w.topic, w.partition, nextOffset);
+        if (w.backpressured && w.queued <= maxQueued / 2) {
+          w.backpressured = false;
+          consumer.resume([{ topic: w.topic, partitions: [w.partition] }]);
+        }
       }
-      const done = w.queue.splice(0, taken);
-      w.queued -= records?.length ?? 0;
-      const nextOffset = done[done.length - 1]!.nextOffset;
-      for (const l of fetchedListeners) l(w.topic, w.partition, nextOffset);
-      if (w.backpressured && w.queued <= maxQueued / 2) {
-        w.backpressured = false;
-        consumer.resume([{ topic: w.topic, partitions: [w.partition] }]);
-      }
+      await w.commitChain;
+      if (w.queue.length === 0 || w.controller.signal.aborted || w.halted) break;
     }
   }
 
