@@ -191,7 +191,7 @@ async function measure(ctx: ViewsContext, row: ViewsRow, round: number, topic: s
       await worker.exit(120_000);
       if (doneAt === undefined) return fail(stalled ?? `committed offsets did not reach the end offsets within ${ctx.settings.runTimeoutSeconds} s`);
       const seconds = (doneAt - started.at) / 1000;
-      const records = Number([...end.values()].reduce((n, o) => n + Number(o), 0));
+      const records = [...end.values()].reduce((n, o) => n + Number(o), 0);
       const measured: ViewsRun = { row, round, eventsPerSec: records / seconds, records, seconds, cpuUsPerEvent: last.cpuUs / records };
       if (row === 'raw' || ROW_INFO[row].rowsPerLiveRow === undefined) return measured;
       const checked = await gate(ctx.clients, row, schema, liveRows);
@@ -264,7 +264,7 @@ async function latencyAt(ctx: ViewsContext, row: ViewsVariant, rate: number): Pr
         producerBehindMaxMs: stream.behindMaxMs(),
       };
       if (stream.failed() > 0) return { row, offeredPerSec: rate, stats: undefined, ...extra, error: `${stream.failed()} appends failed: ${stream.firstError()}` };
-      if (!covered) return { row, offeredPerSec: rate, stats: undefined, ...extra, error: `measured records not committed ${s.latencyTailSeconds} s after the measured part` };
+      if (!covered) return { row, offeredPerSec: rate, stats: undefined, ...extra, error: `measured records not committed ${s.latencyTailSeconds} s after the measured part (the router's log above says why, e.g. a partition halted at a record)` };
       return { row, offeredPerSec: rate, stats: stopped.latency, ...extra };
     } catch (err) {
       worker.child.kill('SIGKILL');
