@@ -42,20 +42,43 @@ async function createTopic(admin: Admin, topic: string, partitions: number): Pro
   }
 }
 
+/** Another corpus than bench/corpus.ts's (the views corpus): its topic name and its records in order. */
+export interface CorpusSource {
+  readonly topic: string;
+  readonly messages: () => () => { partition: number; key: string; value: string | null };
+}
+
+function defaultSource(spec: CorpusSpec): CorpusSource {
+  return {
+    topic: corpusTopic(spec),
+    messages: () => {
+      const gen = createCorpusGenerator(spec.seed, spec.partitions);
+      return () => {
+        const r = gen.next();
+        return { partition: r.partition, ...serialize(spec.seed, r) };
+      };
+    },
+  };
+}
+
 /** Produces a corpus's records into `topic`, in generator order, each into its key's partition. */
-export async function produceCorpus(kafka: Kafka, topic: string, spec: CorpusSpec, log: (line: string) => void): Promise<void> {
+export async function produceCorpus(
+  kafka: Kafka,
+  topic: string,
+  spec: CorpusSpec,
+  log: (line: string) => void,
+  source: CorpusSource = defaultSource(spec),
+): Promise<void> {
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
   await producer.connect();
   try {
-    const gen = createCorpusGenerator(spec.seed, spec.partitions);
+    const next = source.messages();
     let inflight: Promise<unknown> = Promise.resolve();
     let lastLog = Date.now();
     for (let start = 0; start < spec.events; start += CHUNK) {
       const messages: Message[] = [];
       for (let i = start; i < Math.min(spec.events, start + CHUNK); i++) {
-        const r = gen.next();
-        const { key, value } = serialize(spec.seed, r);
-        messages.push({ partition: r.partition, key, value });
+        messages.push(next());
       }
       // The next chunk is serialized while this one is in flight.
       await inflight;
@@ -78,8 +101,14 @@ export interface CorpusTopic {
   readonly produceSeconds: number;
 }
 
-export async function ensureCorpusTopic(kafka: Kafka, admin: Admin, spec: CorpusSpec, log: (line: string) => void): Promise<CorpusTopic> {
-  const topic = corpusTopic(spec);
+export async function ensureCorpusTopic(
+  kafka: Kafka,
+  admin: Admin,
+  spec: CorpusSpec,
+  log: (line: string) => void,
+  source: CorpusSource = defaultSource(spec),
+): Promise<CorpusTopic> {
+  const topic = source.topic;
   if ((await admin.listTopics()).includes(topic)) {
     const have = await recordCount(admin, topic);
     if (have.partitions === spec.partitions && have.records === spec.events && !have.trimmed) return { topic, reused: true, produceSeconds: 0 };
@@ -89,7 +118,7 @@ export async function ensureCorpusTopic(kafka: Kafka, admin: Admin, spec: Corpus
   log(`producing the corpus into ${topic} (once; later runs reuse it)`);
   const t0 = performance.now();
   await createTopic(admin, topic, spec.partitions);
-  await produceCorpus(kafka, topic, spec, log);
+  await produceCorpus(kafka, topic, spec, log, source);
   const have = await recordCount(admin, topic);
   if (have.records !== spec.events) throw new Error(`corpus topic ${topic} holds ${have.records} records after producing ${spec.events}`);
   return { topic, reused: false, produceSeconds: (performance.now() - t0) / 1000 };

@@ -25,7 +25,7 @@ export interface LatencyContext {
   readonly runId: string;
 }
 
-interface Outgoing {
+export interface Outgoing {
   readonly partition: number;
   readonly key: Buffer;
   readonly value: Buffer | null;
@@ -43,7 +43,7 @@ function messageSource(seed: number, partitions: number, counted: number): (i: n
   return (i) => prepared[i] ?? next();
 }
 
-interface OpenLoop {
+export interface OpenLoop {
   readonly startMs: number;
   /** Resolves when every counted record is appended: per partition, the offset after its last counted record. */
   readonly countedAppended: Promise<ReadonlyMap<number, number>>;
@@ -59,7 +59,7 @@ interface OpenLoop {
 
 const SEND_MAX = 1_000;
 
-function startOpenLoop(producer: Producer, topic: string, rate: number, counted: number, message: (i: number) => Outgoing): OpenLoop {
+export function startOpenLoop(producer: Producer, topic: string, rate: number, counted: number, message: (i: number) => Outgoing): OpenLoop {
   const startMs = Date.now() + 50;
   const required = new Map<number, number>();
   const countedSends: Promise<unknown>[] = [];
@@ -134,13 +134,13 @@ function startOpenLoop(producer: Producer, topic: string, rate: number, counted:
 }
 
 /** p50/p99 of the measured records' due-to-appended times: the producer's and the broker's share of the latency. */
-function appendStats(ms: Float64Array): { readonly p50Ms: number; readonly p99Ms: number } {
+export function appendStats(ms: Float64Array): { readonly p50Ms: number; readonly p99Ms: number } {
   const sorted = ms.filter((x) => !Number.isNaN(x)).sort();
   const at = (p: number) => (sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]!);
   return { p50Ms: at(0.5), p99Ms: at(0.99) };
 }
 
-async function committedOffsets(admin: Admin, group: string, topic: string): Promise<Map<number, number>> {
+export async function committedOffsets(admin: Admin, group: string, topic: string): Promise<Map<number, number>> {
   const [res] = await admin.fetchOffsets({ groupId: group, topics: [topic] }).catch(() => []);
   return new Map((res?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
 }

@@ -45,7 +45,7 @@ type Json = Record<string, unknown>;
 const isPlain = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** `BENCH_ROUTER_CONFIG` (JSON) laid over the router's config, objects merged key by key: to try settings. */
-function merged(overlay: string | undefined, base: Json): Json {
+export function merged(overlay: string | undefined, base: Json): Json {
   if (!overlay) return base;
   const parsed: unknown = JSON.parse(overlay);
   if (!isPlain(parsed)) throw new TypeError('BENCH_ROUTER_CONFIG must be a JSON object');
@@ -147,13 +147,18 @@ function trace(events: RouterEvents): () => void {
   };
 }
 
-export async function prepareRouter(task: RouterTask): Promise<ModeRunner> {
-  const config = await resolveConfig(routerConfig(task));
+export function prepareRouter(task: RouterTask): Promise<ModeRunner> {
+  return prepareRouterWith(routerConfig(task), task.latency);
+}
+
+/** cdc-router on a raw config (as in a config file), measured; `latency`: collect append-to-commit latencies. */
+export async function prepareRouterWith(rawConfig: Record<string, unknown>, withLatency: boolean): Promise<ModeRunner> {
+  const config = await resolveConfig(rawConfig);
   const logger = createLogger({ level: config.log.level });
   const events = new RouterEvents();
   let processed = 0;
   events.on('batch.processed', (p) => (processed += p.records));
-  const latency = task.latency ? latencyRecorder() : undefined;
+  const latency = withLatency ? latencyRecorder() : undefined;
   if (latency) {
     events.on('batch.processed', (p) => p.timings && latency.tracker.processed(p.topic, p.partition, p.timings));
     events.on('batch.committed', (p) => latency.tracker.committed(p.topic, p.partition, BigInt(p.offset)));

@@ -44,6 +44,7 @@ export type WorkerTask =
       /** Collect append-to-commit latencies (the open-loop run). */
       readonly latency: boolean;
     }
+  | ViewsTask
   | {
       readonly kind: 'ceiling';
       readonly store: CeilingStore;
@@ -53,6 +54,28 @@ export type WorkerTask =
       readonly batch: number;
       readonly lanes: number;
     };
+
+/** The views benchmark (bench/mode-views.ts): cdc-router on the views corpus, one variant per run. */
+export interface ViewsTask {
+  readonly kind: 'views';
+  readonly variant: ViewsVariant;
+  readonly servers: Servers;
+  readonly topic: string;
+  readonly group: string;
+  /** The view's state schema; also the PostgreSQL output sink's schema. */
+  readonly stateSchema: string;
+  readonly latency: boolean;
+}
+
+export type ViewsVariant =
+  | 'noop'
+  | 'filter-map'
+  | 'tumbling-5s'
+  | 'hopping-30s-5s'
+  | 'group-1k'
+  | 'group-100k'
+  | 'group-1M'
+  | 'group-1k-pg';
 
 export interface LatencyStats {
   readonly samples: number;

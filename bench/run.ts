@@ -31,6 +31,7 @@ import {
 } from './report.ts';
 import { readSettings, type BenchSettings, type Mode } from './settings.ts';
 import { dropTargets, openStoreClients, targetsFor, verifyStores, type StoreClients } from './stores.ts';
+import { viewsBench, viewsMarkdown } from './views-run.ts';
 import { startWorker } from './worker-handle.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -232,6 +233,8 @@ async function main(): Promise<void> {
       log(latency.stats ? `  p50 ${latency.stats.p50Ms} ms, p99 ${latency.stats.p99Ms} ms (${latency.stats.samples} records)` : `  no figure: ${latency.error}`);
     }
 
+    const views = settings.views ? await viewsBench({ settings, servers, kafka, admin, clients, runId: ctx.runId }) : undefined;
+
     const ratioFigures = ratios(modeFigures);
     const report: Report = {
       startedAt: startedAt.toISOString(),
@@ -244,11 +247,11 @@ async function main(): Promise<void> {
       latency,
       targets: targetTable(ratioFigures, modeFigures, latency),
     };
-    const text = markdown(report);
+    const text = markdown(report) + (views ? `\n${viewsMarkdown(views)}` : '');
     await mkdir(RESULTS, { recursive: true });
     const stamp = startedAt.toISOString().replace(/:/g, '-').replace(/\.\d+Z$/, 'Z');
     await writeFile(`${RESULTS}${stamp}.md`, text);
-    await writeFile(`${RESULTS}${stamp}.json`, JSON.stringify(report, null, 2) + '\n');
+    await writeFile(`${RESULTS}${stamp}.json`, JSON.stringify({ ...report, views }, null, 2) + '\n');
     console.log(`\n${text}`);
     log(`written: bench/results/${stamp}.md and .json`);
   } finally {

@@ -12,6 +12,8 @@ export interface BenchSettings {
   readonly partitions: number;
   readonly runs: number;
   readonly modes: readonly Mode[];
+  /** The views table (bench/views-run.ts): with every mode by default, or `views` in BENCH_MODES. */
+  readonly views: boolean;
   readonly naiveSeconds: number;
   readonly latencySeconds: number;
   readonly latencyWarmupSeconds: number;
@@ -54,10 +56,10 @@ function modes(): readonly Mode[] {
   const raw = process.env['BENCH_MODES'];
   if (!raw) return MODES;
   const wanted = raw.split(',').map((s) => s.trim()).filter(Boolean);
-  // `ceiling` selects the three store ceilings; `latency` alone selects none (only the latency run).
-  const out = wanted.flatMap((m) => (m === 'ceiling' ? MODES.filter((x) => x.startsWith('ceiling-')) : m === 'latency' ? [] : [m]));
+  // `ceiling` selects the three store ceilings; `latency` and `views` alone select none (only the latency run, the views table).
+  const out = wanted.flatMap((m) => (m === 'ceiling' ? MODES.filter((x) => x.startsWith('ceiling-')) : m === 'latency' || m === 'views' ? [] : [m]));
   for (const m of out) {
-    if (!(MODES as readonly string[]).includes(m)) throw new RangeError(`BENCH_MODES: unknown mode ${m} (known: ${MODES.join(', ')}, ceiling, latency)`);
+    if (!(MODES as readonly string[]).includes(m)) throw new RangeError(`BENCH_MODES: unknown mode ${m} (known: ${MODES.join(', ')}, ceiling, latency, views)`);
   }
   return MODES.filter((m) => out.includes(m));
 }
@@ -69,6 +71,7 @@ export function readSettings(): BenchSettings {
     partitions: int('BENCH_PARTITIONS', 12),
     runs: int('BENCH_RUNS', 3),
     modes: modes(),
+    views: !process.env['BENCH_MODES'] || process.env['BENCH_MODES'].split(',').some((m) => m.trim() === 'views'),
     naiveSeconds: int('BENCH_NAIVE_SECONDS', 60),
     latencySeconds: int('BENCH_LATENCY_SECONDS', 30, 0),
     latencyWarmupSeconds: int('BENCH_LATENCY_WARMUP_SECONDS', 5, 0),
