@@ -233,10 +233,11 @@ describe('the view DSL compiles to the plan of the equivalent YAML view', () => 
       { name: 'total', type: 'bytes', semantic: 'io.debezium.data.VariableScaleDecimal', optional: false, parameters: undefined, items: undefined },
     ] as const;
     expect(dsl.resultColumns(input)).toEqual(yaml.resultColumns(input));
-    expect({ ...dsl, image: 0, contributions: 0, resultColumns: 0, aggregations: 0, columns: 0 }).toEqual({
+    expect({ ...dsl, image: 0, contributions: 0, eventTimeOf: 0, resultColumns: 0, aggregations: 0, columns: 0 }).toEqual({
       ...yaml,
       image: 0,
       contributions: 0,
+      eventTimeOf: 0,
       resultColumns: 0,
       aggregations: 0,
       columns: 0,
