@@ -45,7 +45,7 @@ export interface DlqFlags {
 
 class UsageError extends Error {}
 
-const STAGES = ['decode', 'route', 'transform', 'sink'];
+const STAGES = ['decode', 'route', 'transform', 'view', 'sink'];
 
 function parseFilter(flags: DlqFlags, sinkFilter: string | undefined): DeadLetterFilter {
   const status = flags.status ?? 'open';
@@ -328,7 +328,7 @@ function filterOptions(cmd: Command, sinkFlag: string): Command {
   return cmd
     .option('--table <table>', 'only entries of this table id (e.g. public.customers)')
     .option(sinkFlag, 'only entries a sink of this name failed')
-    .option('--stage <stage>', 'only entries that failed at this stage: decode, route, transform, sink')
+    .option('--stage <stage>', 'only entries that failed at this stage: decode, route, transform, view, sink')
     .option('--since <time>', 'only entries whose last failure is at or after this ISO-8601 time')
     .option('--limit <n>', 'at most n entries, oldest first')
     .option('--status <status>', 'open, replayed, discarded or all (default open)');

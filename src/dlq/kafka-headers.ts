@@ -45,7 +45,8 @@ const KEY_CODES = new Set(['BAD_KEY', 'MISSING_KEY']);
 
 /**
  * Our stage as Connect names it: decode is the converter (the key's when the key was the
- * problem), route and transform are TRANSFORMATION (Connect routes with SMTs), sink is TASK_PUT.
+ * problem), route, transform and view are TRANSFORMATION (Connect routes with SMTs; a view is
+ * processing before any sink), sink is TASK_PUT.
  */
 export function connectStage(stage: ErrorStage, code: string, message: string): ConnectStage {
   switch (stage) {
@@ -54,6 +55,7 @@ export function connectStage(stage: ErrorStage, code: string, message: string): 
       return KEY_CODES.has(code) || /(^|: )key /.test(message) ? 'KEY_CONVERTER' : 'VALUE_CONVERTER';
     case 'route':
     case 'transform':
+    case 'view':
       return 'TRANSFORMATION';
     default:
       return 'TASK_PUT';
