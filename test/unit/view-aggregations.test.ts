@@ -4,7 +4,7 @@ import type { AggValue, AggregationKind, Aggregator, JsonValue } from '../../src
 import { AGGREGATIONS, aggregate, createAggregator } from '../../src/view/core/aggregations/index.ts';
 import { ViewInputError, ViewSpecError } from '../../src/view/core/errors.ts';
 import { type Decimal, compare, deserializeDecimal, divide, toDecimal, toDecimalString } from '../../src/view/core/exact.ts';
-import { type Random, seeded } from './view-random.ts';
+import { type Random, seededRandom as seeded } from '../support/random.ts';
 
 type Agg = Aggregator<JsonValue>;
 

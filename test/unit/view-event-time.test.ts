@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { MICROS, MILLIS, NANOS, formatDate, formatTimestamp, formatTimestampBig } from '../../src/decode/temporal.ts';
 import { ViewInputError } from '../../src/view/core/errors.ts';
 import { daysFromCivil, eventTimeMs, requireEventTimeMs } from '../../src/view/core/event-time.ts';
-import { seeded } from './view-random.ts';
+import { seededRandom as seeded } from '../support/random.ts';
 
 describe('event times from decoded values', () => {
   it('reads dates as midnight UTC, expanded years included', () => {

@@ -17,7 +17,7 @@ import {
   toDecimalString,
   toNumber,
 } from '../../src/view/core/exact.ts';
-import { seeded } from './view-random.ts';
+import { seededRandom as seeded } from '../support/random.ts';
 
 const d = (text: string) => deserializeDecimal(text);
 const s = toDecimalString;

@@ -7,7 +7,7 @@
 import { writeFileSync } from 'node:fs';
 import pg from 'pg';
 import { toDecimalString } from '../../src/view/core/exact.ts';
-import { seeded } from './view-random.ts';
+import { seededRandom as seeded } from '../support/random.ts';
 
 const FIXTURE_KINDS = [
   'sum',

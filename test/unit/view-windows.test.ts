@@ -18,7 +18,7 @@ import {
   validateWindowSpec,
   windowClosed,
 } from '../../src/view/core/windows.ts';
-import { seeded } from './view-random.ts';
+import { seededRandom as seeded } from '../support/random.ts';
 
 const MIN15 = 15 * 60_000;
 
