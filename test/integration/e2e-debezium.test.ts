@@ -1,7 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createSourceDatabase,
@@ -13,6 +12,7 @@ import {
   type SourceDatabase,
 } from '../support/debezium-source.ts';
 import { BROKER, kafkaFixture, type KafkaFixture } from '../support/kafka.ts';
+import { routerChildren } from '../support/router-children.ts';
 import { openStores, ES_URL, PG_URL, REDIS_URL, type Stores } from '../support/stores.ts';
 
 /**
@@ -43,7 +43,6 @@ import { openStores, ES_URL, PG_URL, REDIS_URL, type Stores } from '../support/s
  * within 2^53 only.
  */
 
-const ROOT = resolve(import.meta.dirname, '../..');
 
 /** Debezium's interval encoding (MicroDuration): months count 365.25/12 = 30.4375 days. */
 const DEBEZIUM_INTERVAL_MICROS = (c: string) =>
@@ -366,8 +365,7 @@ describe('real CDC end to end: Debezium PostgreSQL → cdc-router → PostgreSQL
   let stores: Stores;
   let dir: string;
   const cleanups: (() => Promise<void>)[] = [];
-  const children = new Set<ChildProcess>();
-  let routerLog = '';
+  const routers = routerChildren();
 
   beforeAll(async () => {
     await ensureCdcServers();
@@ -379,7 +377,7 @@ describe('real CDC end to end: Debezium PostgreSQL → cdc-router → PostgreSQL
 
   /** Newest first: the router before its targets, the connector before its database. */
   async function cleanUp(): Promise<void> {
-    for (const c of children) await killHard(c);
+    await routers.killAll();
     for (let cleanup = cleanups.pop(); cleanup; cleanup = cleanups.pop()) {
       await cleanup().catch((err: unknown) => console.warn('e2e cleanup failed', err));
     }
@@ -391,42 +389,6 @@ describe('real CDC end to end: Debezium PostgreSQL → cdc-router → PostgreSQL
     await kafka?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
-
-  function startRouter(configPath: string): ChildProcess {
-    const child = spawn(process.execPath, [join(ROOT, 'bin/cdc-router.js'), 'run', '--config', configPath], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const keep = (d: Buffer) => {
-      routerLog = (routerLog + d.toString()).slice(-30_000);
-    };
-    child.stdout?.on('data', keep);
-    child.stderr?.on('data', keep);
-    children.add(child);
-    child.once('exit', () => children.delete(child));
-    return child;
-  }
-
-  async function killHard(child: ChildProcess): Promise<void> {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGKILL');
-    await exited;
-  }
-
-  /** Polls fn; gives up early, with the router's log, once a record failed for good (its partition halted). */
-  async function waitFor<T>(fn: () => Promise<T>, what: string, timeoutMs = 90_000): Promise<NonNullable<T>> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const halted = /"level":50,[^\n]*"stage":"/.test(routerLog);
-      if (halted || Date.now() > deadline) {
-        throw new Error(`${halted ? 'a record failed for good' : 'timed out'} waiting for ${what}\nrouter log tail:\n${routerLog.slice(-6000)}`);
-      }
-      const v = await fn();
-      if (v) return v;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
 
   async function runScenario(kills: number): Promise<void> {
     const id = uniqueSourceName('e2e');
@@ -487,8 +449,8 @@ describe('real CDC end to end: Debezium PostgreSQL → cdc-router → PostgreSQL
         log: { level: 'warn' },
       }),
     );
-    routerLog = '';
-    let router = startRouter(configPath);
+    routers.resetLog();
+    let router = routers.start(configPath);
 
     const committedSum = async () => {
       let sum = 0n;
@@ -501,22 +463,22 @@ describe('real CDC end to end: Debezium PostgreSQL → cdc-router → PostgreSQL
       if (i < kills) {
         // Kill as soon as the router has committed something of this phase, while Debezium is
         // still streaming it; the next phase runs while no router is up.
-        await waitFor(async () => (await committedSum()) > before, `the router to commit part of phase ${i + 1}`);
+        await routers.waitFor(async () => (await committedSum()) > before, `the router to commit part of phase ${i + 1}`);
         let end = 0n;
         for (const topic of topics) for (const e of (await kafka.endOffsets(topic)).values()) end += e;
         // Seen: 22 of 341 and 78 of 599 records committed at the two kills.
-        routerLog += `\n[test] kill -9 with ${await committedSum()} of ${end} records committed\n`;
-        await killHard(router);
-        router = startRouter(configPath);
+        routers.note(`kill -9 with ${await committedSum()} of ${end} records committed`);
+        await routers.killHard(router);
+        router = routers.start(configPath);
       }
     }
 
     // Drained: the last marker is in Kafka, and the group's commits reach the end of every topic
     // (twice in a row, with the same end offsets).
     const markerTopic = connector.topicOf('marker');
-    await waitFor(async () => ((await kafka.endOffsets(markerTopic)).get(0) ?? 0n) >= BigInt(PHASES.length), 'the last marker in Kafka');
+    await routers.waitFor(async () => ((await kafka.endOffsets(markerTopic)).get(0) ?? 0n) >= BigInt(PHASES.length), 'the last marker in Kafka');
     let lastEnds = '';
-    await waitFor(async () => {
+    await routers.waitFor(async () => {
       const ends: string[] = [];
       for (const topic of topics) {
         const end = await kafka.endOffsets(topic);

@@ -1,7 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createSourceDatabase,
@@ -12,6 +11,7 @@ import {
   type SourceDatabase,
 } from '../support/debezium-source.ts';
 import { BROKER, kafkaFixture, type KafkaFixture } from '../support/kafka.ts';
+import { routerChildren } from '../support/router-children.ts';
 import { cli } from '../support/router-process.ts';
 import { openStores, ES_URL, PG_URL, REDIS_URL, type Stores } from '../support/stores.ts';
 
@@ -25,7 +25,6 @@ import { openStores, ES_URL, PG_URL, REDIS_URL, type Stores } from '../support/s
  * two instances in one group, one of them killed and restarted.
  */
 
-const ROOT = resolve(import.meta.dirname, '../..');
 const q = (id: string) => `"${id.replace(/"/g, '""')}"`;
 const SESSION = "SET TimeZone = 'UTC'; SET extra_float_digits = 1";
 
@@ -140,8 +139,7 @@ describe('views end to end: Debezium → cdc-router views (PostgreSQL state) →
   let stores: Stores;
   let dir: string;
   const cleanups: (() => Promise<void>)[] = [];
-  const children = new Set<ChildProcess>();
-  let routerLog = '';
+  const routers = routerChildren({ keepChars: 40_000, tailChars: 8000, pollMs: 300, timeoutMs: 120_000 });
 
   beforeAll(async () => {
     await ensureCdcServers();
@@ -152,7 +150,7 @@ describe('views end to end: Debezium → cdc-router views (PostgreSQL state) →
   });
 
   async function cleanUp(): Promise<void> {
-    for (const c of children) await killHard(c);
+    await routers.killAll();
     for (let cleanup = cleanups.pop(); cleanup; cleanup = cleanups.pop()) {
       await cleanup().catch((err: unknown) => console.warn('views cleanup failed', err));
     }
@@ -164,41 +162,6 @@ describe('views end to end: Debezium → cdc-router views (PostgreSQL state) →
     await kafka?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
-
-  function startRouter(configPath: string, tag: string): ChildProcess {
-    const child = spawn(process.execPath, [join(ROOT, 'bin/cdc-router.js'), 'run', '--config', configPath], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const keep = (d: Buffer) => {
-      routerLog = (routerLog + d.toString().replace(/^/gm, `[${tag}] `)).slice(-40_000);
-    };
-    child.stdout?.on('data', keep);
-    child.stderr?.on('data', keep);
-    children.add(child);
-    child.once('exit', () => children.delete(child));
-    return child;
-  }
-
-  async function killHard(child: ChildProcess): Promise<void> {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGKILL');
-    await exited;
-  }
-
-  async function waitFor<T>(fn: () => Promise<T>, what: string, timeoutMs = 120_000): Promise<NonNullable<T>> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const failed = /"level":50,[^\n]*"stage":"/.test(routerLog);
-      if (failed || Date.now() > deadline) {
-        throw new Error(`${failed ? 'a record failed for good' : 'timed out'} waiting for ${what}\nrouter log tail:\n${routerLog.slice(-8000)}`);
-      }
-      const v = await fn();
-      if (v) return v;
-      await new Promise((r) => setTimeout(r, 300));
-    }
-  }
 
   async function runScenario(options: { kills: number; instances: number; partitions: number }): Promise<void> {
     const id = uniqueSourceName('views');
@@ -273,8 +236,8 @@ describe('views end to end: Debezium → cdc-router views (PostgreSQL state) →
         log: { level: 'warn' },
       }),
     );
-    routerLog = '';
-    const routers = Array.from({ length: options.instances }, (_, i) => startRouter(configPath, `r${i}`));
+    routers.resetLog();
+    const running = Array.from({ length: options.instances }, (_, i) => routers.start(configPath, `r${i}`));
 
     const committedSum = async () => {
       let sum = 0n;
@@ -285,23 +248,23 @@ describe('views end to end: Debezium → cdc-router views (PostgreSQL state) →
       const before = await committedSum();
       for (const sql of phase) await db.client.query(sql);
       if (i < options.kills) {
-        await waitFor(async () => (await committedSum()) > before, `the router to commit part of phase ${i + 1}`);
+        await routers.waitFor(async () => (await committedSum()) > before, `the router to commit part of phase ${i + 1}`);
         // The last instance is the one killed and restarted; the others (if any) keep running.
-        const victim = routers.length - 1;
-        await killHard(routers[victim]!);
-        routerLog += `\n[test] kill -9 of r${victim} after phase ${i + 1}\n`;
-        routers[victim] = startRouter(configPath, `r${victim}`);
+        const victim = running.length - 1;
+        await routers.killHard(running[victim]!);
+        routers.note(`kill -9 of r${victim} after phase ${i + 1}`);
+        running[victim] = routers.start(configPath, `r${victim}`);
       }
     }
 
     // Drained: the group's commits reach the end of every partition, and the outboxes are empty.
-    await waitFor(async () => ((await kafka.endOffsets(connector.topicOf('marker'))).size > 0 ? true : undefined), 'marker topic');
-    await waitFor(async () => {
+    await routers.waitFor(async () => ((await kafka.endOffsets(connector.topicOf('marker'))).size > 0 ? true : undefined), 'marker topic');
+    await routers.waitFor(async () => {
       let markers = 0n;
       for (const e of (await kafka.endOffsets(connector.topicOf('marker'))).values()) markers += e;
       return markers >= BigInt(PHASES.length);
     }, 'the last marker in Kafka');
-    await waitFor(async () => {
+    await routers.waitFor(async () => {
       for (const topic of topics) {
         const end = await kafka.endOffsets(topic);
         const committed = await kafka.committed(group, topic);
@@ -342,7 +305,7 @@ describe('views end to end: Debezium → cdc-router views (PostgreSQL state) →
     const counts = await db.client.query<{ n: string }>('SELECT count(*)::text AS n FROM orders');
     expect(Number(counts.rows[0]?.n)).toBeGreaterThan(100);
     // Stopped cleanly (SIGTERM: drain, commit, leave the group), so that the group is idle for `views reset`.
-    for (const r of routers) {
+    for (const r of running) {
       const exited = new Promise((resolve) => r.once('exit', resolve));
       r.kill('SIGTERM');
       expect(await exited).toBe(0);
