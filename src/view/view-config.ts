@@ -84,7 +84,9 @@ export const viewSchema = z
       .describe('a partition read to its end (lag 0) with no change for this long stops holding the watermark back (default 60s)'),
     grace: durationSchema
       .optional()
-      .describe('allowed lateness: a window takes changes until the watermark passes its end plus this; later ones go to the dead-letter queue (default 0)'),
+      .describe(
+        'allowed lateness: a window takes changes until the watermark passes its end plus this; later ones go to the dead-letter queue (default: never closed with emit updates, 0 with emit final)',
+      ),
     emit: z
       .enum(['updates', 'final'])
       .default('updates')

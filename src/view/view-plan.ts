@@ -42,7 +42,7 @@ export interface ViewDefinition {
   readonly window: WindowSpec | undefined;
   /** A column of the (mapped) row; undefined: the commit time. */
   readonly eventTime: string | undefined;
-  /** Watermark, lateness and emit mode; default: no out-of-orderness, idle after 60 s, no grace, emit updates. */
+  /** Watermark, lateness and emit mode; default: no out-of-orderness, idle after 60 s, emit updates and windows that never close. */
   readonly time?: Partial<ViewPlan['time']> | undefined;
   readonly output: { readonly sink: string; readonly table: string };
 }
@@ -159,7 +159,7 @@ export function definitionFromConfig(config: ViewConfig): ViewDefinition {
     })),
     window: windowSpec(config.window),
     eventTime: config.event_time === 'commit_time' ? undefined : config.event_time,
-    time: { outOfOrdernessMs: config.out_of_orderness ?? 0, idleTimeoutMs: config.idle_timeout, graceMs: config.grace ?? 0, emit: config.emit },
+    time: { outOfOrdernessMs: config.out_of_orderness ?? 0, idleTimeoutMs: config.idle_timeout, graceMs: config.grace, emit: config.emit },
     output: config.to,
   };
 }
@@ -247,7 +247,8 @@ export function planView(name: string, view: ViewConfig | ViewDefinition): ViewP
   const time: ViewPlan['time'] = {
     outOfOrdernessMs: def.time?.outOfOrdernessMs ?? 0,
     idleTimeoutMs: def.time?.idleTimeoutMs ?? 60_000,
-    graceMs: def.time?.graceMs ?? 0,
+    // Without a grace a window of `emit: updates` never closes (a table's row may change at any time); `final` needs one.
+    graceMs: def.time?.graceMs ?? (def.time?.emit === 'final' ? 0 : Number.POSITIVE_INFINITY),
     emit: def.time?.emit ?? 'updates',
   };
   const eventTimeOf = (img: Readonly<Row>): number | undefined => {
