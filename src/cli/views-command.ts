@@ -8,7 +8,7 @@ import { connectGroupAdmin } from '../replay/group-admin.ts';
 import { OffsetsRequestError, isRequestError } from '../replay/errors.ts';
 import { replayExitCode, runReplay } from '../replay/replay.ts';
 import { formatReplaySummary } from '../replay/report.ts';
-import { StateStore } from '../view/state-store.ts';
+import { StateStore, type ViewSummary } from '../view/state-store.ts';
 import { planView } from '../view/view-plan.ts';
 import { parseOptions } from '../replay/options.ts';
 
@@ -27,6 +27,26 @@ async function withState<T>(config: Config, fn: (client: pg.PoolClient, store: S
     client.release();
     await pool.end();
   }
+}
+
+interface ViewReport extends Omit<ViewSummary, 'offsets'> {
+  readonly input: Record<string, string>;
+  readonly to: { readonly sink: string; readonly table: string };
+  readonly watermark: string | null;
+  readonly offsets: readonly (ViewSummary['offsets'][number] & { readonly lag: number | null })[];
+}
+
+/** End offsets of the topics' partitions, by `topic \0 partition`. */
+async function endOffsets(config: Config, topics: readonly string[]): Promise<Map<string, bigint>> {
+  const out = new Map<string, bigint>();
+  if (topics.length === 0) return out;
+  const admin = await connectGroupAdmin(config.kafka, createLogger({ level: 'error' }));
+  try {
+    for (const topic of new Set(topics)) for (const b of await admin.bounds(topic)) out.set(`${topic}\u0000${b.partition}`, b.high);
+  } finally {
+    await admin.close();
+  }
+  return out;
 }
 
 /** The input topic of a view: given, or the one configured topic named `<prefix>.<schema>.<table>`. */
@@ -48,20 +68,31 @@ export function registerViewsCommand(program: Command): void {
     .action(async (raw: Record<string, unknown>) => {
       const o = parseOptions(listOptions, raw);
       const config = await loadConfig(o.config);
-      const report = await withState(config, async (client, store) => {
-        const out: Record<string, unknown> = {};
-        for (const [name, v] of Object.entries(config.views)) {
-          out[name] = { input: { [v.mode]: v.input }, to: v.output, ...(await store.summary(client, name)) };
-        }
+      const summaries = await withState(config, async (client, store) => {
+        const out = new Map<string, ViewSummary>();
+        for (const name of Object.keys(config.views)) out.set(name, await store.summary(client, name));
         return out;
       });
+      const ends = await endOffsets(config, [...summaries.values()].flatMap((x) => x.offsets.map((y) => y.topic)));
+      const report: Record<string, ViewReport> = {};
+      for (const [name, v] of Object.entries(config.views)) {
+        const summary = summaries.get(name)!;
+        // Lag: records of the input partitions the view has not applied yet (null when the broker did not say).
+        const offsets = summary.offsets.map((x) => {
+          const end = ends.get(`${x.topic}\u0000${x.partition}`);
+          return { ...x, lag: end === undefined ? null : Number(end > BigInt(x.next) ? end - BigInt(x.next) : 0n) };
+        });
+        const watermark = summary.watermarkMs === null ? null : new Date(summary.watermarkMs).toISOString();
+        report[name] = { input: { [v.mode]: v.input }, to: v.output, ...summary, offsets, watermark };
+      }
       if (o.json) {
         process.stdout.write(`${JSON.stringify(report)}\n`);
         return;
       }
-      for (const [name, r] of Object.entries(report) as [string, Awaited<ReturnType<StateStore['summary']>> & { to: { sink: string; table: string } }][]) {
-        const offsets = r.offsets.map((x) => `${x.topic}/${x.partition}@${x.next}`).join(' ') || 'none applied yet';
-        process.stdout.write(`${name} -> ${r.to.sink}:${r.to.table}  rows ${r.rows}  groups ${r.groups}  outbox ${r.outbox}  offsets ${offsets}\n`);
+      for (const [name, r] of Object.entries(report)) {
+        const offsets = r.offsets.map((x) => `${x.topic}/${x.partition}@${x.next} (lag ${x.lag ?? '?'})`).join(' ') || 'none applied yet';
+        const watermark = r.watermark === null ? '' : `  watermark ${r.watermark}`;
+        process.stdout.write(`${name} -> ${r.to.sink}:${r.to.table}  rows ${r.rows}  groups ${r.groups}  outbox ${r.outbox}${watermark}  offsets ${offsets}\n`);
       }
     });
 

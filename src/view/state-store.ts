@@ -345,6 +345,7 @@ export class StateStore {
       rows: await one(`SELECT count(*)::text AS n FROM ${this.s}.view_rows WHERE view = $1 AND image IS NOT NULL`),
       groups: await one(`SELECT count(*)::text AS n FROM ${this.s}.view_groups WHERE view = $1 AND rows > 0`),
       outbox: await one(`SELECT count(*)::text AS n FROM ${this.s}.view_outbox WHERE view = $1`),
+      watermarkMs: await this.watermark(client, view),
       offsets: offsets.rows.map((r) => ({ topic: r.topic, partition: r.kpartition, next: r.next_offset })),
     };
   }
@@ -368,6 +369,8 @@ export interface ViewSummary {
   readonly groups: number;
   /** Results committed but not yet acknowledged by the output sink. */
   readonly outbox: number;
+  /** The view's watermark (windowed views), null before its first. */
+  readonly watermarkMs: number | null;
   readonly offsets: readonly { readonly topic: string; readonly partition: number; readonly next: string }[];
 }
 

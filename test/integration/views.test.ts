@@ -317,8 +317,14 @@ describe('views end to end: Debezium → cdc-router views (PostgreSQL state) →
   async function checkListAndReset(configPath: string, pgSchema: string, db: SourceDatabase): Promise<void> {
     const listed = await cli(['views', 'list', '-c', configPath, '--json']);
     expect(listed.code, listed.stderr).toBe(0);
-    const report = JSON.parse(listed.stdout) as Record<string, { groups: number; outbox: number; rows: number }>;
-    expect(report['by_customer']).toMatchObject({ outbox: 0 });
+    const report = JSON.parse(listed.stdout) as Record<
+      string,
+      { groups: number; outbox: number; rows: number; watermark: string | null; offsets: { lag: number | null }[] }
+    >;
+    expect(report['by_customer']).toMatchObject({ outbox: 0, watermark: null });
+    // Drained: every input partition applied to its end; a windowed view has a watermark from its clocks.
+    expect(report['by_customer']?.offsets.map((o) => o.lag)).toEqual([0]);
+    expect(report['by_category_hour']?.watermark).toMatch(/^2026-/);
     expect(report['by_customer']?.groups).toBe((await db.client.query(TRUTH.by_customer)).rows.length);
     // Damage: a result row lost and another one wrong. A reset deletes every result and rebuilds them.
     const target = `${q(pgSchema)}.by_customer`;
