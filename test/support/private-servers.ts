@@ -297,21 +297,29 @@ export async function startPrivatePostgres(): Promise<PrivateServer> {
 }
 
 /**
- * An Elasticsearch node through the project's script (`ES_PORT=<port> scripts/elasticsearch.sh`):
- * its own HTTP port and transport port (HTTP + 100), state under .run/elasticsearch-<port>, 512 MB
- * heap, about 20 s to start. Start one per test file.
+ * A server run by one of the project's scripts on a port of its own (`<PORT_VAR>=<port> scripts/<name>.sh
+ * up|down|reset`): stop() is the script's `down`, start() brings it back with its data, destroy() resets
+ * it. Killed hard if the test process exits first.
  */
-export async function startPrivateElasticsearch(): Promise<PrivateServer> {
-  const port = await freePort(100);
-  const env: NodeJS.ProcessEnv = { ...process.env, ES_PORT: String(port) };
-  delete env['ES_TRANSPORT_PORT'];
-  const script = (command: 'up' | 'down' | 'reset') => runOk('bash', ['scripts/elasticsearch.sh', command], { cwd: ROOT, env });
-  const pidFile = join(process.env['CDC_ROUTER_RUN'] ?? join(ROOT, '.run'), `elasticsearch-${port}`, 'elasticsearch.pid');
+async function startScriptServer(spec: {
+  readonly kind: 'elasticsearch' | 'influxdb';
+  readonly portVar: string;
+  /** A second port the script derives from the first unless set: cleared so that it does. */
+  readonly derivedPortVar: string;
+  /** How many ports above the first one the server also takes. */
+  readonly extraPorts: number;
+  readonly pidFile: string;
+}): Promise<PrivateServer> {
+  const port = await freePort(spec.extraPorts);
+  const env: NodeJS.ProcessEnv = { ...process.env, [spec.portVar]: String(port) };
+  delete env[spec.derivedPortVar];
+  const script = (command: 'up' | 'down' | 'reset') => runOk('bash', [`scripts/${spec.kind}.sh`, command], { cwd: ROOT, env });
+  const pidFile = join(process.env['CDC_ROUTER_RUN'] ?? join(ROOT, '.run'), `${spec.kind}-${port}`, spec.pidFile);
   const kill = () => process.kill(Number(readFileSync(pidFile, 'utf8').trim()), 'SIGKILL');
   onExit.add(kill);
   let running = false;
   const server: PrivateServer = {
-    kind: 'elasticsearch',
+    kind: spec.kind,
     port,
     url: `http://127.0.0.1:${port}`,
     get running() {
@@ -344,47 +352,17 @@ export async function startPrivateElasticsearch(): Promise<PrivateServer> {
 }
 
 /**
- * An InfluxDB 1.x server through the project's script (`INFLUX_PORT=<port> scripts/influxdb.sh`): its
- * own HTTP port and RPC port (HTTP + 2), state under .run/influxdb-<port>. stop() is
- * `scripts/influxdb.sh down` (SIGTERM, SIGKILL after 30 s); start() brings it back with its data.
+ * An Elasticsearch node through the project's script: its own HTTP port and transport port (HTTP +
+ * 100), state under .run/elasticsearch-<port>, 512 MB heap, about 20 s to start. One per test file.
  */
-export async function startPrivateInfluxdb(): Promise<PrivateServer> {
-  const port = await freePort(2);
-  const env: NodeJS.ProcessEnv = { ...process.env, INFLUX_PORT: String(port) };
-  delete env['INFLUX_RPC_PORT'];
-  const script = (command: 'up' | 'down' | 'reset') => runOk('bash', ['scripts/influxdb.sh', command], { cwd: ROOT, env });
-  const pidFile = join(process.env['CDC_ROUTER_RUN'] ?? join(ROOT, '.run'), `influxdb-${port}`, 'influxd.pid');
-  const kill = () => process.kill(Number(readFileSync(pidFile, 'utf8').trim()), 'SIGKILL');
-  onExit.add(kill);
-  let running = false;
-  const server: PrivateServer = {
-    kind: 'influxdb',
-    port,
-    url: `http://127.0.0.1:${port}`,
-    get running() {
-      return running;
-    },
-    async start() {
-      if (running) return;
-      running = true;
-      await script('up');
-    },
-    async stop() {
-      if (!running) return;
-      await script('down');
-      running = false;
-    },
-    async destroy() {
-      await script('reset');
-      running = false;
-      onExit.delete(kill);
-    },
-  };
-  try {
-    await server.start();
-  } catch (err) {
-    await server.destroy().catch(() => undefined);
-    throw err;
-  }
-  return server;
+export function startPrivateElasticsearch(): Promise<PrivateServer> {
+  return startScriptServer({ kind: 'elasticsearch', portVar: 'ES_PORT', derivedPortVar: 'ES_TRANSPORT_PORT', extraPorts: 100, pidFile: 'elasticsearch.pid' });
+}
+
+/**
+ * An InfluxDB 1.x server through the project's script: its own HTTP port and RPC port (HTTP + 2),
+ * state under .run/influxdb-<port>; `down` is SIGTERM, SIGKILL after 30 s.
+ */
+export function startPrivateInfluxdb(): Promise<PrivateServer> {
+  return startScriptServer({ kind: 'influxdb', portVar: 'INFLUX_PORT', derivedPortVar: 'INFLUX_RPC_PORT', extraPorts: 2, pidFile: 'influxd.pid' });
 }
