@@ -124,7 +124,7 @@ describe('cdc-router test', () => {
     );
     const wrong = await run([unknownSink], SHOP);
     expect(wrong.code).toBe(1);
-    expect(wrong.output).toContain('the config has no sink named "nope" (sinks: replica, cache, search)');
+    expect(wrong.output).toContain('the config has no sink named "nope" (sinks: replica, cache, search, series)');
   });
 
   it('runs test files written in TypeScript (defineTests), with inputs computed in code', async () => {
