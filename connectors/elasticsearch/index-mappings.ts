@@ -12,6 +12,11 @@ interface IndexState {
   readonly properties: Record<string, FieldMapping>;
   /** False when the user may not read mappings (403): columns are then neither checked nor added. */
   readonly readable: boolean;
+  /**
+   * Created here from a change without a schema: Elasticsearch maps its fields as documents arrive,
+   * so `properties` is not what the index holds and is read again before a schema is compared.
+   */
+  readonly dynamic: boolean;
 }
 
 export interface IndexMappings {
@@ -73,9 +78,11 @@ export function createIndexMappings({ config, log, fail }: IndexMappingsOptions)
     const perTable = config.tables[event.table.id];
     const columns = event.columns;
     // Configured fields win over the schema's. Without a schema (schemas.enable=false) there is
-    // nothing to type from, so Elasticsearch maps dynamically; with one, fields the schema does not
-    // announce (e.g. added by a handler) are kept in _source but not indexed (`dynamic: false`), so
-    // that no value is refused and no field is typed by its first value.
+    // nothing to type from, so Elasticsearch maps dynamically, but without date detection: a text
+    // column whose first value looks like a date would otherwise refuse every later value that does
+    // not, and disagree with the `text` its schema gives once changes with one arrive. With a schema,
+    // fields it does not announce (e.g. added by a handler) are kept in _source but not indexed
+    // (`dynamic: false`), so that no value is refused and no field is typed by its first value.
     const properties = { ...(columns ? wantedFor(event, columns) : {}), ...(perTable?.mapping as Record<string, FieldMapping> | undefined) };
     const settings = normalizeSettings({
       number_of_replicas: config.number_of_replicas,
@@ -83,11 +90,11 @@ export function createIndexMappings({ config, log, fail }: IndexMappingsOptions)
       ...config.index_settings,
       ...perTable?.settings,
     });
-    const mappings = { ...(columns ? { dynamic: 'false' as const } : {}), ...(Object.keys(properties).length > 0 ? { properties } : {}) };
+    const mappings = { ...(columns ? { dynamic: 'false' as const } : { date_detection: false }), ...(Object.keys(properties).length > 0 ? { properties } : {}) };
     try {
-      await es.indices.create({ index, settings, ...(Object.keys(mappings).length > 0 ? { mappings } : {}) });
+      await es.indices.create({ index, settings, mappings });
       log.info({ index, table: event.table.id, typed: columns !== undefined }, 'index created');
-      return { properties, readable: true };
+      return { properties, readable: true, dynamic: columns === undefined };
     } catch (err) {
       if (isAlreadyExists(err)) {
         await checkSettings(es, index);
@@ -103,11 +110,11 @@ export function createIndexMappings({ config, log, fail }: IndexMappingsOptions)
   async function read(es: Client, index: string): Promise<IndexState | Failure> {
     try {
       const res = (await es.indices.getMapping({ index })) as MappingResponse;
-      return { properties: { ...Object.values(res)[0]?.mappings?.properties }, readable: true };
+      return { properties: { ...Object.values(res)[0]?.mappings?.properties }, readable: true, dynamic: false };
     } catch (err) {
       if (err instanceof errors.ResponseError && err.statusCode === 403) {
         log.warn({ index }, 'cannot read the index mapping (403): columns are neither checked against it nor added to it');
-        return { properties: {}, readable: false };
+        return { properties: {}, readable: false, dynamic: false };
       }
       const failure = classifyError(err);
       if (failure.retriable) throw fail(failure, `cannot read the mapping of index ${index}`, err);
@@ -132,6 +139,16 @@ export function createIndexMappings({ config, log, fail }: IndexMappingsOptions)
     }
   }
 
+  function conflictWith(index: string, event: ChangeEvent, existing: Readonly<Record<string, FieldMapping>>, wanted: Readonly<Record<string, FieldMapping>>): Failure | undefined {
+    const conflicts = mappingConflicts(existing, wanted);
+    if (conflicts.length === 0) return undefined;
+    const message =
+      `index ${index} cannot hold table ${event.table.id}: ${conflicts.map(describeConflict).join('; ')}. ` +
+      `Reindex into an index with the right types, or declare the field in tables."${event.table.id}".mapping`;
+    log.error({ index, table: event.table.id, conflicts }, 'index mapping conflicts with the Debezium schema');
+    return permanent('MAPPING_CONFLICT', message);
+  }
+
   /** Compares the schema with the index's mapping; PUTs the columns it lacks. */
   async function check(es: Client, index: string, state: IndexState, event: ChangeEvent, columns: readonly ColumnSchema[]): Promise<Failure | undefined> {
     const configured = Object.keys(config.tables[event.table.id]?.json_columns ?? {});
@@ -139,14 +156,13 @@ export function createIndexMappings({ config, log, fail }: IndexMappingsOptions)
     if (unused.length > 0) log.warn({ index, table: event.table.id, columns: unused }, 'json_columns names columns that are not Json or map columns of the table: ignored');
     if (!state.readable) return undefined;
     const wanted = wantedFor(event, columns);
-    const conflicts = mappingConflicts(state.properties, wanted);
-    if (conflicts.length > 0) {
-      const message =
-        `index ${index} cannot hold table ${event.table.id}: ${conflicts.map(describeConflict).join('; ')}. ` +
-        `Reindex into an index with the right types, or declare the field in tables."${event.table.id}".mapping`;
-      log.error({ index, table: event.table.id, conflicts }, 'index mapping conflicts with the Debezium schema');
-      return permanent('MAPPING_CONFLICT', message);
+    if (state.dynamic) {
+      const current = await read(es, index);
+      if ('code' in current) return current;
+      mergeProperties(state.properties, current.properties);
     }
+    const conflict = conflictWith(index, event, state.properties, wanted);
+    if (conflict) return conflict;
     const missing = missingFields(state.properties, wanted);
     if (Object.keys(missing).length === 0) return undefined;
     try {
@@ -154,7 +170,10 @@ export function createIndexMappings({ config, log, fail }: IndexMappingsOptions)
     } catch (err) {
       const failure = classifyError(err);
       if (failure.retriable) throw fail(failure, `cannot add fields to the mapping of index ${index}`, err);
-      return { ...failure, message: `cannot add fields [${Object.keys(missing).join(', ')}] to the mapping of index ${index}: ${failure.message}` };
+      // Someone else (a dynamic mapping, another writer) mapped a field first: name it, if that is why.
+      const current = await read(es, index);
+      const raced = 'code' in current ? undefined : conflictWith(index, event, current.properties, wanted);
+      return raced ?? { ...failure, message: `cannot add fields [${Object.keys(missing).join(', ')}] to the mapping of index ${index}: ${failure.message}` };
     }
     mergeProperties(state.properties, missing);
     log.info({ index, table: event.table.id, fields: Object.keys(missing) }, 'fields added to the index mapping');

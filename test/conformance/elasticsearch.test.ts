@@ -627,4 +627,21 @@ describe('elasticsearch sink: mapping from the Debezium schema', () => {
     expect(mapping?.dynamic).toBeUndefined();
     expect((mapping?.properties?.['n'] as { type?: string }).type).toBe('long');
   });
+
+  it('types the fields of a dynamic index from a schema that arrives later, and names a real conflict', async () => {
+    const col = (name: string, type: string): ColumnSchema => ({ name, type, semantic: undefined, optional: true, parameters: undefined, items: undefined });
+    const at = (table: string, id: number, after: Row, columns?: ColumnSchema[]) =>
+      makeEvent({ op: 'c', schema, table, key: { id }, after: { id, ...after }, lsn: next(), ...(columns ? { columns } : {}) });
+    // A text column whose first value looks like a date stays text: later values need not be dates.
+    const columns = [col('id', 'int32'), col('seen', 'string'), col('n', 'int32')];
+    expectOk(await sink.write([at('mixed', 1, { seen: '2024-06-15T10:00:00Z', n: 1 })]));
+    expectOk(await sink.write([at('mixed', 2, { seen: 'not a date', n: 2, extra: 'x' }, columns), at('mixed', 3, { seen: '2024-06-16', n: 3 })]));
+    const index = indexOf(schema, 'mixed');
+    expect(await countDocs(es, index)).toBe(3);
+    // A field that dynamic mapping typed from a value its schema's column cannot have.
+    expectOk(await sink.write([at('clash', 1, { n: 'abc' })]));
+    const [clash] = await sink.write([at('clash', 2, { n: 5 }, columns)]);
+    expect(clash).toMatchObject({ ok: false, error: { retriable: false, code: 'MAPPING_CONFLICT' } });
+    expect(!clash?.ok && clash?.error.message).toContain('field [n] is mapped as [text] but its column needs [integer]');
+  });
 });
