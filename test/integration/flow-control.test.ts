@@ -35,7 +35,11 @@ const PARTITIONS = 2;
 // Buffers, outside the JS heap: `external` counts them.
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
-const liveHeapMb = () => {
+const liveHeapMb = async () => {
+  gc();
+  // V8 frees the backing stores of dead ArrayBuffers (Buffers) on a background sweeper after the
+  // collection: without this pause `external` would still count some that are garbage already.
+  await new Promise((r) => setTimeout(r, 50));
   gc();
   const m = process.memoryUsage();
   return (m.heapUsed + m.external) / 2 ** 20;
@@ -139,7 +143,7 @@ describe('flow control: a rate-limited sink much slower than the topic', () => {
         const a = await acks.upTo();
         for (const [p, off] of c) if (off > (a.get(p) ?? 0n)) violations.push(`partition ${p}: committed ${off}, acknowledged below ${a.get(p) ?? 0n}`);
         if (service.consumer.paused().some((t) => t.partitions.length > 0)) pausedSeen++;
-        const live = liveHeapMb();
+        const live = await liveHeapMb();
         peak = Math.max(peak, live);
         if (!producing) drainPeak = Math.max(drainPeak, live);
         await new Promise((r) => setTimeout(r, 500));
@@ -147,7 +151,7 @@ describe('flow control: a rate-limited sink much slower than the topic', () => {
     })();
     try {
       await waitUntil(() => service.consumer.paused !== undefined, 1_000);
-      baseline = liveHeapMb();
+      baseline = await liveHeapMb();
       peak = baseline;
       // As fast as the broker takes them: 200 records (800 KB) per request, under the 1 MB batch limit.
       const payload = 'x'.repeat(PAYLOAD_BYTES);
