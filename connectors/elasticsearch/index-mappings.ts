@@ -2,7 +2,8 @@ import { errors, type Client, type estypes } from '@elastic/elasticsearch';
 import type { Logger } from 'pino';
 import type { SinkError } from '../../src/errors.ts';
 import type { ChangeEvent, ColumnSchema } from '../../src/model/change-event.ts';
-import { classifyError, describeServerError, type Failure } from './classify.ts';
+import { permanent, type Failure } from '../failure.ts';
+import { classify, describeServerError } from './classify.ts';
 import type { ElasticsearchSinkConfig } from './config.ts';
 import { describeConflict, mappingConflicts, mappingFromColumns, mergeProperties, missingFields, takesJsonMode, type FieldMapping, type JsonMode } from './mapping.ts';
 
@@ -54,8 +55,6 @@ function isAlreadyExists(err: unknown): boolean {
   return describeServerError(body.error).startsWith('resource_already_exists_exception');
 }
 
-const permanent = (code: string, message: string): Failure => ({ retriable: false, code, message, status: undefined });
-
 export function createIndexMappings({ config, log, fail }: IndexMappingsOptions): IndexMappings {
   /** Per index; a failed creation or read is forgotten so that it is tried again. */
   const states = new Map<string, Promise<IndexState | Failure>>();
@@ -100,7 +99,7 @@ export function createIndexMappings({ config, log, fail }: IndexMappingsOptions)
         await checkSettings(es, index);
         return read(es, index);
       }
-      const failure = classifyError(err);
+      const failure = classify(err);
       if (failure.retriable) throw fail(failure, `cannot create index ${index}`, err);
       return { ...failure, message: `cannot create index ${index}: ${failure.message}` };
     }
@@ -116,7 +115,7 @@ export function createIndexMappings({ config, log, fail }: IndexMappingsOptions)
         log.warn({ index }, 'cannot read the index mapping (403): columns are neither checked against it nor added to it');
         return { properties: {}, readable: false, dynamic: false };
       }
-      const failure = classifyError(err);
+      const failure = classify(err);
       if (failure.retriable) throw fail(failure, `cannot read the mapping of index ${index}`, err);
       return { ...failure, message: `cannot read the mapping of index ${index}: ${failure.message}` };
     }
@@ -135,7 +134,7 @@ export function createIndexMappings({ config, log, fail }: IndexMappingsOptions)
         );
       }
     } catch (err) {
-      log.warn({ index, err: classifyError(err).message }, 'cannot read index settings');
+      log.warn({ index, err: classify(err).message }, 'cannot read index settings');
     }
   }
 
@@ -168,7 +167,7 @@ export function createIndexMappings({ config, log, fail }: IndexMappingsOptions)
     try {
       await es.indices.putMapping({ index, properties: missing as Record<string, estypes.MappingProperty> });
     } catch (err) {
-      const failure = classifyError(err);
+      const failure = classify(err);
       if (failure.retriable) throw fail(failure, `cannot add fields to the mapping of index ${index}`, err);
       // Someone else (a dynamic mapping, another writer) mapped a field first: name it, if that is why.
       const current = await read(es, index);
