@@ -1,4 +1,4 @@
-import { SinkError, type RecordCoordinates } from '../src/errors.ts';
+import { CdcError, SinkError, type RecordCoordinates } from '../src/errors.ts';
 
 /**
  * What a connector makes of a failure of its driver or server, the result of each connector's
@@ -24,4 +24,12 @@ export function permanent(code: string, message: string): Failure {
 /** The failure as the sink's error: `sink <name>: <context>: <failure message>`. */
 export function failureError(sink: string, context: string, failure: Failure, cause?: unknown, at?: RecordCoordinates): SinkError {
   return new SinkError(sink, `${context}: ${failure.message}`, { code: failure.code, retriable: failure.retriable, cause, at });
+}
+
+/**
+ * The verdict of an error the router raised itself (a CdcError): its own code and retriable flag.
+ * Every connector's `classify` keeps it, so classifying twice changes nothing.
+ */
+export function ownFailure(err: unknown): Failure | undefined {
+  return err instanceof CdcError ? { retriable: err.retriable, code: err.code, message: err.message, status: undefined } : undefined;
 }

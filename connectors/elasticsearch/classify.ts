@@ -1,5 +1,5 @@
 import { errors } from '@elastic/elasticsearch';
-import type { Failure } from '../failure.ts';
+import { ownFailure, type Failure } from '../failure.ts';
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -24,6 +24,8 @@ export function isRetriableStatus(status: number): boolean {
  * either, so that a bug does not spin forever.
  */
 export function classify(err: unknown): Failure {
+  const own = ownFailure(err);
+  if (own) return own;
   if (err instanceof errors.ResponseError) {
     const status = err.statusCode ?? 0;
     const body: unknown = err.body;

@@ -1,5 +1,5 @@
 import { SinkError } from '../../src/errors.ts';
-import { failureError, type Failure } from '../failure.ts';
+import { failureError, ownFailure, type Failure } from '../failure.ts';
 
 /**
  * Error replies that describe the server's state, not the record: trying again later can succeed.
@@ -43,6 +43,8 @@ export function classifyReply(message: string): Failure {
  * Programmer errors (TypeError, RangeError…) are not.
  */
 export function classify(err: unknown): Failure {
+  const own = ownFailure(err);
+  if (own) return own;
   if (!(err instanceof Error)) return { retriable: false, code: 'REDIS_ERROR', message: String(err), status: undefined };
   const message = err.message;
   if (err.name === 'ReplyError') return classifyReply(message);
