@@ -55,6 +55,23 @@ function isAlreadyExists(err: unknown): boolean {
   return describeServerError(body.error).startsWith('resource_already_exists_exception');
 }
 
+/** An index made by someone else keeps its settings; say so when it forgets deletes sooner than configured. */
+async function checkSettings(es: Client, index: string, config: ElasticsearchSinkConfig, log: Logger): Promise<void> {
+  try {
+    const res = await es.indices.getSettings({ index, name: 'index.gc_deletes', flat_settings: true, include_defaults: true });
+    const entry = res[index];
+    const value = entry?.settings?.['index.gc_deletes'] ?? entry?.defaults?.['index.gc_deletes'];
+    if (value !== config.tombstone_retention) {
+      log.warn(
+        { index, gc_deletes: value, tombstone_retention: config.tombstone_retention },
+        'existing index keeps delete tombstones for a different time than tombstone_retention',
+      );
+    }
+  } catch (err) {
+    log.warn({ index, err: classify(err).message }, 'cannot read index settings');
+  }
+}
+
 export function createIndexMappings({ config, log, fail }: IndexMappingsOptions): IndexMappings {
   /** Per index; a failed creation or read is forgotten so that it is tried again. */
   const states = new Map<string, Promise<IndexState | Failure>>();
@@ -96,7 +113,7 @@ export function createIndexMappings({ config, log, fail }: IndexMappingsOptions)
       return { properties, readable: true, dynamic: columns === undefined };
     } catch (err) {
       if (isAlreadyExists(err)) {
-        await checkSettings(es, index);
+        await checkSettings(es, index, config, log);
         return read(es, index);
       }
       const failure = classify(err);
@@ -118,23 +135,6 @@ export function createIndexMappings({ config, log, fail }: IndexMappingsOptions)
       const failure = classify(err);
       if (failure.retriable) throw fail(failure, `cannot read the mapping of index ${index}`, err);
       return { ...failure, message: `cannot read the mapping of index ${index}: ${failure.message}` };
-    }
-  }
-
-  /** An index made by someone else keeps its settings; say so when it forgets deletes sooner than configured. */
-  async function checkSettings(es: Client, index: string): Promise<void> {
-    try {
-      const res = await es.indices.getSettings({ index, name: 'index.gc_deletes', flat_settings: true, include_defaults: true });
-      const entry = res[index];
-      const value = entry?.settings?.['index.gc_deletes'] ?? entry?.defaults?.['index.gc_deletes'];
-      if (value !== config.tombstone_retention) {
-        log.warn(
-          { index, gc_deletes: value, tombstone_retention: config.tombstone_retention },
-          'existing index keeps delete tombstones for a different time than tombstone_retention',
-        );
-      }
-    } catch (err) {
-      log.warn({ index, err: classify(err).message }, 'cannot read index settings');
     }
   }
 
