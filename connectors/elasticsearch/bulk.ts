@@ -1,6 +1,7 @@
 import { setImmediate } from 'node:timers/promises';
 import type { Client } from '@elastic/elasticsearch';
-import { classifyError, classifyItem, type Failure } from './classify.ts';
+import type { Failure } from '../failure.ts';
+import { classify, classifyItem } from './classify.ts';
 
 /** One bulk action with its NDJSON lines; `slot` says whose result it is. */
 export interface BulkAction {
@@ -109,7 +110,7 @@ async function sendChunk(client: Client, chunk: readonly BulkAction[], refresh: 
       querystring: { filter_path: FILTER_PATH, refresh },
     });
   } catch (err) {
-    const failure = classifyError(err);
+    const failure = classify(err);
     const recordShaped = failure.status === 400 || failure.status === 413;
     if (failure.retriable || !recordShaped) throw new BulkRequestError(failure, { cause: err });
     if (chunk.length === 1) return [failure];

@@ -1,13 +1,5 @@
 import { errors } from '@elastic/elasticsearch';
-
-/** What we make of a failure: whether trying again can help, a stable code, a message without secrets. */
-export interface Failure {
-  readonly retriable: boolean;
-  readonly code: string;
-  readonly message: string;
-  /** HTTP status, when the server answered. */
-  readonly status: number | undefined;
-}
+import { ownFailure, type Failure } from '../failure.ts';
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -31,7 +23,9 @@ export function isRetriableStatus(status: number): boolean {
  * other HTTP answers (400 mapping errors, 401/403 credentials, 404) are not. Unknown errors are not
  * either, so that a bug does not spin forever.
  */
-export function classifyError(err: unknown): Failure {
+export function classify(err: unknown): Failure {
+  const own = ownFailure(err);
+  if (own) return own;
   if (err instanceof errors.ResponseError) {
     const status = err.statusCode ?? 0;
     const body: unknown = err.body;

@@ -2,7 +2,8 @@ import { errors, type Client, type estypes } from '@elastic/elasticsearch';
 import type { Logger } from 'pino';
 import type { SinkError } from '../../src/errors.ts';
 import type { ChangeEvent, ColumnSchema } from '../../src/model/change-event.ts';
-import { classifyError, describeServerError, type Failure } from './classify.ts';
+import { permanent, type Failure } from '../failure.ts';
+import { classify, describeServerError } from './classify.ts';
 import type { ElasticsearchSinkConfig } from './config.ts';
 import { describeConflict, mappingConflicts, mappingFromColumns, mergeProperties, missingFields, takesJsonMode, type FieldMapping, type JsonMode } from './mapping.ts';
 
@@ -54,7 +55,22 @@ function isAlreadyExists(err: unknown): boolean {
   return describeServerError(body.error).startsWith('resource_already_exists_exception');
 }
 
-const permanent = (code: string, message: string): Failure => ({ retriable: false, code, message, status: undefined });
+/** An index made by someone else keeps its settings; say so when it forgets deletes sooner than configured. */
+async function checkSettings(es: Client, index: string, config: ElasticsearchSinkConfig, log: Logger): Promise<void> {
+  try {
+    const res = await es.indices.getSettings({ index, name: 'index.gc_deletes', flat_settings: true, include_defaults: true });
+    const entry = res[index];
+    const value = entry?.settings?.['index.gc_deletes'] ?? entry?.defaults?.['index.gc_deletes'];
+    if (value !== config.tombstone_retention) {
+      log.warn(
+        { index, gc_deletes: value, tombstone_retention: config.tombstone_retention },
+        'existing index keeps delete tombstones for a different time than tombstone_retention',
+      );
+    }
+  } catch (err) {
+    log.warn({ index, err: classify(err).message }, 'cannot read index settings');
+  }
+}
 
 export function createIndexMappings({ config, log, fail }: IndexMappingsOptions): IndexMappings {
   /** Per index; a failed creation or read is forgotten so that it is tried again. */
@@ -97,10 +113,10 @@ export function createIndexMappings({ config, log, fail }: IndexMappingsOptions)
       return { properties, readable: true, dynamic: columns === undefined };
     } catch (err) {
       if (isAlreadyExists(err)) {
-        await checkSettings(es, index);
+        await checkSettings(es, index, config, log);
         return read(es, index);
       }
-      const failure = classifyError(err);
+      const failure = classify(err);
       if (failure.retriable) throw fail(failure, `cannot create index ${index}`, err);
       return { ...failure, message: `cannot create index ${index}: ${failure.message}` };
     }
@@ -116,26 +132,9 @@ export function createIndexMappings({ config, log, fail }: IndexMappingsOptions)
         log.warn({ index }, 'cannot read the index mapping (403): columns are neither checked against it nor added to it');
         return { properties: {}, readable: false, dynamic: false };
       }
-      const failure = classifyError(err);
+      const failure = classify(err);
       if (failure.retriable) throw fail(failure, `cannot read the mapping of index ${index}`, err);
       return { ...failure, message: `cannot read the mapping of index ${index}: ${failure.message}` };
-    }
-  }
-
-  /** An index made by someone else keeps its settings; say so when it forgets deletes sooner than configured. */
-  async function checkSettings(es: Client, index: string): Promise<void> {
-    try {
-      const res = await es.indices.getSettings({ index, name: 'index.gc_deletes', flat_settings: true, include_defaults: true });
-      const entry = res[index];
-      const value = entry?.settings?.['index.gc_deletes'] ?? entry?.defaults?.['index.gc_deletes'];
-      if (value !== config.tombstone_retention) {
-        log.warn(
-          { index, gc_deletes: value, tombstone_retention: config.tombstone_retention },
-          'existing index keeps delete tombstones for a different time than tombstone_retention',
-        );
-      }
-    } catch (err) {
-      log.warn({ index, err: classifyError(err).message }, 'cannot read index settings');
     }
   }
 
@@ -168,7 +167,7 @@ export function createIndexMappings({ config, log, fail }: IndexMappingsOptions)
     try {
       await es.indices.putMapping({ index, properties: missing as Record<string, estypes.MappingProperty> });
     } catch (err) {
-      const failure = classifyError(err);
+      const failure = classify(err);
       if (failure.retriable) throw fail(failure, `cannot add fields to the mapping of index ${index}`, err);
       // Someone else (a dynamic mapping, another writer) mapped a field first: name it, if that is why.
       const current = await read(es, index);

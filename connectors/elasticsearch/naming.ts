@@ -88,3 +88,25 @@ export function documentId(key: Readonly<Row> | null): { id: string } | { error:
   if (Buffer.byteLength(id) > MAX_ID_BYTES) return { error: `the document id is longer than ${MAX_ID_BYTES} bytes` };
   return { id };
 }
+
+/** An index name and its JSON form, ready for bulk action lines. */
+export interface IndexName {
+  readonly name: string;
+  readonly json: string;
+}
+
+/** The index of each table, computed once per table. */
+export function createIndexNames(template: string): (table: TableId) => IndexName {
+  const names = new Map<string, IndexName>();
+  return (table) => {
+    // Not table.id: schema "a.b" + table "c" and schema "a" + table "b.c" share that id.
+    const cacheKey = `${table.db ?? ''}\u0000${table.schema ?? ''}\u0000${table.table}`;
+    let entry = names.get(cacheKey);
+    if (!entry) {
+      const index = indexNameFor(template, table);
+      entry = { name: index, json: JSON.stringify(index) };
+      names.set(cacheKey, entry);
+    }
+    return entry;
+  };
+}

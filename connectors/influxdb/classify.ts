@@ -1,12 +1,6 @@
+import { ownFailure, type Failure } from '../failure.ts';
 import { InfluxHttpError, InfluxTransportError } from './client.ts';
 import { UnrepresentableError } from './line-protocol.ts';
-
-/** What we make of a failure: whether trying again can help, a stable code, a message without secrets. */
-export interface Failure {
-  readonly retriable: boolean;
-  readonly code: string;
-  readonly message: string;
-}
 
 /** A 400 from /write names what it refused; the code says which kind, for the dead-letter queue. */
 function writeRefusalCode(message: string): string {
@@ -24,18 +18,23 @@ function writeRefusalCode(message: string): string {
  * does not spin forever.
  */
 export function classify(err: unknown): Failure {
+  const own = ownFailure(err);
+  if (own) return own;
   if (err instanceof InfluxTransportError) {
-    return { retriable: true, code: err.timedOut ? 'INFLUX_TIMEOUT' : 'INFLUX_CONNECTION', message: err.message };
+    return { retriable: true, code: err.timedOut ? 'INFLUX_TIMEOUT' : 'INFLUX_CONNECTION', message: err.message, status: undefined };
   }
-  if (err instanceof InfluxHttpError) {
-    const s = err.status;
-    if (s === 404) return { retriable: true, code: 'INFLUX_DATABASE_NOT_FOUND', message: err.message };
-    if (s === 429 || s >= 500) return { retriable: true, code: `INFLUX_HTTP_${s}`, message: err.message };
-    if (s === 400) return { retriable: false, code: writeRefusalCode(err.serverMessage), message: err.message };
-    if (s === 200) return { retriable: false, code: 'INFLUX_QUERY', message: err.message };
-    return { retriable: false, code: `INFLUX_HTTP_${s}`, message: err.message };
-  }
-  if (err instanceof UnrepresentableError) return { retriable: false, code: 'INFLUX_UNREPRESENTABLE', message: err.message };
+  if (err instanceof InfluxHttpError) return classifyAnswer(err);
+  if (err instanceof UnrepresentableError) return { retriable: false, code: 'INFLUX_UNREPRESENTABLE', message: err.message, status: undefined };
   const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-  return { retriable: false, code: 'INFLUX_ERROR', message };
+  return { retriable: false, code: 'INFLUX_ERROR', message, status: undefined };
+}
+
+function classifyAnswer(err: InfluxHttpError): Failure {
+  const status = err.status;
+  const answer = (retriable: boolean, code: string): Failure => ({ retriable, code, message: err.message, status });
+  if (status === 404) return answer(true, 'INFLUX_DATABASE_NOT_FOUND');
+  if (status === 429 || status >= 500) return answer(true, `INFLUX_HTTP_${status}`);
+  if (status === 400) return answer(false, writeRefusalCode(err.serverMessage));
+  if (status === 200) return answer(false, 'INFLUX_QUERY');
+  return answer(false, `INFLUX_HTTP_${status}`);
 }

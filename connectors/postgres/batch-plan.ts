@@ -5,7 +5,7 @@ import { coalesce, type Segment } from '../../src/sink/coalesce.ts';
 import { OK, type SinkResult } from '../../src/sink/sink.ts';
 import { inferPgType, pgTypeOfSchema } from './column-types.ts';
 import { clipIdent, quoteIdent, renderTemplate, sideTableName } from './identifiers.ts';
-import type { PostgresConfig } from './postgres-config.ts';
+import type { PostgresConfig } from './config.ts';
 import { TRUNCATES_TABLE, type TableNeed, type TargetRef } from './table-catalog.ts';
 
 /**

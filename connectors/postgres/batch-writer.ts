@@ -15,7 +15,7 @@ import {
   type Unit,
 } from './batch-plan.ts';
 import { arrayElement, encodeValue, type Codec } from './column-types.ts';
-import { describeDbError, isRetriable, isRowError, isStaleMetadata, sqlState } from './pg-errors.ts';
+import { describeDbError, isRetriable, isRowError, isStaleMetadata, sqlState } from './classify.ts';
 import { deleteSql, inlineParams, literal, truncateSql, upsertSql } from './statements.ts';
 import { TableProblem, type TableCatalog, type TableMeta, type TargetRef } from './table-catalog.ts';
 

@@ -5,8 +5,8 @@ import { SinkError } from '../../src/errors.ts';
 import { defineSink, once, type Sink } from '../../src/sink/sink.ts';
 import { Planner } from './batch-plan.ts';
 import { BatchWriter } from './batch-writer.ts';
-import { isConnectionLost, toSinkError } from './pg-errors.ts';
-import { postgresConfigSchema, type PostgresConfig } from './postgres-config.ts';
+import { isConnectionLost, toSinkError } from './classify.ts';
+import { postgresConfigSchema, type PostgresConfig } from './config.ts';
 import { cleanupSql } from './statements.ts';
 import { TableCatalog } from './table-catalog.ts';
 

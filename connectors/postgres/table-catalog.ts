@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type pg from 'pg';
 import { codecFor, type Codec } from './column-types.ts';
 import { quoteIdent } from './identifiers.ts';
-import { sqlState } from './pg-errors.ts';
+import { sqlState } from './classify.ts';
 
 /** A target table and its tombstone side table, names already rendered and clipped. */
 export interface TargetRef {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { quoteIdent } from '../../connectors/postgres/identifiers.ts';
-import { isRetriable, isRowError } from '../../connectors/postgres/pg-errors.ts';
+import { isRetriable, isRowError } from '../../connectors/postgres/classify.ts';
 import { postgresSink } from '../../connectors/postgres/postgres-sink.ts';
 import { SinkError } from '../../src/errors.ts';
 import { createLogger } from '../../src/log.ts';

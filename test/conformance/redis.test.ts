@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKeyLayout, escapeGlob } from '../../connectors/redis/key-layout.ts';
-import { classifyRedisError } from '../../connectors/redis/redis-errors.ts';
+import { classify } from '../../connectors/redis/classify.ts';
 import { POSITION_FIELD, redisSink } from '../../connectors/redis/redis-sink.ts';
 import { objectMemberSpans } from '../../src/decode/json-scan.ts';
 import { SinkError } from '../../src/errors.ts';
@@ -250,18 +250,18 @@ describe('redis sink configuration and error classification', () => {
   it('classifies server and transport errors', async () => {
     const reply = (message: string) => Object.assign(new Error(message), { name: 'ReplyError' });
     for (const m of ['LOADING Redis is loading', 'BUSY Redis is busy', 'READONLY You can\'t write', 'CLUSTERDOWN down', 'TRYAGAIN later', 'OOM command not allowed']) {
-      expect(classifyRedisError(reply(m)).retriable).toBe(true);
+      expect(classify(reply(m)).retriable).toBe(true);
     }
-    expect(classifyRedisError(reply('WRONGTYPE Operation against a key'))).toEqual({ code: 'REDIS_WRONGTYPE', retriable: false });
-    expect(classifyRedisError(new Error('Connection is closed.')).retriable).toBe(true);
-    expect(classifyRedisError(new Error('Command timed out'))).toEqual({ code: 'REDIS_TIMEOUT', retriable: true });
-    expect(classifyRedisError(new TypeError('bug')).retriable).toBe(false);
+    expect(classify(reply('WRONGTYPE Operation against a key'))).toEqual({ code: 'REDIS_WRONGTYPE', retriable: false, message: 'WRONGTYPE Operation against a key', status: 'WRONGTYPE' });
+    expect(classify(new Error('Connection is closed.')).retriable).toBe(true);
+    expect(classify(new Error('Command timed out'))).toEqual({ code: 'REDIS_TIMEOUT', retriable: true, message: 'Command timed out', status: undefined });
+    expect(classify(new TypeError('bug')).retriable).toBe(false);
     // A real error reply from the server.
     const admin = new Redis({ host: HOST, port: PORT, lazyConnect: true });
     await admin.connect();
     const err = await admin.call('NO-SUCH-COMMAND').catch((e: unknown) => e);
     admin.disconnect();
-    expect(classifyRedisError(err)).toEqual({ code: 'REDIS_ERR', retriable: false });
+    expect(classify(err)).toMatchObject({ code: 'REDIS_ERR', retriable: false, status: 'ERR' });
   });
 
   it('fails start() with a retriable error when nothing listens', async () => {

@@ -1,4 +1,5 @@
 import { SinkError } from '../../src/errors.ts';
+import { failureError, ownFailure, type Failure } from '../failure.ts';
 
 /**
  * Error replies that describe the server's state, not the record: trying again later can succeed.
@@ -29,16 +30,11 @@ export function replyCode(message: string): string | undefined {
   return m?.[1];
 }
 
-export interface Classified {
-  readonly code: string;
-  readonly retriable: boolean;
-}
-
 /** An error reply text (from a reply error or a row status of the scripts). */
-export function classifyReply(message: string): Classified {
+export function classifyReply(message: string): Failure {
   const prefix = replyCode(message);
-  if (!prefix) return { code: 'REDIS_ERROR', retriable: false };
-  return { code: `REDIS_${prefix}`, retriable: RETRIABLE_REPLIES.has(prefix) };
+  if (!prefix) return { retriable: false, code: 'REDIS_ERROR', message, status: undefined };
+  return { retriable: RETRIABLE_REPLIES.has(prefix), code: `REDIS_${prefix}`, message, status: prefix };
 }
 
 /**
@@ -46,16 +42,19 @@ export function classifyReply(message: string): Classified {
  * error is about the connection (refused, reset, closed, timed out, offline), so retriable.
  * Programmer errors (TypeError, RangeError…) are not.
  */
-export function classifyRedisError(err: unknown): Classified {
-  if (!(err instanceof Error)) return { code: 'REDIS_ERROR', retriable: false };
-  if (err.name === 'ReplyError') return classifyReply(err.message);
+export function classify(err: unknown): Failure {
+  const own = ownFailure(err);
+  if (own) return own;
+  if (!(err instanceof Error)) return { retriable: false, code: 'REDIS_ERROR', message: String(err), status: undefined };
+  const message = err.message;
+  if (err.name === 'ReplyError') return classifyReply(message);
   if (err instanceof TypeError || err instanceof RangeError || err instanceof SyntaxError || err instanceof ReferenceError) {
-    return { code: 'REDIS_CLIENT_BUG', retriable: false };
+    return { retriable: false, code: 'REDIS_CLIENT_BUG', message, status: undefined };
   }
-  if (/timed? ?out/i.test(err.message) || (err as NodeJS.ErrnoException).code === 'ETIMEDOUT') {
-    return { code: 'REDIS_TIMEOUT', retriable: true };
+  if (/timed? ?out/i.test(message) || (err as NodeJS.ErrnoException).code === 'ETIMEDOUT') {
+    return { retriable: true, code: 'REDIS_TIMEOUT', message, status: undefined };
   }
-  return { code: 'REDIS_CONNECTION', retriable: true };
+  return { retriable: true, code: 'REDIS_CONNECTION', message, status: undefined };
 }
 
 /**
@@ -74,7 +73,5 @@ export function scrubbed(err: unknown): unknown {
 
 export function toSinkError(sink: string, context: string, err: unknown): SinkError {
   if (err instanceof SinkError) return err;
-  const { code, retriable } = classifyRedisError(err);
-  const message = err instanceof Error ? err.message : String(err);
-  return new SinkError(sink, `${context}: ${message}`, { code, retriable, cause: scrubbed(err) });
+  return failureError(sink, context, classify(err), scrubbed(err));
 }

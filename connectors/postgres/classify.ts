@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { errorMessage, SinkError, type RecordCoordinates } from '../../src/errors.ts';
+import { failureError, ownFailure, type Failure } from '../failure.ts';
 
 /**
  * SQLSTATE classes worth another try: connection exception (08), transaction rollback (40:
@@ -40,13 +41,27 @@ export function sqlState(err: unknown): string | undefined {
   return undefined;
 }
 
-export function isRetriable(err: unknown): boolean {
+/**
+ * Classifies a driver or server failure. Retriable: the SQLSTATE classes and states above, socket
+ * errors that say the server is unreachable, node-postgres's lost connections and timeouts. Not:
+ * every other SQLSTATE (bad values, constraints, privileges, missing objects) and unknown errors,
+ * so that a bug does not spin forever. The code is `PG_<SQLSTATE>`, `PG_<errno>` or `PG_ERROR`.
+ */
+export function classify(err: unknown): Failure {
+  const own = ownFailure(err);
+  if (own) return own;
   const state = sqlState(err);
-  if (state) return RETRIABLE_CLASSES.has(state.slice(0, 2)) || RETRIABLE_STATES.has(state);
-  if (err instanceof SinkError) return err.retriable;
-  const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && RETRIABLE_ERRNO.has(code)) return true;
-  return err instanceof Error && RETRIABLE_MESSAGE.test(err.message);
+  const errno = (err as { code?: unknown } | null)?.code;
+  const code = state ? `PG_${state}` : typeof errno === 'string' ? `PG_${errno}` : 'PG_ERROR';
+  let retriable: boolean;
+  if (state) retriable = RETRIABLE_CLASSES.has(state.slice(0, 2)) || RETRIABLE_STATES.has(state);
+  else if (typeof errno === 'string' && RETRIABLE_ERRNO.has(errno)) retriable = true;
+  else retriable = err instanceof Error && RETRIABLE_MESSAGE.test(err.message);
+  return { retriable, code, message: describeDbError(err), status: state };
+}
+
+export function isRetriable(err: unknown): boolean {
+  return classify(err).retriable;
 }
 
 /** A permanent failure that one bad row can cause: bisecting the statement finds that row. */
@@ -77,8 +92,5 @@ export function describeDbError(err: unknown): string {
 
 export function toSinkError(sink: string, message: string, err: unknown, at?: RecordCoordinates): SinkError {
   if (err instanceof SinkError) return err;
-  const state = sqlState(err);
-  const errno = (err as { code?: unknown } | null)?.code;
-  const code = state ? `PG_${state}` : typeof errno === 'string' ? `PG_${errno}` : 'PG_ERROR';
-  return new SinkError(sink, `${message}: ${describeDbError(err)}`, { code, retriable: isRetriable(err), cause: err, at });
+  return failureError(sink, message, classify(err), err, at);
 }
