@@ -13,6 +13,7 @@ import { registerReplayCommand } from './replay-command.ts';
 import { registerStatusCommand } from './status-command.ts';
 import { registerViewsCommand } from './views-command.ts';
 import { registerTestCommand } from './test-command.ts';
+import { registerTypesCommand } from './types-command.ts';
 
 const program = new Command()
   .name('cdc-router')
@@ -96,6 +97,7 @@ registerDlqCommands(program);
 registerStatusCommand(program);
 registerViewsCommand(program);
 registerTestCommand(program);
+registerTypesCommand(program);
 
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof ConfigError) console.error(err.message);
