@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { loadConfig, type Config } from '../config/load.ts';
+import { CdcError, errorMessage } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import type { RecordCoordinates } from '../errors.ts';
 import type { ChangeEvent } from '../model/change-event.ts';
@@ -94,7 +95,10 @@ function writeLine(w: MemoryWrite & RecordCoordinates): string {
 }
 
 /** The human-readable report: writes grouped by sink (in config order), then dead letters and skips. */
-export function formatDryRun(config: Pick<Config, 'sinks' | 'dlq'>, entries: readonly DryRunEntry[]): string {
+export function formatDryRun(
+  config: { readonly sinks: readonly { readonly name: string }[]; readonly dlq: { readonly kind: string } },
+  entries: readonly DryRunEntry[],
+): string {
   const out: string[] = [];
   for (const spec of config.sinks) {
     const writes = entries.filter((e): e is Extract<DryRunEntry, { type: 'write' }> => e.type === 'write' && e.sink === spec.name);
@@ -185,8 +189,9 @@ export async function runDryRunCommand(raw: Record<string, unknown>): Promise<vo
       process.off('SIGTERM', onSignal);
     }
   } catch (err) {
-    if (!isRequestError(err)) throw err;
-    console.error(err.message);
+    // What cannot be done as asked (bad options, a missing topic, a registry that does not answer): the message alone.
+    if (!(err instanceof CdcError)) throw err;
+    console.error(isRequestError(err) ? err.message : `dry run: ${errorMessage(err)}`);
     process.exitCode = 2;
   }
 }

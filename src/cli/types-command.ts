@@ -133,8 +133,9 @@ export function registerTypesCommand(program: Command): void {
         const config = await loadConfig(options.config);
         process.exitCode = await runTypes(config, options, { out: process.stdout, err: process.stderr });
       } catch (err) {
-        if (!isRequestError(err)) throw err;
-        console.error(err.message);
+        // What cannot be done as asked (bad options, a missing topic, a registry that does not answer): the message alone.
+        if (!(err instanceof CdcError)) throw err;
+        console.error(isRequestError(err) ? err.message : `types: ${errorMessage(err)}`);
         process.exitCode = 2;
       }
     });

@@ -244,6 +244,15 @@ describe('cdc-router types on a real broker', () => {
     await assertNothingCommitted(group, topics);
   });
 
+  it('names a topic that does not exist, and exits 2', async () => {
+    const missing = uniqueName('types-missing');
+    const config = await configFile('missing', uniqueName('types-live'), [missing]);
+    const result = await runCli(['types', '-c', config]);
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toBe(`topic ${missing} does not exist\n`);
+  });
+
   it('writes the same types from Avro records through the schema registry', async () => {
     const registry = new SchemaRegistry({ host: REGISTRY_URL });
     const register = async (subject: string, schema: ConnectInput) => {
