@@ -5,6 +5,7 @@ import { ConfigError } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import { startService } from '../service.ts';
 import { runDecode } from './decode-command.ts';
+import { addDryRunOptions, runDryRunCommand } from './dry-run-command.ts';
 import { registerDlqCommands } from './dlq-command.ts';
 import { registerOffsetsCommand } from './offsets-command.ts';
 import { startProgress } from './progress.ts';
@@ -12,17 +13,19 @@ import { registerReplayCommand } from './replay-command.ts';
 import { registerStatusCommand } from './status-command.ts';
 import { registerViewsCommand } from './views-command.ts';
 import { registerTestCommand } from './test-command.ts';
+import { registerTypesCommand } from './types-command.ts';
 
 const program = new Command()
   .name('cdc-router')
   .description('Routes Debezium change events from Kafka to Elasticsearch, Redis and PostgreSQL');
 
-program
+const runCommand = program
   .command('run')
   .description('consume, transform and write until stopped (SIGTERM/SIGINT: drain, commit, exit)')
   .requiredOption('-c, --config <file>', 'config file (YAML or JSON)')
   .option('--progress', 'print a progress line every 2 s')
-  .action(async (opts: { config: string; progress?: boolean }) => {
+  .action(async (opts: { config: string; progress?: boolean; dryRun?: boolean }) => {
+    if (opts.dryRun) return runDryRunCommand(opts);
     const config = await loadConfig(opts.config);
     const logger = createLogger({ level: config.log.level, format: config.log.format });
     for (const warning of config.warnings) logger.warn({ path: warning.path, detail: warning.message }, 'config warning');
@@ -62,6 +65,7 @@ program
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   });
+addDryRunOptions(runCommand);
 
 program
   .command('validate')
@@ -93,6 +97,7 @@ registerDlqCommands(program);
 registerStatusCommand(program);
 registerViewsCommand(program);
 registerTestCommand(program);
+registerTypesCommand(program);
 
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof ConfigError) console.error(err.message);

@@ -457,6 +457,8 @@ function stringParameters(v: unknown): Readonly<Record<string, string>> | undefi
 
 function columnOf(node: SchemaNode, name: string): ColumnSchema {
   const items = node.type === 'array' ? asNode(node.items) : undefined;
+  const keys = node.type === 'map' ? asNode(node.keys) : undefined;
+  const values = node.type === 'map' ? asNode(node.values) : undefined;
   return Object.freeze({
     name,
     type: str(node.type) ?? 'unknown',
@@ -466,6 +468,7 @@ function columnOf(node: SchemaNode, name: string): ColumnSchema {
     // Array elements have no name of their own.
     items: items ? columnOf(items, '') : undefined,
     fields: node.type === 'struct' ? structFields(node).map((f) => columnOf(f, f.field as string)) : undefined,
+    ...(keys && values ? { keys: columnOf(keys, ''), values: columnOf(values, '') } : {}),
   });
 }
 

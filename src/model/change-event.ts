@@ -63,6 +63,9 @@ export interface ColumnSchema {
   readonly items: ColumnSchema | undefined;
   /** Fields of a struct (e.g. a geometry's x, y, wkb, srid); absent for other types. */
   readonly fields?: readonly ColumnSchema[] | undefined;
+  /** Key and value types of a map (JsonConverter writes string-keyed maps as objects, others as [key, value] pairs). */
+  readonly keys?: ColumnSchema | undefined;
+  readonly values?: ColumnSchema | undefined;
 }
 
 export interface ChangeEvent<R extends object = Row> {
