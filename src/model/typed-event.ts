@@ -16,7 +16,7 @@ export type Decimal = string;
 export type DateString = string;
 /** A time-of-day column: "13:45:00.123456", keeping the source precision. */
 export type TimeString = string;
-/** A timestamp column: ISO-8601, "2024-01-31T13:45:00.123456Z" (zoned ones keep the connector's text). */
+/** A timestamp column, ISO-8601 at the source precision: "2024-01-31T13:45:00.123456" without a zone (timestamp), zoned ones as the connector sent them ("2024-01-31T13:45:00.123456Z"). */
 export type TimestampString = string;
 /** A Json / Jsonb column, parsed (sinks still write every digit of its numbers). */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
