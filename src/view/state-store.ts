@@ -349,7 +349,11 @@ export class StateStore {
     );
     return {
       rows: await one(`SELECT count(*)::text AS n FROM ${this.s}.view_rows WHERE view = $1 AND image IS NOT NULL`),
-      groups: await one(`SELECT count(*)::text AS n FROM ${this.s}.view_groups WHERE view = $1 AND rows > 0`),
+      // A process view's result rows are its keys with a result.
+      groups: await one(
+        `SELECT ((SELECT count(*) FROM ${this.s}.view_groups WHERE view = $1 AND rows > 0) +
+                 (SELECT count(*) FROM ${this.s}.view_keyed_state WHERE view = $1 AND has_result))::text AS n`,
+      ),
       outbox: await one(`SELECT count(*)::text AS n FROM ${this.s}.view_outbox WHERE view = $1`),
       watermarkMs: await this.watermark(client, view),
       offsets: offsets.rows.map((r) => ({ topic: r.topic, partition: r.kpartition, next: r.next_offset })),
@@ -372,6 +376,7 @@ function storedGroup(r: GroupRow): StoredGroup | null {
 export interface ViewSummary {
   /** Row images held (a table's live rows the view has seen). */
   readonly rows: number;
+  /** Result rows held: groups with rows, or a process view's keys with a result. */
   readonly groups: number;
   /** Results committed but not yet acknowledged by the output sink. */
   readonly outbox: number;

@@ -184,6 +184,13 @@ describe('process views with keyed state', () => {
       expect(filterLive(s.state, model.streamTime), user).toEqual(model.liveState(user));
       if (expired.includes(user)) expect(s, user).toEqual({ state: {}, expires: null });
     }
+    // views list counts a process view's keys with a result as its groups.
+    const client = await pool.connect();
+    try {
+      expect((await store.summary(client, plan.name)).groups).toBe(model.results.size);
+    } finally {
+      client.release();
+    }
     await sink.close();
   });
 
