@@ -51,6 +51,9 @@ export {
   type AggregatedView,
   type Duration,
   type GroupedView,
+  type ProcessContext,
+  type ProcessResultRow,
+  type ProcessSpec,
   type ResultRow,
   type TypedView,
   type ViewAggregation,
@@ -59,4 +62,5 @@ export {
   type WindowOption,
 } from './view/dsl.ts';
 export { aggregate } from './view/core/aggregations/index.ts';
+export { listState, mapState, valueState, type ListState, type MapState, type StateDecl, type ValueState } from './view/keyed-state.ts';
 export type { AggValue, CustomAggregation, JsonValue } from './view/core/aggregation.ts';

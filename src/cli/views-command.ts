@@ -109,7 +109,9 @@ export function registerViewsCommand(program: Command): void {
         const view = config.views[name];
         if (!view) throw new OffsetsRequestError(`no view named ${name} (views: ${Object.keys(config.views).join(', ') || 'none'})`, 'NO_VIEW');
         const logger = createLogger({ level: config.log.level });
-        const topic = inputTopic(config, view.input, o.topic);
+        // A merged view reads several tables: each input topic is replayed (--topic names the topic of a single-input view).
+        const tables = [...new Set([view.input, ...(view.inputs ?? [])])];
+        const topics = tables.map((t) => inputTopic(config, t, tables.length === 1 ? o.topic : undefined));
         // A running member would apply new changes before the rebuild reaches them, and the rebuild would then skip them.
         const admin = await connectGroupAdmin(config.kafka, logger);
         try {
@@ -128,12 +130,16 @@ export function registerViewsCommand(program: Command): void {
             throw err;
           }
         });
-        process.stdout.write(`${name}: state dropped, ${deleted} result(s) to delete; rebuilding from ${topic}\n`);
+        process.stdout.write(`${name}: state dropped, ${deleted} result(s) to delete; rebuilding from ${topics.join(', ')}\n`);
         // Only this view, no routes: the replay rebuilds it and delivers the deletes first (its outbox is oldest first).
         const only: Config = { ...config, routes: [], views: { [name]: view } };
-        const summary = await runReplay(only, { topic, from: { kind: 'timestamp', ms: 0 } }, { logger });
-        process.stdout.write(formatReplaySummary(summary));
-        process.exitCode = replayExitCode(summary);
+        let exitCode = 0;
+        for (const topic of topics) {
+          const summary = await runReplay(only, { topic, from: { kind: 'timestamp', ms: 0 } }, { logger });
+          process.stdout.write(formatReplaySummary(summary));
+          exitCode = Math.max(exitCode, replayExitCode(summary));
+        }
+        process.exitCode = exitCode;
         logger.flush();
       } catch (err) {
         if (!isRequestError(err)) throw err;

@@ -5,7 +5,9 @@ import { encodePosition } from '../model/position.ts';
 import { keyString } from '../sink/coalesce.ts';
 import { ViewInputError } from './core/errors.ts';
 import { partitionKey, type GroupWrite, type StateStore, type StoredGroup, type StoredRow } from './state-store.ts';
-import type { Contribution, ViewPlan } from './view-plan.ts';
+import { rowKeyOf, truncateScope, type Contribution, type ViewPlan } from './view-plan.ts';
+import { KeyedStateStore } from './keyed-state-store.ts';
+import { ProcessBatch, type ResultDraft } from './process.ts';
 import type { JsonValue } from './core/aggregation.ts';
 import { advanceClocks, changeTimeMs, rejectLate, watermarkOf } from './event-clock.ts';
 
@@ -90,6 +92,8 @@ export async function applyBatch(
   });
 
   const groups = new Map<string, WorkingGroup>();
+  // A process view keeps keyed state instead of groups.
+  const keyed = plan.process ? await ProcessBatch.open(client, new KeyedStateStore(store.s), plan) : undefined;
   const held: Held = new Map();
   const watermark = plan.window ? await store.watermark(client, view) : null;
   let applied = 0;
@@ -103,9 +107,11 @@ export async function applyBatch(
       plan.mode === 'table'
         ? await tableDeltas(client, store, plan, segment, failures, held, watermark)
         : streamDeltas(plan, segment, failures, watermark);
-    applied += await applyDeltas(client, store, plan, deltas, groups, failures);
+    applied += keyed
+      ? await keyed.apply(deltas, (index) => batch[index]!, failures)
+      : await applyDeltas(client, store, plan, deltas, groups, failures);
     if (item !== undefined && plan.mode === 'table' && !held.has(partitionOf(item.event))) {
-      applied += await truncate(client, store, plan, item.event, groups);
+      applied += await truncate(client, store, plan, item, groups, keyed, failures);
     }
     start = i + 1;
   }
@@ -126,7 +132,9 @@ export async function applyBatch(
     newWatermark = watermarkOf(plan, stored, clocks, watermark, now);
     if (newWatermark !== null && newWatermark !== watermark) await store.saveWatermark(client, view, newWatermark);
   }
-  const results = await finishGroups(client, store, plan, groups, inputColumns, batch, newWatermark);
+  const results = keyed
+    ? await outbox(client, store, plan, await keyed.finish(), batch)
+    : await finishGroups(client, store, plan, groups, inputColumns, batch, newWatermark);
   await store.saveOffsets(client, view, moved);
   return { applied, skipped: batch.length - fresh.length, results, failures };
 }
@@ -144,9 +152,12 @@ async function tableDeltas(
   const rows = await store.lockRows(
     client,
     plan.name,
-    segment.map((s) => keyString(s.event.key)),
+    segment.map((s) => rowKeyOf(plan, s.event, keyString(s.event.key))),
   );
-  const truncatedAt = await store.truncatePosition(client, plan.name);
+  const truncates = new Map<string, string | null>();
+  for (const table of new Set(segment.map((s) => s.event.table.id))) {
+    truncates.set(table, await store.truncatePosition(client, truncateScope(plan, table)));
+  }
   const changed = new Map<string, StoredRow>();
   const deltas: Delta[] = [];
   for (const { index, event } of segment) {
@@ -155,9 +166,10 @@ async function tableDeltas(
       if (event.key === null) {
         throw new ViewInputError('VIEW_NO_KEY', `view ${plan.name}: table ${event.table.id} has no key; a view reads a table by its primary key`);
       }
-      const pk = keyString(event.key);
+      const pk = rowKeyOf(plan, event, keyString(event.key));
       const pos = encodePosition(event.position);
       const stored = changed.get(pk) ?? rows.get(pk) ?? { pos: null, image: null };
+      const truncatedAt = truncates.get(event.table.id) ?? null;
       if ((stored.pos !== null && stored.pos >= pos) || (truncatedAt !== null && truncatedAt >= pos)) continue;
       const row = event.op === 'd' ? null : event.after;
       let previous = stored.image;
@@ -165,8 +177,8 @@ async function tableDeltas(
         previous = await oldKeyImage(client, store, plan, segment, (k) => changed.get(k) ?? rows.get(k), pos);
       }
       const image = row === null ? null : plan.image(event, row, previous);
-      const minus = stored.image === null ? [] : plan.contributions(stored.image);
-      const plus = image === null ? [] : plan.contributions(image);
+      const minus = stored.image === null ? [] : plan.contributions(stored.image, 'retract');
+      const plus = image === null ? [] : plan.contributions(image, 'add');
       validate(plan, plus);
       rejectLate(plan, [...minus, ...plus], watermark, changeTimeMs(plan, event));
       // The old key of a primary-key change keeps its image (an empty one when it had none) for the new key's create.
@@ -196,7 +208,7 @@ async function oldKeyImage(
 ): Promise<Row> {
   const inBatch = segment.find((s) => s.event.keyChange === 'old' && encodePosition(s.event.position) === pos);
   if (inBatch) {
-    const old = current(keyString(inBatch.event.key));
+    const old = current(rowKeyOf(plan, inBatch.event, keyString(inBatch.event.key)));
     return old?.moved ?? old?.image ?? {};
   }
   const kept = await store.movedImage(client, plan.name, pos);
@@ -218,7 +230,7 @@ function streamDeltas(
     try {
       const row = event.after ?? event.before;
       if (row === null) continue;
-      const plus = plan.contributions(plan.image(event, row, null));
+      const plus = plan.contributions(plan.image(event, row, null), 'add');
       validate(plan, plus);
       rejectLate(plan, plus, watermark, changeTimeMs(plan, event));
       deltas.push({ index, minus: [], plus });
@@ -296,25 +308,44 @@ async function truncate(
   client: pg.PoolClient,
   store: StateStore,
   plan: ViewPlan,
-  event: ChangeEvent,
+  { index, event }: { index: number; event: ChangeEvent },
   groups: Map<string, WorkingGroup>,
+  keyed: ProcessBatch | undefined,
+  failures: Map<number, CdcError>,
 ): Promise<number> {
   const pos = encodePosition(event.position);
-  const truncatedAt = await store.truncatePosition(client, plan.name);
+  const scope = truncateScope(plan, event.table.id);
+  const truncatedAt = await store.truncatePosition(client, scope);
   if (truncatedAt !== null && truncatedAt >= pos) return 0;
   const rows = await store.lockAllRows(client, plan.name);
   const cleared = new Map<string, StoredRow>();
   const minus: Contribution[] = [];
+  // A merged view's truncate retracts the rows of its own table only.
+  const ofTable = (pk: string) => plan.inputs.length === 1 || pk.startsWith(rowKeyOf(plan, event, ''));
   for (const [pk, r] of rows) {
-    if (r.image === null || (r.pos !== null && r.pos > pos)) continue;
-    minus.push(...plan.contributions(r.image));
+    if (r.image === null || (r.pos !== null && r.pos > pos) || !ofTable(pk)) continue;
+    minus.push(...plan.contributions(r.image, 'retract'));
     cleared.set(pk, { pos: r.pos, image: null });
   }
-  await loadGroups(client, store, plan, minus.map((c) => c.groupId), groups);
-  for (const c of minus) contribute(plan, groups.get(c.groupId)!, c, -1);
+  if (keyed) {
+    if ((await keyed.apply([{ index, minus, plus: [] }], () => event, failures)) === 0) return 0;
+  } else {
+    await loadGroups(client, store, plan, minus.map((c) => c.groupId), groups);
+    for (const c of minus) contribute(plan, groups.get(c.groupId)!, c, -1);
+  }
   await store.saveRows(client, plan.name, cleared);
-  await store.saveTruncate(client, plan.name, pos);
+  await store.saveTruncate(client, scope, pos);
   return 1;
+}
+
+/** A process view's results, with fresh versions, into the outbox. */
+async function outbox(client: pg.PoolClient, store: StateStore, plan: ViewPlan, drafts: readonly ResultDraft[], batch: readonly ChangeEvent[]): Promise<ResultPayload[]> {
+  const versions = await store.nextVersions(client, drafts.length);
+  const last = batch[batch.length - 1];
+  const tsMs = last?.source.tsMs ?? last?.kafka.timestamp ?? Date.now();
+  const results = drafts.map((d, i): ResultPayload => ({ ...d, version: versions[i]!.toString(), tsMs, columns: undefined }));
+  await store.addToOutbox(client, plan.name, results);
+  return results;
 }
 
 /** The group's key in the plan's column order, whatever order jsonb gave it back in. */

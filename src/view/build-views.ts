@@ -40,7 +40,7 @@ export function buildViews(
     const sink = deps.wrap(createViewSink({ plan, pool, store, output, events: deps.events, logger: deps.logger }));
     plans.push(plan);
     sinks.push(sink);
-    byTable.set(plan.input, [...(byTable.get(plan.input) ?? []), sink]);
+    for (const table of plan.inputs) byTable.set(table, [...(byTable.get(table) ?? []), sink]);
   }
   return { byTable, sinks, plans, close: once(() => pool.end()) };
 }

@@ -2,8 +2,9 @@ import type { Row } from '../model/change-event.ts';
 import type { AggValue, AggregationKind, Aggregator, JsonValue } from './core/aggregation.ts';
 import { createAggregator, type AnyAggregator } from './core/aggregations/index.ts';
 import type { WindowSpec } from './core/windows.ts';
+import type { ProcessDefinition, StateDecl, StateHandles } from './keyed-state.ts';
 import { durationSchema } from './view-config.ts';
-import type { PlannedAggregation, ViewDefinition } from './view-plan.ts';
+import { UserStepError, type PlannedAggregation, type RowsContext, type ViewDefinition } from './view-plan.ts';
 
 /**
  * Views written in TypeScript, in the style of Kafka Streams:
@@ -89,30 +90,96 @@ export type ResultRow<S, G extends string, W extends boolean, A> = Simplify<
 
 type AggregationsOf<S> = Readonly<Record<string, ViewAggregation<AggregationKind, Columns<S>>>>;
 
-interface Collected {
+/** The result rows of a process view: its key columns and what its function returns. */
+export type ProcessResultRow<S, G extends string, R> = Simplify<KeyColumns<S, G, false> & { readonly [K in Exclude<keyof R, G | 'view'>]: R[K] }>;
+
+/** What a process function is given besides the row. */
+export interface ProcessContext<K, D> {
+  /** The key's columns: the view's groupBy columns (`{ view }` without any). */
+  readonly key: K;
+  /** add: the row enters the view; retract: a table row's earlier image leaves it (update, delete, truncate). */
+  readonly change: 'add' | 'retract';
+  /** The change's event time (its eventTime column, or its commit time), epoch ms. */
+  readonly timeMs: number;
+  /** The key's state: what `state` declared, each a value, list or map. */
+  readonly state: StateHandles<D>;
+}
+
+/** `process({ state, ttl, apply })`: a custom processor with keyed state. */
+export interface ProcessSpec<S, K, D, R> {
+  /** The states each key has: `{ seen: valueState<number>(), pages: listState<string>(), totals: mapState<number>() }`. */
+  readonly state?: D;
+  /**
+   * Entries expire this long after they were last written, on the view's event time (its stream
+   * time: the highest event time read) or the wall clock. Expired entries are never read and are removed.
+   */
+  readonly ttl?: { readonly after: Duration; readonly clock?: 'event_time' | 'wall_clock' };
+  /** Called for each row that enters (or, for a table, leaves) the view: return the key's new result row, null to delete it, undefined to leave it. */
+  apply(row: S, context: ProcessContext<K, D>): R | null | undefined;
+}
+
+/** One step of a source's chain: the rows one row becomes (none: dropped). */
+type Step = (row: Row, context: RowsContext) => readonly Row[];
+
+/** The steps one input table's rows go through; a merged view has several (maybe of one table). */
+interface Chain {
   readonly input: string;
+  readonly steps: readonly Step[];
+}
+
+interface Collected {
   readonly mode: 'table' | 'stream';
-  /** filter and map steps in order; a step returning null drops the row. */
-  readonly steps: readonly ((row: Row) => Row | null)[];
-  readonly onlyFilters: boolean;
+  readonly chains: readonly Chain[];
+  /** Only filters, branches and peeks: the rows are the input's, and results keep its column schemas. */
+  readonly sameColumns: boolean;
   readonly groupBy: readonly string[];
   readonly window: WindowSpec | undefined;
   readonly eventTime: string | undefined;
+  readonly process?: ProcessDefinition | undefined;
   readonly problems: readonly string[];
 }
 
 // The user's functions are typed by the row type they declared; the runtime hands them its rows.
-type RowFn = (row: Row) => unknown;
-const untyped = <S>(fn: (row: S) => unknown): RowFn => fn as unknown as RowFn;
+type RowFn<T> = (row: Row, context: RowsContext) => T;
+const untyped = <S, T>(fn: (row: S, context: RowsContext) => T): RowFn<T> => fn as unknown as RowFn<T>;
+
+/** A step calling one of the user's functions: if it throws, the error names it (VIEW_FUNCTION_FAILED). */
+function userStep(name: string, fn: Step): Step {
+  return (row, context) => {
+    try {
+      return fn(row, context);
+    } catch (err) {
+      throw err instanceof UserStepError ? err : new UserStepError(name, err);
+    }
+  };
+}
+
+/** The rows function of a definition: each chain of the image's table, each step on every row the previous gave. */
+function rowsOf(chains: readonly Chain[]): NonNullable<ViewDefinition['rows']>['fn'] {
+  return (row, context) =>
+    chains
+      .filter((chain) => chain.input === context.table)
+      .flatMap((chain) => chain.steps.reduce<readonly Row[]>((rows, step) => rows.flatMap((r) => step(r, context)), [row as Row]));
+}
+
+/** What a type guard narrows to; a plain predicate keeps the type. */
+type Narrowed<S, P> = P extends (row: S) => row is (infer T extends S) ? T : S;
 
 /** The rows of a table or stream, before grouping. */
 export class ViewSource<S extends object> {
   constructor(private readonly c: Collected) {}
 
-  /** Keeps the rows for which `predicate` is true. */
+  private then<T extends object>(name: string, fn: Step, sameColumns: boolean): ViewSource<T> {
+    const step = userStep(name, fn);
+    return new ViewSource<T>({ ...this.c, chains: this.c.chains.map((ch) => ({ ...ch, steps: [...ch.steps, step] })), sameColumns: this.c.sameColumns && sameColumns });
+  }
+
+  /** Keeps the rows for which `predicate` is true (a type guard narrows the row type). */
+  filter<T extends S>(predicate: (row: S) => row is T): ViewSource<T>;
+  filter(predicate: (row: S) => boolean): ViewSource<S>;
   filter(predicate: (row: S) => boolean): ViewSource<S> {
     const fn = untyped(predicate);
-    return new ViewSource<S>({ ...this.c, steps: [...this.c.steps, (row) => (fn(row) === true ? row : null)] });
+    return this.then('filter', (row, ctx) => (fn(row, ctx) === true ? [row] : []), true);
   }
 
   /**
@@ -121,7 +188,58 @@ export class ViewSource<S extends object> {
    */
   map<T extends object>(fn: (row: S) => T): ViewSource<T> {
     const f = untyped(fn);
-    return new ViewSource<T>({ ...this.c, steps: [...this.c.steps, (row) => f(row) as Row], onlyFilters: false });
+    return this.then('map', (row, ctx) => [f(row, ctx) as Row], false);
+  }
+
+  /**
+   * Replaces each row by the rows `fn(row)` gives (none drops it). Pure, as map: an update of a
+   * table row retracts every row its stored image gave and adds the ones the new image gives.
+   */
+  flatMap<T extends object>(fn: (row: S) => Iterable<T>): ViewSource<T> {
+    const f = untyped(fn);
+    return this.then('flatMap', (row, ctx) => [...f(row, ctx)] as Row[], false);
+  }
+
+  /**
+   * Calls `fn` with each row as it enters the view (`add`) or, for a table, leaves it (`retract`:
+   * the stored image of an updated, deleted or truncated row), changing nothing. A batch retried
+   * after a failure calls it again: use it to observe, not to count.
+   */
+  peek(fn: (row: S, change: 'add' | 'retract') => void): ViewSource<S> {
+    const f = untyped((row: S, ctx: RowsContext) => (ctx.observe === undefined ? undefined : fn(row, ctx.observe)));
+    return this.then(
+      'peek',
+      (row, ctx) => {
+        f(row, ctx);
+        return [row];
+      },
+      true,
+    );
+  }
+
+  /**
+   * Splits the rows by predicates: each row goes to the first branch whose predicate it matches (to
+   * none if it matches none; end with `() => true` for a default branch). Each branch is a source
+   * of its own view; type guards narrow a branch's row type. The predicates must be pure.
+   */
+  branch<const P extends readonly ((row: S) => boolean)[]>(...predicates: P): { readonly [I in keyof P]: ViewSource<Narrowed<S, P[I]>> } {
+    const preds = predicates.map((p) => untyped(p));
+    const branches = preds.map((pred, i) =>
+      this.then<S>('branch', (row, ctx) => (preds.slice(0, i).some((earlier) => earlier(row, ctx) === true) || pred(row, ctx) !== true ? [] : [row]), true),
+    );
+    return branches as unknown as { readonly [I in keyof P]: ViewSource<Narrowed<S, P[I]>> };
+  }
+
+  /**
+   * The union of these rows and `other`'s (both tables or both streams; of one table or several):
+   * every row of either goes on, each through its own earlier steps. A truncate of one table
+   * retracts only that table's rows.
+   */
+  merge(other: ViewSource<S>): ViewSource<S> {
+    const o = other.c;
+    const problems = [...this.c.problems, ...o.problems];
+    if (o.mode !== this.c.mode) problems.push(`merge: a ${this.c.mode} cannot be merged with a ${o.mode} (read both with fromTable, or both with fromStream)`);
+    return new ViewSource<S>({ ...this.c, chains: [...this.c.chains, ...o.chains], sameColumns: this.c.sameColumns && o.sameColumns, problems });
   }
 
   /** Groups by these columns (none: one result row for the whole input). */
@@ -156,6 +274,29 @@ export class GroupedView<S extends object, G extends string, W extends boolean> 
     return new GroupedView<S, G, W>({ ...this.c, eventTime: column === 'commit_time' ? undefined : column });
   }
 
+  /**
+   * A custom processor with keyed state (per group key: value, list and map states with an optional
+   * TTL), in the same transaction as the rest of the view's state and its input offsets. Its results
+   * are rows keyed by the group columns, written like an aggregation's.
+   */
+  process<R extends object, D extends Readonly<Record<string, StateDecl>> = Record<never, StateDecl>>(
+    this: GroupedView<S, G, false>,
+    spec: ProcessSpec<S, KeyColumns<S, G, false>, D, R>,
+  ): AggregatedView<ProcessResultRow<S, G, R>> {
+    const c = this.c;
+    const problems = [...c.problems];
+    let ttl: ProcessDefinition['ttl'];
+    if (spec.ttl) {
+      const parsed = durationSchema.safeParse(spec.ttl.after);
+      if (parsed.success) ttl = { afterMs: parsed.data, clock: spec.ttl.clock ?? 'event_time' };
+      else problems.push(`process ttl.after: ${String(spec.ttl.after)} is not a duration (a positive integer of milliseconds, or text such as 500ms, 5s, 30m, 1h, 1d)`);
+    }
+    const state = Object.fromEntries(Object.entries(spec.state ?? {}).map(([name, decl]) => [name, decl.kind]));
+    const apply = spec.apply.bind(spec) as unknown as (row: Row, context: unknown) => Row | null | undefined;
+    const process: ProcessDefinition = { state, ttl, fn: (row, call) => apply(row, call) };
+    return new AggregatedView({ ...c, process, problems }, []);
+  }
+
   /** Result column name -> aggregation: count(), sum('total'), custom(aggregate({...}))… */
   aggregate<A extends AggregationsOf<S>>(aggregations: A): AggregatedView<ResultRow<S, G, W, A>> {
     const c = this.c;
@@ -187,13 +328,18 @@ export class AggregatedView<R extends object> {
     const { c } = this;
     const problems = [...c.problems];
     if (!/^[^.\s]+\.[^.\s]+$/.test(target.table)) problems.push(`to: table ${target.table} is not <schema>.<table>`);
-    const steps = c.steps;
+    const [first] = c.chains;
+    const inputs = [...new Set(c.chains.map((ch) => ch.input))];
+    const plain = c.chains.length === 1 && first!.steps.length === 0;
     const definition: ViewDefinition = {
-      input: c.input,
+      input: first!.input,
+      inputs,
       mode: c.mode,
-      reads: steps.length === 0 ? [] : undefined,
-      filter: c.onlyFilters && steps.length > 0 ? (row) => steps.every((step) => step(row as Row) !== null) : undefined,
-      map: c.onlyFilters ? undefined : (row) => steps.reduce<Row | null>((r, step) => (r === null ? null : step(r)), row as Row),
+      // A function may read any column, and so may a process: their images keep the whole row.
+      reads: plain && !c.process ? [] : undefined,
+      filter: undefined,
+      rows: plain ? undefined : { fn: rowsOf(c.chains), sameColumns: c.sameColumns },
+      process: c.process,
       groupBy: c.groupBy,
       aggregations: this.aggregations,
       window: c.window,
@@ -205,7 +351,7 @@ export class AggregatedView<R extends object> {
 }
 
 function source<R extends object>(mode: 'table' | 'stream', tableId: string): ViewSource<R> {
-  return new ViewSource<R>({ input: tableId, mode, steps: [], onlyFilters: true, groupBy: [], window: undefined, eventTime: undefined, problems: [] });
+  return new ViewSource<R>({ mode, chains: [{ input: tableId, steps: [] }], sameColumns: true, groupBy: [], window: undefined, eventTime: undefined, problems: [] });
 }
 
 /** A table read as a table: updates and deletes retract the row's earlier contribution. */

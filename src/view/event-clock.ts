@@ -4,7 +4,7 @@ import { lateChangeError, ViewLateError } from './core/late.ts';
 import { newPartitionClock, observe, setCaughtUp, viewWatermark, type PartitionClock } from './core/watermark.ts';
 import { windowClosed } from './core/windows.ts';
 import { partitionKey } from './state-store.ts';
-import { COMMIT_TIME_COLUMN, type Contribution, type ViewPlan } from './view-plan.ts';
+import { COMMIT_TIME_COLUMN, TABLE_COLUMN, type Contribution, type ViewPlan } from './view-plan.ts';
 
 /** The event time of a change as the view reads it: its time column, or the commit time. */
 export function changeTimeMs(plan: ViewPlan, event: ChangeEvent): number | undefined {
@@ -13,7 +13,8 @@ export function changeTimeMs(plan: ViewPlan, event: ChangeEvent): number | undef
   if (row === null || Object.values(row).some(isUnavailable)) return plan.eventTime === undefined ? commitMs : undefined;
   try {
     // Through the view's own filter and map: the time column may be one the map makes.
-    return plan.eventTimeOf({ ...row, [COMMIT_TIME_COLUMN]: commitMs });
+    const table = plan.inputs.length > 1 ? { [TABLE_COLUMN]: event.table.id } : {};
+    return plan.eventTimeOf({ ...row, [COMMIT_TIME_COLUMN]: commitMs, ...table });
   } catch {
     return undefined;
   }

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Row } from '../model/change-event.ts';
 import type { JsonValue } from './core/aggregation.ts';
+import { ensureKeyedStateSchema, KeyedStateStore } from './keyed-state-store.ts';
 
 /**
  * View state in PostgreSQL: row images, group aggregates, the input offsets applied per partition,
@@ -85,6 +86,7 @@ export class StateStore {
       await client.query(`ALTER TABLE ${s}.view_groups ADD COLUMN IF NOT EXISTS fired boolean NOT NULL DEFAULT false`);
       await client.query(`CREATE INDEX IF NOT EXISTS view_groups_due ON ${s}.view_groups (view, window_end) WHERE NOT fired`);
       await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_watermarks (view text PRIMARY KEY, watermark_ms bigint NOT NULL)`);
+      await ensureKeyedStateSchema(client, s);
       await client.query('COMMIT');
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
@@ -321,17 +323,21 @@ export class StateStore {
    */
   async resetView(client: pg.PoolClient, view: string, keyColumns: readonly string[]): Promise<number> {
     const groups = await client.query<{ gkey: Row }>(`SELECT gkey FROM ${this.s}.view_groups WHERE view = $1 AND rows > 0 FOR UPDATE`, [view]);
-    const versions = await this.nextVersions(client, groups.rows.length);
+    // A process view's results are its keys that have one.
+    const keys = [...groups.rows.map((g) => g.gkey), ...(await new KeyedStateStore(this.s).reset(client, view))];
+    const versions = await this.nextVersions(client, keys.length);
     const now = Date.now();
     await this.addToOutbox(
       client,
       view,
-      groups.rows.map((g, i) => ({ op: 'd', key: Object.fromEntries(keyColumns.map((c) => [c, g.gkey[c] ?? null])), after: null, version: versions[i]!.toString(), tsMs: now, columns: undefined })),
+      keys.map((k, i) => ({ op: 'd', key: Object.fromEntries(keyColumns.map((c) => [c, k[c] ?? null])), after: null, version: versions[i]!.toString(), tsMs: now, columns: undefined })),
     );
     for (const t of ['view_offsets', 'view_rows', 'view_groups', 'view_truncates', 'view_watermarks']) {
       await client.query(`DELETE FROM ${this.s}.${t} WHERE view = $1`, [view]);
     }
-    return groups.rows.length;
+    // A merged view keeps a truncate position per input table (view@table).
+    await client.query(`DELETE FROM ${this.s}.view_truncates WHERE starts_with(view, $1 || '@')`, [view]);
+    return keys.length;
   }
 
   /** What `views list` shows of one view. */
@@ -343,7 +349,11 @@ export class StateStore {
     );
     return {
       rows: await one(`SELECT count(*)::text AS n FROM ${this.s}.view_rows WHERE view = $1 AND image IS NOT NULL`),
-      groups: await one(`SELECT count(*)::text AS n FROM ${this.s}.view_groups WHERE view = $1 AND rows > 0`),
+      // A process view's result rows are its keys with a result.
+      groups: await one(
+        `SELECT ((SELECT count(*) FROM ${this.s}.view_groups WHERE view = $1 AND rows > 0) +
+                 (SELECT count(*) FROM ${this.s}.view_keyed_state WHERE view = $1 AND has_result))::text AS n`,
+      ),
       outbox: await one(`SELECT count(*)::text AS n FROM ${this.s}.view_outbox WHERE view = $1`),
       watermarkMs: await this.watermark(client, view),
       offsets: offsets.rows.map((r) => ({ topic: r.topic, partition: r.kpartition, next: r.next_offset })),
@@ -366,6 +376,7 @@ function storedGroup(r: GroupRow): StoredGroup | null {
 export interface ViewSummary {
   /** Row images held (a table's live rows the view has seen). */
   readonly rows: number;
+  /** Result rows held: groups with rows, or a process view's keys with a result. */
   readonly groups: number;
   /** Results committed but not yet acknowledged by the output sink. */
   readonly outbox: number;

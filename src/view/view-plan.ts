@@ -6,9 +6,21 @@ import { ViewInputError } from './core/errors.ts';
 import { eventTimeMs } from './core/event-time.ts';
 import { assignWindows, type TimeWindow, type WindowSpec } from './core/windows.ts';
 import type { ViewConfig } from './view-config.ts';
+import type { ProcessDefinition } from './keyed-state.ts';
 
 /** Column of a stored image holding the change's commit time, when that is the event time. */
 export const COMMIT_TIME_COLUMN = '__cdc_commit_ms';
+/** Column of a stored image of a merged view (several input tables) naming the image's table. */
+export const TABLE_COLUMN = '__cdc_table';
+
+/**
+ * What the rows function is told: the image's input table (a merged view has several), and whether
+ * its rows are being added or retracted (undefined when only read, for its event time). peek sees it.
+ */
+export interface RowsContext {
+  readonly table: string;
+  readonly observe: 'add' | 'retract' | undefined;
+}
 
 export interface PlannedAggregation {
   readonly name: string;
@@ -24,6 +36,8 @@ export interface PlannedAggregation {
  */
 export interface ViewDefinition {
   readonly input: string;
+  /** Every input table of a merged view (`merge`), `input` first; undefined: `input` only. */
+  readonly inputs?: readonly string[] | undefined;
   readonly mode: 'table' | 'stream';
   /**
    * The input columns the filter reads. Undefined when a filter or map is a function, which may read
@@ -32,10 +46,14 @@ export interface ViewDefinition {
   readonly reads: readonly string[] | undefined;
   readonly filter: ((row: Readonly<Row>) => boolean) | undefined;
   /**
-   * Applied to each image (after the filter) before grouping; null drops the row. Pure: a table's
-   * stored image is mapped again when an update or delete retracts it.
+   * Applied to each image (after the filter) before grouping: the rows it gives the view (none drops
+   * it, several are each grouped: flatMap). Pure: a table's stored image goes through it again when
+   * an update or delete retracts it, and must give what it gave. `sameColumns`: the rows are the
+   * image's rows (filters only), so results keep the input's column schemas.
    */
-  readonly map: ((row: Readonly<Row>) => Row | null) | undefined;
+  readonly rows?: { readonly fn: (row: Readonly<Row>, context: RowsContext) => readonly Row[]; readonly sameColumns: boolean } | undefined;
+  /** A `process` operator with keyed state instead of aggregations (groupBy columns key its state and results). */
+  readonly process?: ProcessDefinition | undefined;
   /** Columns of the (mapped) row. */
   readonly groupBy: readonly string[];
   readonly aggregations: readonly PlannedAggregation[];
@@ -55,12 +73,16 @@ export interface Contribution {
   /** The result's key: group columns, and window_start / window_end (epoch ms) when windowed. */
   readonly groupKey: Readonly<Row>;
   readonly values: readonly unknown[];
+  /** The (mapped) row it comes from: what a process operator is given. */
+  readonly row?: Readonly<Row>;
 }
 
 /** A view compiled once at startup from its config (or the TypeScript API). */
 export interface ViewPlan {
   readonly name: string;
   readonly input: string;
+  /** Every input table (several for a merged view), `input` first. */
+  readonly inputs: readonly string[];
   readonly mode: 'table' | 'stream';
   /** The columns an image keeps: everything the view reads, nothing more (a view with a filter or map function keeps the whole row). */
   readonly columns: readonly string[];
@@ -70,6 +92,7 @@ export interface ViewPlan {
   readonly aggregations: readonly PlannedAggregation[];
   readonly window: WindowSpec | undefined;
   readonly eventTime: string | undefined;
+  readonly process: ProcessDefinition | undefined;
   /** Watermark, lateness and emit mode (windowed views). */
   readonly time: { readonly outOfOrdernessMs: number; readonly idleTimeoutMs: number; readonly graceMs: number; readonly emit: 'updates' | 'final' };
   /** The event time of an image (epoch ms), undefined when the view has no window or the time is missing. */
@@ -77,7 +100,8 @@ export interface ViewPlan {
   readonly output: { readonly sink: string; readonly table: TableId };
   /** The row as the view stores it: its columns only, unchanged TOAST values taken from `previous`. */
   image(event: ChangeEvent, row: Readonly<Row>, previous: Readonly<Row> | null): Row;
-  contributions(image: Readonly<Row>): Contribution[];
+  /** `observe`: the rows are being added or retracted (peek sees it); omitted when only read. */
+  contributions(image: Readonly<Row>, observe?: 'add' | 'retract'): Contribution[];
   /** Connect schemas of the result columns, from the input's (undefined when the input had none). */
   resultColumns(input: readonly ColumnSchema[] | undefined): ColumnSchema[] | undefined;
 }
@@ -149,7 +173,6 @@ export function definitionFromConfig(config: ViewConfig): ViewDefinition {
     mode: 'table' in config.from ? 'table' : 'stream',
     reads: config.where ? [config.where.field] : [],
     filter: config.where ? compileWhere(config.where) : undefined,
-    map: undefined,
     groupBy: config.group_by,
     aggregations: Object.entries(config.aggregations).map(([aggName, a]) => ({
       name: aggName,
@@ -166,10 +189,12 @@ export function definitionFromConfig(config: ViewConfig): ViewDefinition {
 
 export function planView(name: string, view: ViewConfig | ViewDefinition): ViewPlan {
   const def = 'from' in view ? definitionFromConfig(view) : view;
-  const { mode, input, eventTime, window, filter, map, groupBy, aggregations } = def;
+  const { mode, input, eventTime, window, filter, rows, groupBy, aggregations } = def;
+  const inputs = [...new Set([input, ...(def.inputs ?? [])])];
+  const merged = inputs.length > 1;
   const wholeRow = def.reads === undefined;
   const columns = wholeRow
-    ? [...(window && eventTime === undefined ? [COMMIT_TIME_COLUMN] : [])]
+    ? [...(window && eventTime === undefined ? [COMMIT_TIME_COLUMN] : []), ...(merged ? [TABLE_COLUMN] : [])]
     : [
         ...new Set([
           ...groupBy,
@@ -188,6 +213,10 @@ export function planView(name: string, view: ViewConfig | ViewDefinition): ViewP
         out[c] = event.source.tsMs ?? event.tsMs ?? event.kafka.timestamp;
         continue;
       }
+      if (c === TABLE_COLUMN) {
+        out[c] = event.table.id;
+        continue;
+      }
       let v = Object.hasOwn(row, c) ? row[c] : undefined;
       if (isUnavailable(v)) {
         // An unchanged TOASTed column: the stored image knows it; without one it cannot be used.
@@ -199,10 +228,12 @@ export function planView(name: string, view: ViewConfig | ViewDefinition): ViewP
     return out;
   }
 
-  /** The row the view groups: the image, filtered and mapped; null when the filter drops it. */
-  function rowOf(img: Readonly<Row>): Readonly<Row> | null {
-    if (filter && !userCall(name, 'filter', () => filter(img))) return null;
-    return map ? userCall(name, 'map', () => map(img)) : img;
+  /** The rows the view groups: the image, filtered and mapped (none when the filter drops it). */
+  function rowsOf(img: Readonly<Row>, observe: RowsContext['observe']): readonly Readonly<Row>[] {
+    if (filter && !userCall(name, 'filter', () => filter(img))) return [];
+    if (!rows) return [img];
+    const table = typeof img[TABLE_COLUMN] === 'string' ? img[TABLE_COLUMN] : input;
+    return userCall(name, 'map', () => rows.fn(img, { table, observe }));
   }
 
   /** The event time's value: a column of the (mapped) row, or the commit time the image keeps. */
@@ -210,14 +241,18 @@ export function planView(name: string, view: ViewConfig | ViewDefinition): ViewP
     return eventTime === undefined ? img[COMMIT_TIME_COLUMN] : row[eventTime];
   }
 
-  function contributions(img: Readonly<Row>): Contribution[] {
-    const row = rowOf(img);
-    if (row === null) return [];
+  function contributions(img: Readonly<Row>, observe?: 'add' | 'retract'): Contribution[] {
+    return rowsOf(img, observe).flatMap((row) => rowContributions(img, row));
+  }
+
+  function rowContributions(img: Readonly<Row>, row: Readonly<Row>): Contribution[] {
     // A view with neither groups nor a window has one result row: keyed by the view's name, as sinks need a key.
     const key: Row = groupBy.length === 0 && !window ? { view: name } : {};
     for (const g of groupBy) key[g] = normalize(row[g]);
     const values = aggregations.map((a) => (a.column !== undefined ? row[a.column] : a.fn === 'custom' ? row : null));
-    if (!window) return [{ groupId: jsonWithBigints(Object.values(key)), groupKey: key, values }];
+    // Only a process is given the row.
+    const given = def.process ? { row } : {};
+    if (!window) return [{ groupId: jsonWithBigints(Object.values(key)), groupKey: key, values, ...given }];
     const time = timeValueOf(img, row);
     const t = eventTimeMs(time);
     if (t === undefined) {
@@ -226,13 +261,13 @@ export function planView(name: string, view: ViewConfig | ViewDefinition): ViewP
     }
     return assignWindows(window, t).map((w) => {
       const groupKey = { ...key, window_start: w.start, window_end: w.end };
-      return { groupId: jsonWithBigints(Object.values(groupKey)), groupKey, values, window: w };
+      return { groupId: jsonWithBigints(Object.values(groupKey)), groupKey, values, window: w, ...given };
     });
   }
 
   function resultColumns(inputColumns: readonly ColumnSchema[] | undefined): ColumnSchema[] | undefined {
     // A mapped row's columns and a custom aggregation's result have their own types: no schema is better than a wrong one.
-    if (!inputColumns || map || aggregations.some((a) => a.fn === 'custom')) return undefined;
+    if (!inputColumns || (rows && !rows.sameColumns) || def.process || aggregations.some((a) => a.fn === 'custom')) return undefined;
     const byName = new Map(inputColumns.map((c) => [c.name, c]));
     const keyCols = groupBy.map((g) => ({ ...(byName.get(g) ?? { ...INT64, type: 'string' }), name: g, optional: false }));
     if (groupBy.length === 0 && !window) keyCols.push({ ...INT64, type: 'string', name: 'view' });
@@ -251,20 +286,43 @@ export function planView(name: string, view: ViewConfig | ViewDefinition): ViewP
     graceMs: def.time?.graceMs ?? (def.time?.emit === 'final' ? 0 : Number.POSITIVE_INFINITY),
     emit: def.time?.emit ?? 'updates',
   };
+  /** Of a flatMap's several rows, the latest: the clock keeps the highest time it saw. */
   const eventTimeOf = (img: Readonly<Row>): number | undefined => {
     if (!window) return undefined;
-    const row = rowOf(img);
-    return row === null ? undefined : eventTimeMs(timeValueOf(img, row));
+    const times = rowsOf(img, undefined).flatMap((row) => eventTimeMs(timeValueOf(img, row)) ?? []);
+    return times.length === 0 ? undefined : Math.max(...times);
   };
   const keyColumns = [...groupBy, ...(window ? ['window_start', 'window_end'] : []), ...(groupBy.length === 0 && !window ? ['view'] : [])];
-  return { name, input, mode, columns, groupBy, keyColumns, aggregations, window, eventTime, time, eventTimeOf, output, image, contributions, resultColumns };
+  const process = def.process;
+  return { name, input, inputs, mode, columns, groupBy, keyColumns, aggregations, window, eventTime, process, time, eventTimeOf, output, image, contributions, resultColumns };
 }
 
-/** A user's filter or map that throws fails its record (dead-lettered with stage view), not the batch. */
-function userCall<T>(view: string, step: 'filter' | 'map', fn: () => T): T {
+/** A stored image's key: the primary key, with the table in front for a merged view (two tables' keys may be equal). */
+export function rowKeyOf(plan: ViewPlan, event: ChangeEvent, pk: string): string {
+  return plan.inputs.length > 1 ? `${event.table.id}\u001f${pk}` : pk;
+}
+
+/** Where a truncate's position is kept: per view, or per view and table for a merged view. */
+export function truncateScope(plan: ViewPlan, table: string): string {
+  return plan.inputs.length > 1 ? `${plan.name}@${table}` : plan.name;
+}
+
+/** Thrown by a step of a rows function (src/view/dsl.ts) to say which of the user's functions threw. */
+export class UserStepError extends Error {
+  constructor(
+    readonly step: string,
+    readonly thrown: unknown,
+  ) {
+    super(thrown instanceof Error ? thrown.message : String(thrown));
+  }
+}
+
+/** A user's function that throws fails its record (dead-lettered with stage view), not the batch. */
+export function userCall<T>(view: string, step: string, fn: () => T): T {
   try {
     return fn();
   } catch (err) {
-    throw new ViewInputError('VIEW_FUNCTION_FAILED', `view ${view}: its ${step} function threw: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    const [which, cause] = err instanceof UserStepError ? [err.step, err.thrown] : [step, err];
+    throw new ViewInputError('VIEW_FUNCTION_FAILED', `view ${view}: its ${which} function threw: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
   }
 }
