@@ -1,10 +1,11 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
 import { decodingFromConfig } from '../decode/avro.ts';
-import { CdcError, SinkError, errorMessage } from '../errors.ts';
+import { CdcError, errorMessage } from '../errors.ts';
 import type { ChangeEvent, RawRecord } from '../model/change-event.ts';
 import { encodePosition } from '../model/position.ts';
-import { prepareRecord } from '../pipeline/batch-processor.ts';
+import { prepareRecord } from '../pipeline/prepare-record.ts';
+import { writeToSink } from '../pipeline/sink-write.ts';
 import { policyFromConfig, retry } from '../retry/retrier.ts';
 import { createRouter } from '../route/router.ts';
 import type { Sink } from '../sink/sink.ts';
@@ -85,19 +86,9 @@ export function createReplayer(config: Config, deps: { readonly dlq: DeadLetterQ
 
   async function write(sink: Sink, event: ChangeEvent): Promise<void> {
     await start(sink);
-    await retry(policy, async () => {
-      let results;
-      try {
-        results = await sink.write([event]);
-      } catch (err) {
-        throw err instanceof SinkError
-          ? err
-          : new SinkError(sink.name, `write threw: ${errorMessage(err)}`, { code: 'WRITE_THREW', retriable: false, cause: err });
-      }
-      const r = results[0];
-      if (!r) throw new SinkError(sink.name, 'returned no result', { code: 'RESULT_COUNT', retriable: false });
-      if (!r.ok) throw r.error;
-    });
+    let failure: CdcError | undefined;
+    await writeToSink(sink, [event], (e) => e, { retryPolicy: policy, signal: NEVER, onFailed: (f) => (failure = f.error) });
+    if (failure) throw failure;
   }
 
   return {

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config/load.ts';
 import { RouterEvents } from '../../src/events.ts';
 import type { RawRecord } from '../../src/model/change-event.ts';
-import type { RecordFailure } from '../../src/pipeline/batch-processor.ts';
+import type { RecordFailure } from '../../src/pipeline/contracts.ts';
 import { buildPipeline, type Pipeline } from '../../src/service.ts';
 import { envelopeRecord } from '../../src/testing/envelope.ts';
 import { uniqueName } from '../support/kafka.ts';
