@@ -1,8 +1,10 @@
 import type { Logger } from 'pino';
+import { buildSinks } from '../compose/sinks.ts';
 import type { Config } from '../config/load.ts';
 import { decodingFromConfig } from '../decode/avro.ts';
 import { CdcError, errorMessage } from '../errors.ts';
 import type { ChangeEvent, RawRecord } from '../model/change-event.ts';
+import { RouterEvents } from '../events.ts';
 import { encodePosition } from '../model/position.ts';
 import { prepareRecord } from '../pipeline/prepare-record.ts';
 import { writeToSink } from '../pipeline/sink-write.ts';
@@ -65,10 +67,10 @@ export function recordOf(entry: DeadLetterEntry): RawRecord {
  * sinks that failed it: the entry's sink for a sink-stage failure, else every sink of its route.
  * Sinks refuse stale writes, so replaying a change older than what a sink holds is harmless.
  */
-export function createReplayer(config: Config, deps: { readonly dlq: DeadLetterQueue; readonly logger: Logger }): Replayer {
+export function createReplayer(config: Config, deps: { readonly dlq: DeadLetterQueue; readonly logger: Logger; readonly events?: RouterEvents }): Replayer {
   const log = deps.logger.child({ component: 'dlq-replay' });
-  const sinks = new Map<string, Sink>();
-  for (const spec of config.sinks) sinks.set(spec.name, spec.factory.create(spec.name, spec.config, { logger: deps.logger }));
+  // Wrapped as the service wraps them (rate limit, write combining, circuit breaker).
+  const { sinks } = buildSinks(config, { logger: deps.logger, events: deps.events ?? new RouterEvents() });
   const router = createRouter(config.routes, sinks);
   // As the service decodes: an Avro entry is replayed through the configured schema registry.
   const decoding = decodingFromConfig(config, log);

@@ -6,7 +6,7 @@ import { resolveConfig } from '../../src/config/load.ts';
 import { RouterEvents } from '../../src/events.ts';
 import type { RawRecord } from '../../src/model/change-event.ts';
 import type { RecordFailure } from '../../src/pipeline/contracts.ts';
-import { buildPipeline, type Pipeline } from '../../src/service.ts';
+import { buildPipeline, type Pipeline } from '../../src/compose/pipeline.ts';
 import { envelopeRecord } from '../../src/testing/envelope.ts';
 import { uniqueName } from '../support/kafka.ts';
 import { PG_URL } from '../support/stores.ts';
