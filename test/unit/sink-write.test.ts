@@ -4,30 +4,15 @@ import { RouterEvents } from '../../src/events.ts';
 import type { ChangeEvent } from '../../src/model/change-event.ts';
 import { writeToSink, type SinkWriteFailure } from '../../src/pipeline/sink-write.ts';
 import { AbortedError } from '../../src/retry/retrier.ts';
-import { OK, type Sink, type SinkResult } from '../../src/sink/sink.ts';
+import { OK, type Sink } from '../../src/sink/sink.ts';
 import { changeEvent } from '../../src/testing/change-event.ts';
+import { fakeSink, idOf } from '../support/fake-sink.ts';
 
 // The one sink-write path, with a fake sink whose answers are scripted per call.
 
 const events = (n: number) =>
   Array.from({ length: n }, (_, i) => changeEvent({ table: 'public.items', op: 'c', key: { id: i + 1 }, after: { id: i + 1 } }) as unknown as ChangeEvent);
-const idOf = (e: ChangeEvent) => Number(e.key?.['id']);
 const FAST = { initialMs: 1, maxMs: 2, factor: 2, jitter: 0 };
-
-function fakeSink(answer: (batch: readonly ChangeEvent[], call: number) => readonly SinkResult[] | Promise<readonly SinkResult[]>) {
-  const calls: number[][] = [];
-  const sink: Sink = {
-    name: 'fake',
-    kind: 'fake',
-    start: async () => {},
-    close: async () => {},
-    write: async (batch) => {
-      calls.push(batch.map(idOf));
-      return answer(batch, calls.length - 1);
-    },
-  };
-  return { sink, calls };
-}
 
 async function run(sink: Sink, items: readonly ChangeEvent[], options: { deadlineMs?: number; maxRecords?: number; signal?: AbortSignal } = {}) {
   const written: number[] = [];
@@ -50,7 +35,7 @@ async function run(sink: Sink, items: readonly ChangeEvent[], options: { deadlin
 
 describe('writeToSink', () => {
   it('bisects a permanent whole-batch failure down to the one record that causes it, writing the rest in order', async () => {
-    const { sink, calls } = fakeSink((batch) => {
+    const { sink, calls } = fakeSink('fake', (batch) => {
       if (batch.some((e) => idOf(e) === 3)) throw new SinkError('fake', 'cannot encode', { code: 'ENCODE', retriable: false });
       return batch.map(() => OK);
     });
@@ -61,7 +46,7 @@ describe('writeToSink', () => {
   });
 
   it('writes again only the records answered with a retriable failure', async () => {
-    const { sink, calls } = fakeSink((batch, call) =>
+    const { sink, calls } = fakeSink('fake', (batch, call) =>
       batch.map((e) => (call === 0 && idOf(e) % 2 === 0 ? { ok: false, error: new SinkError('fake', 'busy', { code: 'BUSY', retriable: true }) } : OK)),
     );
     const r = await run(sink, events(4));
@@ -73,7 +58,7 @@ describe('writeToSink', () => {
   });
 
   it('fails records still retriable at the deadline each with its own last error, and fails permanent ones at once', async () => {
-    const { sink } = fakeSink((batch) =>
+    const { sink } = fakeSink('fake', (batch) =>
       batch.map((e) => {
         const id = idOf(e);
         if (id === 1) return OK;
@@ -92,19 +77,19 @@ describe('writeToSink', () => {
   });
 
   it('treats a result count that does not match the batch as a permanent failure of the write, and bisects it', async () => {
-    const { sink, calls } = fakeSink((batch) => (batch.length > 1 ? [OK] : batch.map(() => OK)));
+    const { sink, calls } = fakeSink('fake', (batch) => (batch.length > 1 ? [OK] : batch.map(() => OK)));
     const r = await run(sink, events(2));
     expect(calls).toEqual([[1, 2], [1], [2]]);
     expect(r.written).toEqual([1, 2]);
     expect(r.failed).toEqual([]);
 
-    const { sink: none } = fakeSink(() => []);
+    const { sink: none } = fakeSink('fake', () => []);
     const alone = await run(none, events(1));
     expect(alone.failed).toEqual([{ id: 1, code: 'RESULT_COUNT', message: 'sink fake: returned 0 results for 1 records' }]);
   });
 
   it('normalizes a throw that is not a SinkError to a permanent WRITE_THREW', async () => {
-    const { sink, calls } = fakeSink(() => {
+    const { sink, calls } = fakeSink('fake', () => {
       throw new TypeError('boom');
     });
     const r = await run(sink, events(1));
@@ -113,7 +98,7 @@ describe('writeToSink', () => {
   });
 
   it('writes chunks of maxRecords, in order', async () => {
-    const { sink, calls } = fakeSink((batch) => batch.map(() => OK));
+    const { sink, calls } = fakeSink('fake', (batch) => batch.map(() => OK));
     const r = await run(sink, events(5), { maxRecords: 2 });
     expect(calls).toEqual([[1, 2], [3, 4], [5]]);
     expect(r.written).toEqual([1, 2, 3, 4, 5]);
@@ -121,7 +106,7 @@ describe('writeToSink', () => {
 
   it('rejects with AbortedError when the signal fires during retries, failing nothing', async () => {
     const abort = new AbortController();
-    const { sink } = fakeSink((batch) => {
+    const { sink } = fakeSink('fake', (batch) => {
       abort.abort();
       return batch.map(() => ({ ok: false, error: new SinkError('fake', 'busy', { code: 'BUSY', retriable: true }) as CdcError }));
     });
