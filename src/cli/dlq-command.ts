@@ -14,6 +14,7 @@ import { connectStage } from '../dlq/kafka-headers.ts';
 import { createReplayer, type ReplayResult } from '../dlq/replay.ts';
 import { CdcError, ConfigError, errorMessage } from '../errors.ts';
 import { createLogger } from '../log.ts';
+import { formatTable } from './table.ts';
 
 /**
  * `cdc-router dlq list|show|replay|discard`: the operator's view of the dead-letter queue the config
@@ -153,17 +154,6 @@ export function entryJson(e: DeadLetterEntry): Record<string, unknown> {
 function oneLine(text: string, max: number): string {
   const flat = text.replace(/\s+/g, ' ').trim();
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
-}
-
-/** Left-aligned columns, widths from the content. */
-export function formatTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]) =>
-    cells
-      .map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
-      .join('  ')
-      .trimEnd();
-  return [line(header), ...rows.map(line)].join('\n') + '\n';
 }
 
 function describeBytes(b: Buffer | null | undefined): string {

@@ -2,11 +2,11 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { loadConfig, type Config } from '../config/load.ts';
 import { createLogger, type Logger } from '../log.ts';
-import { isRequestError } from '../replay/errors.ts';
-import { connectGroupAdmin, type GroupAdmin } from '../replay/group-admin.ts';
+import { isRequestError } from './request-error.ts';
+import { connectGroupAdmin, type GroupAdmin } from '../consume/group-admin.ts';
 import { applyReset, groupOffsets, planReset, type ResetRequest } from '../replay/group-offsets.ts';
-import { offsetOption, oneOf, parseOptions, partitionOption, timestampOption } from '../replay/options.ts';
-import { formatGroupOffsets, formatResetPlan, groupOffsetsJson } from '../replay/report.ts';
+import { offsetOption, oneOf, parseOptions, partitionOption, timestampOption } from './options.ts';
+import { formatGroupOffsets, formatResetPlan, groupOffsetsJson } from './report.ts';
 
 const showOptions = z.object({ config: z.string().min(1), json: z.boolean().default(false) });
 

@@ -2,9 +2,9 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { loadConfig } from '../config/load.ts';
 import { createLogger } from '../log.ts';
-import { isRequestError } from '../replay/errors.ts';
-import { offsetOption, oneOf, parseOptions, partitionOption, timestampOption } from '../replay/options.ts';
-import { formatReplaySummary } from '../replay/report.ts';
+import { isRequestError } from './request-error.ts';
+import { offsetOption, oneOf, parseOptions, partitionOption, timestampOption } from './options.ts';
+import { formatReplaySummary } from './report.ts';
 import { replayExitCode, runReplay, type ReplayRequest } from '../replay/replay.ts';
 
 const replayOptions = z

@@ -4,9 +4,9 @@ import { z } from 'zod';
 import { loadConfig } from '../config/load.ts';
 import { errorMessage } from '../errors.ts';
 import { statusReportSchema, type StatusReport } from '../metrics/status-report.ts';
-import { isRequestError } from '../replay/errors.ts';
-import { oneOf, parseOptions } from '../replay/options.ts';
-import { formatTable } from './dlq-command.ts';
+import { isRequestError } from './request-error.ts';
+import { oneOf, parseOptions } from './options.ts';
+import { formatTable } from './table.ts';
 
 export const DEFAULT_STATUS_URL = 'http://127.0.0.1:9464';
 

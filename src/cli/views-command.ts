@@ -4,13 +4,14 @@ import { z } from 'zod';
 import { loadConfig, type Config } from '../config/load.ts';
 import { createLogger } from '../log.ts';
 import { assertGroupIdle } from '../replay/group-offsets.ts';
-import { connectGroupAdmin } from '../replay/group-admin.ts';
-import { OffsetsRequestError, isRequestError } from '../replay/errors.ts';
+import { connectGroupAdmin } from '../consume/group-admin.ts';
+import { OffsetsRequestError } from '../consume/group-errors.ts';
+import { isRequestError } from './request-error.ts';
 import { replayExitCode, runReplay } from '../replay/replay.ts';
-import { formatReplaySummary } from '../replay/report.ts';
+import { formatReplaySummary } from './report.ts';
 import { StateStore, type ViewSummary } from '../view/state-store.ts';
 import { planView } from '../view/view-plan.ts';
-import { parseOptions } from '../replay/options.ts';
+import { parseOptions } from './options.ts';
 
 const listOptions = z.object({ config: z.string().min(1), json: z.boolean().default(false) });
 const resetOptions = z.object({ config: z.string().min(1), topic: z.string().min(1).optional() });

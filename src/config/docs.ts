@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { builtinSinkKinds } from '../sink/registry.ts';
-import { transformFactories } from '../transform/registry.ts';
+import { builtinSinkKinds } from '../compose/sink-kinds.ts';
+import { builtinTransformKinds } from '../compose/transform-kinds.ts';
 import { stateSchema, viewSchema } from '../view/view-config.ts';
 
 interface FieldDoc {
@@ -81,7 +81,7 @@ export function renderConfigDocs(): string {
   for (const [kind, factory] of Object.entries(builtinSinkKinds)) {
     parts.push(`#### Sink \`${kind}\`\n\n${table(describeFields(factory.configSchema as z.ZodTypeAny))}`);
   }
-  for (const [kind, factory] of Object.entries(transformFactories)) {
+  for (const [kind, factory] of Object.entries(builtinTransformKinds)) {
     parts.push(`#### Transform \`${kind}\`\n\n${table(describeFields(factory.configSchema as z.ZodTypeAny))}`);
   }
   parts.push(`#### View (\`views.<name>\`)\n\n${table(describeFields(viewSchema))}`);

@@ -4,10 +4,10 @@ import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, type ConfigIssue } from '../errors.ts';
 import type { HandlersModule, RouteHandler } from '../handler.ts';
-import { builtinSinkKinds } from '../sink/registry.ts';
+import { builtinSinkKinds } from '../compose/sink-kinds.ts';
+import { builtinTransformKinds } from '../compose/transform-kinds.ts';
 import type { SinkFactory } from '../sink/sink.ts';
 import type { RateLimits } from '../sink/token-bucket.ts';
-import { transformFactories } from '../transform/registry.ts';
 import type { NamedTransform, Transform, TransformFactory } from '../transform/transform.ts';
 import type { TypedView } from '../view/dsl.ts';
 import { definitionFromConfig, type ViewDefinition } from '../view/view-plan.ts';
@@ -115,7 +115,7 @@ export async function resolveConfig(
   if (raw.handlers) handlers = await loadHandlers(raw.handlers, options.baseDir ?? process.cwd());
   const warnings: ConfigIssue[] = [];
   const sinkKinds = withUserKinds<SinkFactory>('sink', builtinSinkKinds, handlers.sinkKinds, warnings);
-  const transformKinds = withUserKinds<TransformFactory>('transform', transformFactories, handlers.transformKinds, warnings);
+  const transformKinds = withUserKinds<TransformFactory>('transform', builtinTransformKinds, handlers.transformKinds, warnings);
 
   const sinks: SinkSpec[] = [];
   for (const [name, block] of Object.entries(raw.sinks)) {

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { KafkaConfig } from '../config/schema.ts';
 import type { RouterEvents } from '../events.ts';
 import type { RawRecord } from '../model/change-event.ts';
+import type { BatchControl } from '../pipeline/contracts.ts';
 
 /** What the handler of one fetched batch reports back. */
 export interface HandledBatch {
@@ -10,16 +11,6 @@ export interface HandledBatch {
   readonly commitOffset: bigint | undefined;
   /** Pause this partition (a record that can neither be written nor parked). */
   readonly halt: boolean;
-}
-
-export interface BatchControl {
-  /** Fires on shutdown (after the drain timeout) or when a rebalance takes the partition away. */
-  readonly signal: AbortSignal;
-  /**
-   * Everything before `offset` is finished: commit it now, while the rest of the batch is still
-   * being written (a sink retrying one record must not hold back the commits of those before it).
-   */
-  progress(offset: bigint): void;
 }
 
 export type BatchHandler = (records: readonly RawRecord[], control: BatchControl) => Promise<HandledBatch>;

@@ -1,5 +1,5 @@
 import { CdcError, type CdcErrorOptions, type ErrorStage } from '../errors.ts';
-import type { RecordFailure } from '../pipeline/batch-processor.ts';
+import type { RecordFailure } from '../pipeline/contracts.ts';
 
 /** Where an entry stands: open until an operator replays or discards it. */
 export type DeadLetterStatus = 'open' | 'replayed' | 'discarded';

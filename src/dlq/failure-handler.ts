@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { RouterEvents } from '../events.ts';
-import type { FailureHandler } from '../pipeline/batch-processor.ts';
+import type { FailureHandler } from '../pipeline/contracts.ts';
 import { AbortedError, retry, type RetryPolicy } from '../retry/retrier.ts';
 import { deadLetterOf, type DeadLetterQueue } from './dead-letter-queue.ts';
 

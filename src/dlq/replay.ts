@@ -1,10 +1,13 @@
 import type { Logger } from 'pino';
+import { buildSinks } from '../compose/sinks.ts';
 import type { Config } from '../config/load.ts';
 import { decodingFromConfig } from '../decode/avro.ts';
-import { CdcError, SinkError, errorMessage } from '../errors.ts';
+import { CdcError, errorMessage } from '../errors.ts';
 import type { ChangeEvent, RawRecord } from '../model/change-event.ts';
+import { RouterEvents } from '../events.ts';
 import { encodePosition } from '../model/position.ts';
-import { prepareRecord } from '../pipeline/batch-processor.ts';
+import { prepareRecord } from '../pipeline/prepare-record.ts';
+import { writeToSink } from '../pipeline/sink-write.ts';
 import { policyFromConfig, retry } from '../retry/retrier.ts';
 import { createRouter } from '../route/router.ts';
 import type { Sink } from '../sink/sink.ts';
@@ -64,10 +67,10 @@ export function recordOf(entry: DeadLetterEntry): RawRecord {
  * sinks that failed it: the entry's sink for a sink-stage failure, else every sink of its route.
  * Sinks refuse stale writes, so replaying a change older than what a sink holds is harmless.
  */
-export function createReplayer(config: Config, deps: { readonly dlq: DeadLetterQueue; readonly logger: Logger }): Replayer {
+export function createReplayer(config: Config, deps: { readonly dlq: DeadLetterQueue; readonly logger: Logger; readonly events?: RouterEvents }): Replayer {
   const log = deps.logger.child({ component: 'dlq-replay' });
-  const sinks = new Map<string, Sink>();
-  for (const spec of config.sinks) sinks.set(spec.name, spec.factory.create(spec.name, spec.config, { logger: deps.logger }));
+  // Wrapped as the service wraps them (rate limit, write combining, circuit breaker).
+  const { sinks } = buildSinks(config, { logger: deps.logger, events: deps.events ?? new RouterEvents() });
   const router = createRouter(config.routes, sinks);
   // As the service decodes: an Avro entry is replayed through the configured schema registry.
   const decoding = decodingFromConfig(config, log);
@@ -85,19 +88,9 @@ export function createReplayer(config: Config, deps: { readonly dlq: DeadLetterQ
 
   async function write(sink: Sink, event: ChangeEvent): Promise<void> {
     await start(sink);
-    await retry(policy, async () => {
-      let results;
-      try {
-        results = await sink.write([event]);
-      } catch (err) {
-        throw err instanceof SinkError
-          ? err
-          : new SinkError(sink.name, `write threw: ${errorMessage(err)}`, { code: 'WRITE_THREW', retriable: false, cause: err });
-      }
-      const r = results[0];
-      if (!r) throw new SinkError(sink.name, 'returned no result', { code: 'RESULT_COUNT', retriable: false });
-      if (!r.ok) throw r.error;
-    });
+    let failure: CdcError | undefined;
+    await writeToSink(sink, [event], (e) => e, { retryPolicy: policy, signal: NEVER, onFailed: (f) => (failure = f.error) });
+    if (failure) throw failure;
   }
 
   return {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { KafkaConfig } from '../config/schema.ts';
-import { connectGroupAdmin, type GroupAdmin } from '../replay/group-admin.ts';
+import { connectGroupAdmin, type GroupAdmin } from '../consume/group-admin.ts';
 import type { PartitionOffsets } from './router-metrics.ts';
 
 export type LagAdmin = Pick<GroupAdmin, 'bounds' | 'committed' | 'close'>;

@@ -1,43 +1,19 @@
 import type { Logger } from 'pino';
-import { CdcError, DecodeError, RouteError, SinkError, TransformError, errorMessage } from '../errors.ts';
-import { createOutcomeTally, type RouterEventMap, type RouterEvents } from '../events.ts';
-import type { ChangeEvent, Op, RawRecord, TableId } from '../model/change-event.ts';
+import type { CdcError } from '../errors.ts';
+import { createOutcomeTally, type RouterEvents } from '../events.ts';
+import type { ChangeEvent, RawRecord } from '../model/change-event.ts';
 import { PartitionTracker } from '../commit/offset-tracker.ts';
 import type { Decoder } from '../decode/debezium.ts';
 import { AbortedError, retry, type RetryPolicy } from '../retry/retrier.ts';
-import type { Route, Router } from '../route/router.ts';
-import type { Sink, SinkResult } from '../sink/sink.ts';
+import type { Router } from '../route/router.ts';
+import type { Sink } from '../sink/sink.ts';
+import type { BatchControl, FailureHandler, RecordFailure } from './contracts.ts';
+import { prepareRecord } from './prepare-record.ts';
+import { writeToSink } from './sink-write.ts';
 
 /** Records decoded between two yields to the event loop. */
 const YIELD_EVERY = 256;
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-/** A record that can never succeed as it is, with where it failed. */
-export interface RecordFailure {
-  readonly record: RawRecord;
-  readonly error: CdcError;
-  readonly sink: string | undefined;
-  /** The table id, when the record decoded to a change (decode failures have none). */
-  readonly table: string | undefined;
-  readonly attempts: number;
-  /** When this record first failed, and last (ms since epoch). */
-  readonly firstFailureAt: number;
-  readonly lastFailureAt: number;
-}
-
-/**
- * Decides about a failed record: resolve true when it was parked somewhere safe (the dead-letter
- * queue) and may be committed past; false halts its partition at that record. `signal` is the
- * batch's: a handler that waits (a dead-letter queue away) rejects with AbortedError when it fires.
- */
-export type FailureHandler = (failure: RecordFailure, signal: AbortSignal) => Promise<boolean>;
-
-export interface BatchControl {
-  /** Fires on shutdown or when the partition is revoked: stop retrying, commit nothing more. */
-  readonly signal: AbortSignal;
-  /** Reports that everything before `offset` is finished, while the batch goes on. */
-  progress(offset: bigint): void;
-}
 
 export interface BatchOutcome {
   /** Offset to commit (next to read), or undefined when nothing new finished. */
@@ -81,56 +57,6 @@ interface Pending {
   readonly event: ChangeEvent;
 }
 
-type SkipReason = RouterEventMap['record.skipped']['reason'];
-
-/** What decode, route and the transform chain make of one record; `table` and `op` once it decoded to a change. */
-export type PreparedRecord =
-  | { readonly kind: 'change'; readonly event: ChangeEvent; readonly decoded: ChangeEvent; readonly route: Route }
-  | { readonly kind: 'skipped'; readonly reason: SkipReason; readonly table: TableId | undefined; readonly op: Op | undefined }
-  | { readonly kind: 'failed'; readonly error: CdcError; readonly table: TableId | undefined; readonly op: Op | undefined };
-
-/**
- * Everything before the sinks, for one record: decode, route, transforms. Shared by the pipeline
- * and `dlq replay`, so that a replay sees exactly what the live service would.
- */
-export function prepareRecord(
-  record: RawRecord,
-  deps: Pick<BatchProcessorDeps, 'decoder' | 'router' | 'unrouted'>,
-): PreparedRecord {
-  let decoded;
-  try {
-    decoded = deps.decoder.decode(record);
-  } catch (err) {
-    const error = err instanceof CdcError ? err : new DecodeError(errorMessage(err), { code: 'DECODE_FAILED', at: record, cause: err });
-    return { kind: 'failed', error, table: undefined, op: undefined };
-  }
-  if (decoded.kind !== 'change') return { kind: 'skipped', reason: decoded.kind, table: undefined, op: undefined };
-  const table = decoded.table;
-  const op = decoded.op;
-  const route = deps.router.route(table);
-  if (!route) {
-    return deps.unrouted === 'fail'
-      ? { kind: 'failed', error: new RouteError(`no route for table ${table.id}`, { code: 'UNROUTED', at: record }), table, op }
-      : { kind: 'skipped', reason: 'unrouted', table, op };
-  }
-  let event: ChangeEvent | null;
-  try {
-    event = route.apply(decoded);
-  } catch (err) {
-    const error =
-      err instanceof CdcError
-        ? err
-        : new TransformError(route.table, errorMessage(err), { code: 'TRANSFORM_FAILED', at: record, cause: err });
-    return { kind: 'failed', error, table, op };
-  }
-  if (event === null) {
-    // Views read the table as it is: the route's transforms shape what its sinks get, not what views count.
-    if (route.views.length > 0) return { kind: 'change', event: decoded, decoded, route: { ...route, sinks: [] } };
-    return { kind: 'skipped', reason: 'filtered', table, op };
-  }
-  return { kind: 'change', event, decoded, route };
-}
-
 /**
  * Runs one fetched batch of one partition through decode, route, transforms and the sinks, and
  * says how far it may be committed. Sinks are written in parallel; each sink receives its records
@@ -139,7 +65,7 @@ export function prepareRecord(
 export function createBatchProcessor(deps: BatchProcessorDeps) {
   const log = deps.logger.child({ component: 'pipeline' });
 
-  async function writeSink(
+  function writeSink(
     sink: Sink,
     items: readonly Pending[],
     tracker: PartitionTracker,
@@ -149,97 +75,31 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
     control: BatchControl,
     tally: ReturnType<typeof createOutcomeTally>,
   ): Promise<void> {
-    for (let start = 0; start < items.length; start += deps.maxBatchSize) {
-      await writeChunk(items.slice(start, start + deps.maxBatchSize));
-    }
-
-    /**
-     * One sink write with retries. A permanent failure of the whole write is bisected: the halves are
-     * written again, in order, until the records that cause it are alone, so one record the sink
-     * cannot even encode (say JSON nested too deep) fails alone and the rest of the batch is written.
-     */
-    async function writeChunk(chunk: readonly Pending[]): Promise<void> {
-      let pending = chunk;
-      const firstFailed = new Map<number, number>();
-      const failure = (p: Pending, error: CdcError, attempts: number): RecordFailure => {
-        const now = Date.now();
-        return {
+    return writeToSink(sink, items, (p) => p.event, {
+      retryPolicy: deps.retryPolicy,
+      signal: control.signal,
+      maxRecords: deps.maxBatchSize,
+      events: deps.events,
+      logger: log,
+      onWritten: (p) => {
+        tracker.ack(offsets[p.index]!);
+        tally.add(p.event.table.id, p.event.op, sink.name, 'written');
+      },
+      onFailed: ({ item: p, error, attempts, firstFailureAt, lastFailureAt }) =>
+        addFailure(failures, p.index, {
           record: records[p.index]!,
           error,
           sink: sink.name,
           table: p.event.table.id,
           attempts,
-          firstFailureAt: firstFailed.get(p.index) ?? now,
-          lastFailureAt: now,
-        };
-      };
-      await retry(
-        deps.retryPolicy,
-        async (attempt) => {
-          const t0 = performance.now();
-          let results: readonly SinkResult[];
-          try {
-            results = await sink.write(pending.map((p) => p.event));
-          } catch (err) {
-            throw err instanceof SinkError
-              ? err
-              : new SinkError(sink.name, `write threw: ${errorMessage(err)}`, { code: 'WRITE_THREW', retriable: false, cause: err });
-          }
-          if (results.length !== pending.length) {
-            throw new SinkError(sink.name, `returned ${results.length} results for ${pending.length} records`, {
-              code: 'RESULT_COUNT',
-              retriable: false,
-            });
-          }
-          deps.events.emit('sink.written', { sink: sink.name, records: pending.length, durationMs: performance.now() - t0 });
-          const again: Pending[] = [];
-          let firstError: CdcError | undefined;
-          results.forEach((r, i) => {
-            const p = pending[i]!;
-            if (r.ok) {
-              tracker.ack(offsets[p.index]!);
-              tally.add(p.event.table.id, p.event.op, sink.name, 'written');
-            } else if (r.error.retriable) {
-              again.push(p);
-              firstError ??= r.error;
-              if (!firstFailed.has(p.index)) firstFailed.set(p.index, Date.now());
-            } else addFailure(failures, p.index, failure(p, r.error, attempt + 1));
-          });
-          pending = again;
-          const point = tracker.commitPoint();
-          if (point !== undefined) control.progress(point);
-          if (again.length > 0) {
-            throw new SinkError(sink.name, `${again.length} record(s) failed; first: ${firstError?.message}`, {
-              code: 'PARTIAL_RETRIABLE',
-              retriable: true,
-              cause: firstError,
-            });
-          }
-        },
-        {
-          signal: control.signal,
-          onRetry: (error, attempt, delayMs) => {
-            deps.events.emit('sink.retry', { sink: sink.name, attempt, delayMs, error });
-            log.warn({ sink: sink.name, attempt, delayMs, err: error }, 'sink write failed, retrying');
-          },
-        },
-      ).catch(async (err: unknown) => {
-        if (err instanceof AbortedError) throw err;
-        const error =
-          err instanceof CdcError
-            ? err
-            : new SinkError(sink.name, errorMessage(err), { code: 'WRITE_FAILED', retriable: false, cause: err });
-        if (!error.retriable && pending.length > 1) {
-          const half = Math.ceil(pending.length / 2);
-          const rest = pending;
-          await writeChunk(rest.slice(0, half));
-          await writeChunk(rest.slice(half));
-          return;
-        }
-        // A single record, or a retriable failure past the retry deadline: it failed with this error.
-        for (const p of pending) addFailure(failures, p.index, failure(p, error, 1));
-      });
-    }
+          firstFailureAt,
+          lastFailureAt,
+        }),
+      onAttempt: () => {
+        const point = tracker.commitPoint();
+        if (point !== undefined) control.progress(point);
+      },
+    });
   }
 
   async function process(records: readonly RawRecord[], control: BatchControl): Promise<BatchOutcome> {

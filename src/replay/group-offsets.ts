@@ -1,7 +1,7 @@
 import type { KafkaConfig } from '../config/schema.ts';
 import { partitionLag, totalLag } from '../metrics/partition-lag.ts';
-import { GroupActiveError } from './errors.ts';
-import { isGroupIdle, type GroupAdmin, type GroupDescription } from './group-admin.ts';
+import { GroupActiveError } from '../consume/group-errors.ts';
+import { isGroupIdle, type GroupAdmin, type GroupDescription } from '../consume/group-admin.ts';
 import { resolveBound, selectPartitions, type OffsetBound } from './offset-bound.ts';
 
 export interface PartitionLag {

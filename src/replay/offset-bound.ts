@@ -1,5 +1,5 @@
-import { OffsetsRequestError } from './errors.ts';
-import type { GroupAdmin, PartitionBounds } from './group-admin.ts';
+import { OffsetsRequestError } from '../consume/group-errors.ts';
+import type { GroupAdmin, PartitionBounds } from '../consume/group-admin.ts';
 
 /** A position in a topic as an operator names it; resolved to one offset per partition. */
 export type OffsetBound =

@@ -7,9 +7,9 @@ import { createKafka } from '../consume/kafka-client.ts';
 import type { CdcError } from '../errors.ts';
 import { RouterEvents } from '../events.ts';
 import type { RawRecord } from '../model/change-event.ts';
-import { buildPipeline } from '../service.ts';
-import { OffsetsRequestError } from './errors.ts';
-import { connectGroupAdmin, type GroupAdmin } from './group-admin.ts';
+import { buildPipeline } from '../compose/pipeline.ts';
+import { OffsetsRequestError } from '../consume/group-errors.ts';
+import { connectGroupAdmin, type GroupAdmin } from '../consume/group-admin.ts';
 import { resolveBound, selectPartitions, type OffsetBound } from './offset-bound.ts';
 
 export interface ReplayRequest {

@@ -28,14 +28,14 @@ export interface SinkContext {
   readonly logger: Logger;
 }
 
-export interface SinkFactory<S extends z.ZodTypeAny = z.ZodTypeAny> {
-  readonly kind: string;
+export interface SinkFactory<S extends z.ZodTypeAny = z.ZodTypeAny, K extends string = string> {
+  readonly kind: K;
   /** Schema of the sink's config block (without `kind`). */
   readonly configSchema: S;
   create(name: string, config: z.infer<S>, context: SinkContext): Sink;
 }
 
-export function defineSink<S extends z.ZodTypeAny>(factory: SinkFactory<S>): SinkFactory<S> {
+export function defineSink<S extends z.ZodTypeAny, const K extends string>(factory: SinkFactory<S, K>): SinkFactory<S, K> {
   return factory;
 }
 

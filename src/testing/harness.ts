@@ -4,7 +4,7 @@ import type { ErrorStage } from '../errors.ts';
 import type { HandlersModule } from '../handler.ts';
 import type { ChangeEvent, RawRecord } from '../model/change-event.ts';
 import type { TypedChangeEvent } from '../model/typed-event.ts';
-import { prepareRecord } from '../pipeline/batch-processor.ts';
+import { prepareRecord } from '../pipeline/prepare-record.ts';
 import { createRouter } from '../route/router.ts';
 import type { Sink } from '../sink/sink.ts';
 import { compileChain } from '../transform/chain.ts';

@@ -1,8 +1,5 @@
 import type { z } from 'zod';
-import { dropFieldsTransform } from '../../transforms/drop-fields.ts';
-import { filterTransform } from '../../transforms/filter.ts';
-import { flattenTransform } from '../../transforms/flatten.ts';
-import { renameFieldsTransform } from '../../transforms/rename-fields.ts';
+import { builtinTransformKinds } from '../compose/transform-kinds.ts';
 import type { TypedChangeEvent } from '../model/typed-event.ts';
 import type { TransformFactory } from './transform.ts';
 import { toTyped } from './typed.ts';
@@ -12,6 +9,9 @@ import { toTyped } from './typed.ts';
  * Each validates its options with the kind's own schema (a bad option throws when the handlers
  * module loads) and runs the same code as the config's `kind:` entry.
  */
+
+const { filter: filterTransform, drop_fields: dropFieldsTransform, rename_fields: renameFieldsTransform, flatten: flattenTransform } =
+  builtinTransformKinds;
 
 function build<S extends z.ZodTypeAny>(factory: TransformFactory<S>, options: z.input<S>) {
   return factory.create(factory.configSchema.parse(options) as z.infer<S>);

@@ -1,6 +1,5 @@
 import { TransformError, errorMessage, type RecordCoordinates } from '../errors.ts';
 import type { ChangeEvent } from '../model/change-event.ts';
-import { createTransform, type TransformConfig } from './registry.ts';
 import type { NamedTransform } from './transform.ts';
 
 /**
@@ -37,11 +36,6 @@ export function compileChain(transforms: readonly NamedTransform[]): (event: Cha
     }
     return current;
   };
-}
-
-/** Builds the built-in transforms of parsed config entries, named `${index}:${kind}`. */
-export function buildTransforms(configs: readonly TransformConfig[]): NamedTransform[] {
-  return configs.map((config, index) => ({ name: `${index}:${config.kind}`, apply: createTransform(config) }));
 }
 
 function coordinates(event: ChangeEvent): RecordCoordinates {

@@ -20,13 +20,13 @@ export interface NamedTransform {
 }
 
 /** A transform kind usable in the config's `transforms:`: its config schema and how to build it once at startup. */
-export interface TransformFactory<S extends z.ZodTypeAny = z.ZodTypeAny> {
-  readonly kind: string;
+export interface TransformFactory<S extends z.ZodTypeAny = z.ZodTypeAny, K extends string = string> {
+  readonly kind: K;
   readonly configSchema: S;
   create(config: z.infer<S>): Transform;
 }
 
 /** For the built-in transforms, which work on the pipeline's flat events. */
-export function defineBuiltinTransform<S extends z.ZodTypeAny>(factory: TransformFactory<S>): TransformFactory<S> {
+export function defineBuiltinTransform<S extends z.ZodTypeAny, const K extends string>(factory: TransformFactory<S, K>): TransformFactory<S, K> {
   return factory;
 }

@@ -3,11 +3,13 @@ import { createDecoder } from '../../src/decode/debezium.ts';
 import { SinkError } from '../../src/errors.ts';
 import { RouterEvents } from '../../src/events.ts';
 import { createLogger } from '../../src/log.ts';
-import type { ChangeEvent, RawRecord } from '../../src/model/change-event.ts';
-import { createBatchProcessor, type BatchControl, type BatchOutcome, type RecordFailure } from '../../src/pipeline/batch-processor.ts';
+import type { RawRecord } from '../../src/model/change-event.ts';
+import { createBatchProcessor, type BatchOutcome } from '../../src/pipeline/batch-processor.ts';
+import type { BatchControl, RecordFailure } from '../../src/pipeline/contracts.ts';
 import { createRouter } from '../../src/route/router.ts';
-import { OK, type Sink, type SinkResult } from '../../src/sink/sink.ts';
+import { OK, type Sink } from '../../src/sink/sink.ts';
 import { envelope } from '../../src/testing/envelope.ts';
+import { fakeSink, idOf, type Answer } from '../support/fake-sink.ts';
 
 // The batch processor with fake sinks (scripted answers) and a fake consumer (the BatchControl it is
 // given), over records the real decoder reads.
@@ -31,25 +33,6 @@ function records(n: number, bad: readonly number[] = []): RawRecord[] {
   });
 }
 
-type Answer = (batch: readonly ChangeEvent[], call: number) => readonly SinkResult[] | Promise<readonly SinkResult[]>;
-
-/** A sink whose every write is answered by `answer`; it keeps the ids of each batch it was asked to write. */
-function fakeSink(name: string, answer: Answer = (batch) => batch.map(() => OK)) {
-  const calls: number[][] = [];
-  const sink: Sink = {
-    name,
-    kind: 'fake',
-    start: async () => {},
-    close: async () => {},
-    write: async (batch) => {
-      calls.push(batch.map(idOf));
-      return answer(batch, calls.length - 1);
-    },
-  };
-  return { sink, calls };
-}
-
-const idOf = (e: ChangeEvent) => Number(e.key?.['id']);
 const permanent = (sink: string, why: string) => new SinkError(sink, why, { code: 'REFUSED', retriable: false });
 const retriable = (sink: string, why: string) => new SinkError(sink, why, { code: 'BUSY', retriable: true });
 

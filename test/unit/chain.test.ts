@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { TransformError } from '../../src/errors.ts';
 import type { ChangeEvent, Op } from '../../src/model/change-event.ts';
 import { position } from '../../src/model/position.ts';
-import { buildTransforms, compileChain } from '../../src/transform/chain.ts';
+import { buildTransforms } from '../../src/compose/transform-kinds.ts';
+import { compileChain } from '../../src/transform/chain.ts';
 import type { NamedTransform, Transform } from '../../src/transform/transform.ts';
 
 function event(op: Op, after: Record<string, unknown> | null = { id: 1 }): ChangeEvent {

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bytesView, formatTable, runDlqDiscard, runDlqList, runDlqReplay, type DlqIo } from '../../src/cli/dlq-command.ts';
+import { bytesView, runDlqDiscard, runDlqList, runDlqReplay, type DlqIo } from '../../src/cli/dlq-command.ts';
+import { formatTable } from '../../src/cli/table.ts';
 import { resolveConfig } from '../../src/config/load.ts';
 import { ConfigError } from '../../src/errors.ts';
 

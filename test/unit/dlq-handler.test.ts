@@ -12,7 +12,7 @@ import { createDeadLetterHandler } from '../../src/dlq/failure-handler.ts';
 import { DecodeError, SinkError } from '../../src/errors.ts';
 import { RouterEvents } from '../../src/events.ts';
 import { createLogger } from '../../src/log.ts';
-import type { RecordFailure } from '../../src/pipeline/batch-processor.ts';
+import type { RecordFailure } from '../../src/pipeline/contracts.ts';
 import { AbortedError } from '../../src/retry/retrier.ts';
 
 const logger = createLogger({ level: 'silent' });

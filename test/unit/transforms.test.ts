@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { UNAVAILABLE, type ChangeEvent, type ColumnSchema, type Op } from '../../src/model/change-event.ts';
 import { position } from '../../src/model/position.ts';
-import { createTransform, transformConfigSchema, transformFactories } from '../../src/transform/registry.ts';
+import { builtinTransformKinds, createTransform, transformConfigSchema } from '../../src/compose/transform-kinds.ts';
 import type { Transform } from '../../src/transform/transform.ts';
 import { dropFieldsTransform } from '../../transforms/drop-fields.ts';
 import { filterBy, filterTransform } from '../../transforms/filter.ts';
@@ -291,7 +291,7 @@ describe('flatten', () => {
 
 describe('registry', () => {
   it('keys each factory by its kind', () => {
-    for (const [kind, factory] of Object.entries(transformFactories)) expect(factory.kind).toBe(kind);
+    for (const [kind, factory] of Object.entries(builtinTransformKinds)) expect(factory.kind).toBe(kind);
   });
 
   it('parses a config entry by kind and builds it', () => {
@@ -313,7 +313,7 @@ describe('registry', () => {
   });
 
   it('describes every config field for generated docs', () => {
-    for (const factory of Object.values(transformFactories)) {
+    for (const factory of Object.values(builtinTransformKinds)) {
       for (const [name, field] of Object.entries(factory.configSchema.shape)) {
         expect(field.description, `${factory.kind}.${name}`).toBeTruthy();
       }

@@ -1,12 +1,6 @@
-import type { GroupOffsets, ResetPlan } from './group-offsets.ts';
-import type { ReplaySummary } from './replay.ts';
-
-/** Left-aligned columns, two spaces apart. */
-function table(rows: readonly (readonly string[])[]): string[] {
-  const widths: number[] = [];
-  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
-  return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '));
-}
+import type { GroupOffsets, ResetPlan } from '../replay/group-offsets.ts';
+import type { ReplaySummary } from '../replay/replay.ts';
+import { tableLines } from './table.ts';
 
 const show = (v: bigint | undefined): string => (v === undefined ? '-' : v.toString());
 
@@ -14,7 +8,7 @@ export function formatReplaySummary(s: ReplaySummary): string {
   const lines: string[] = [];
   if (s.dryRun) {
     lines.push(`dry run: would replay ${s.topic} (offsets from..until, until excluded); nothing read`);
-    lines.push(...table([['PARTITION', 'FROM', 'UNTIL', 'OFFSETS'], ...s.partitions.map((p) => [String(p.partition), String(p.from), String(p.until), String(p.until > p.from ? p.until - p.from : 0n)])]));
+    lines.push(...tableLines([['PARTITION', 'FROM', 'UNTIL', 'OFFSETS'], ...s.partitions.map((p) => [String(p.partition), String(p.from), String(p.until), String(p.until > p.from ? p.until - p.from : 0n)])]));
     return lines.join('\n') + '\n';
   }
   lines.push(`replay of ${s.topic}${s.group ? ` (throwaway group ${s.group}, deleted)` : ': nothing in range'}`);
@@ -28,7 +22,7 @@ export function formatReplaySummary(s: ReplaySummary): string {
     return [String(p.partition), String(p.from), String(p.until), String(p.records), String(p.written), String(p.skipped), String(p.failed), state];
   });
   lines.push(
-    ...table([
+    ...tableLines([
       ['PARTITION', 'FROM', 'UNTIL', 'RECORDS', 'WRITTEN', 'SKIPPED', 'FAILED', 'STATE'],
       ...rows,
       ['total', '', '', String(total.records), String(total.written), String(total.skipped), String(total.failed), ''],
@@ -58,7 +52,7 @@ export function formatGroupOffsets(o: GroupOffsets): string {
     return lines.join('\n') + '\n';
   }
   lines.push(
-    ...table([
+    ...tableLines([
       ['TOPIC', 'PARTITION', 'COMMITTED', 'END', 'LAG'],
       ...o.partitions.map((p) => [p.topic, String(p.partition), show(p.committed), String(p.end), show(p.lag)]),
     ]),

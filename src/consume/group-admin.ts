@@ -1,9 +1,9 @@
 import { AssignerProtocol, type Admin } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { KafkaConfig } from '../config/schema.ts';
-import { createKafka } from '../consume/kafka-client.ts';
+import { createKafka } from './kafka-client.ts';
 import { CdcError, errorMessage } from '../errors.ts';
-import { GroupActiveError, OffsetsRequestError } from './errors.ts';
+import { GroupActiveError, OffsetsRequestError } from './group-errors.ts';
 
 /** A partition's first and end offsets (the end is the next offset to be written). */
 export interface PartitionBounds {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { OffsetsRequestError } from './errors.ts';
+import { OffsetsRequestError } from '../consume/group-errors.ts';
 
 /** Command-line values of the replay and offsets commands, checked once before anything connects. */
 export const offsetOption = z

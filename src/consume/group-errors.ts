@@ -1,4 +1,4 @@
-import { CdcError, ConfigError } from '../errors.ts';
+import { CdcError } from '../errors.ts';
 
 /**
  * A replay or offsets request that cannot be carried out as asked: an unknown topic or partition,
@@ -27,9 +27,4 @@ export class GroupActiveError extends CdcError {
     this.state = state;
     this.members = members;
   }
-}
-
-/** What the operator asked wrong: reported by message alone, exit code 2. */
-export function isRequestError(err: unknown): err is OffsetsRequestError | GroupActiveError | ConfigError {
-  return err instanceof OffsetsRequestError || err instanceof GroupActiveError || err instanceof ConfigError;
 }

@@ -3,17 +3,16 @@ import { dropFieldsTransform } from '../../transforms/drop-fields.ts';
 import { filterTransform } from '../../transforms/filter.ts';
 import { flattenTransform } from '../../transforms/flatten.ts';
 import { renameFieldsTransform } from '../../transforms/rename-fields.ts';
-import type { Transform, TransformFactory } from './transform.ts';
+import type { NamedTransform, Transform } from '../transform/transform.ts';
+import { byKind } from './by-kind.ts';
 
-/** The built-in transforms by kind. Each key equals its factory's `kind`. */
-export const transformFactories = {
+/** The built-in transforms by kind, each key its factory's `kind`. Part of the composition root. */
+export const builtinTransformKinds = byKind({
   filter: filterTransform,
   rename_fields: renameFieldsTransform,
   drop_fields: dropFieldsTransform,
   flatten: flattenTransform,
-} satisfies Record<string, TransformFactory>;
-
-export type TransformKind = keyof typeof transformFactories;
+});
 
 /** A transform entry of the config: `kind` plus that kind's own (strict) fields. */
 export const transformConfigSchema = z.discriminatedUnion('kind', [
@@ -29,12 +28,17 @@ export type TransformConfig = z.infer<typeof transformConfigSchema>;
 export function createTransform(config: TransformConfig): Transform {
   switch (config.kind) {
     case 'filter':
-      return transformFactories.filter.create(config);
+      return builtinTransformKinds.filter.create(config);
     case 'rename_fields':
-      return transformFactories.rename_fields.create(config);
+      return builtinTransformKinds.rename_fields.create(config);
     case 'drop_fields':
-      return transformFactories.drop_fields.create(config);
+      return builtinTransformKinds.drop_fields.create(config);
     case 'flatten':
-      return transformFactories.flatten.create(config);
+      return builtinTransformKinds.flatten.create(config);
   }
+}
+
+/** Builds the built-in transforms of parsed config entries, named `${index}:${kind}`. */
+export function buildTransforms(configs: readonly TransformConfig[]): NamedTransform[] {
+  return configs.map((config, index) => ({ name: `${index}:${config.kind}`, apply: createTransform(config) }));
 }
