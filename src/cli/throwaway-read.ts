@@ -7,7 +7,7 @@ import { createKafka } from '../consume/kafka-client.ts';
 import { CdcError } from '../errors.ts';
 import { RouterEvents } from '../events.ts';
 import type { RawRecord } from '../model/change-event.ts';
-import { connectGroupAdmin, type GroupAdmin } from '../replay/group-admin.ts';
+import { connectGroupAdmin, type GroupAdmin } from '../consume/group-admin.ts';
 
 /** Where a read starts in each partition: its first offset, its end, or its last `last` records. */
 export type StartAt = 'beginning' | 'end' | { readonly last: number };

@@ -6,8 +6,8 @@ import { decodingFromConfig } from '../decode/avro.ts';
 import { CdcError, describeCoordinates, errorMessage } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import type { ColumnSchema, DecodedRecord } from '../model/change-event.ts';
-import { isRequestError } from '../replay/errors.ts';
-import { parseOptions } from '../replay/options.ts';
+import { isRequestError } from './request-error.ts';
+import { parseOptions } from './options.ts';
 import { renderRowTypes, type TableColumns } from './row-types.ts';
 import { readInThrowawayGroup, type ThrowawayReadResult } from './throwaway-read.ts';
 
