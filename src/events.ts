@@ -83,7 +83,8 @@ export interface RouterEventMap {
   'sink.circuit': { sink: string; state: CircuitState };
   'group.joined': { memberId: string; assignment: Record<string, number[]> };
   /** A batch of a view's input was applied to its state in one transaction. */
-  'view.applied': { view: string; applied: number; skipped: number; failed: number; results: number; durationMs: number };
+  /** `late`: changes too late for their window (written to the view's late sink, or among `failed`: dead-lettered). */
+  'view.applied': { view: string; applied: number; skipped: number; failed: number; late: number; results: number; durationMs: number };
   /** Results left the view's outbox: the output sink acknowledged them. */
   'view.delivered': { view: string; results: number };
   /** The output sink refused a result for good; it was logged with its content and taken out of the outbox. */

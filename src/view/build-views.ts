@@ -37,7 +37,9 @@ export function buildViews(
     const plan = planView(name, viewConfig);
     const output = deps.sinks.get(plan.output.sink);
     if (!output) throw new RangeError(`view ${name} names unknown sink ${plan.output.sink}`);
-    const sink = deps.wrap(createViewSink({ plan, pool, store, output, events: deps.events, logger: deps.logger }));
+    const late = plan.late ? deps.sinks.get(plan.late.sink) : undefined;
+    if (plan.late && !late) throw new RangeError(`view ${name} names unknown late sink ${plan.late.sink}`);
+    const sink = deps.wrap(createViewSink({ plan, pool, store, output, late, events: deps.events, logger: deps.logger }));
     plans.push(plan);
     sinks.push(sink);
     byTable.set(plan.input, [...(byTable.get(plan.input) ?? []), sink]);

@@ -2,9 +2,10 @@ import { isUnavailable, type ChangeEvent, type ColumnSchema, type Row, type Tabl
 import { jsonWithBigints } from '../model/serialize.ts';
 import type { AggregationKind } from './core/aggregation.ts';
 import { createAggregator, type AnyAggregator } from './core/aggregations/index.ts';
-import { ViewInputError } from './core/errors.ts';
+import { ViewInputError, ViewSpecError } from './core/errors.ts';
 import { eventTimeMs } from './core/event-time.ts';
-import { assignWindows, type TimeWindow, type WindowSpec } from './core/windows.ts';
+import { validateTrigger, type GlobalTrigger } from './core/trigger.ts';
+import { assignWindows, GLOBAL_WINDOW, lastEventMs, validateWindowSpec, type TimeWindow, type WindowSpec } from './core/windows.ts';
 import type { ViewConfig } from './view-config.ts';
 
 /** Column of a stored image holding the change's commit time, when that is the event time. */
@@ -45,7 +46,14 @@ export interface ViewDefinition {
   /** Watermark, lateness and emit mode; default: no out-of-orderness, idle after 60 s, emit updates and windows that never close. */
   readonly time?: Partial<ViewPlan['time']> | undefined;
   readonly output: { readonly sink: string; readonly table: string };
+  /** A global window's trigger (required with one). */
+  readonly trigger?: GlobalTrigger | undefined;
+  /** Where late changes go; undefined: the dead-letter queue. */
+  readonly late?: { readonly sink: string; readonly table: string } | undefined;
 }
+
+/** Windows whose bounds depend on the key's other changes: the runtime assigns them from stored state (keyed-windows.ts). */
+export const KEYED_WINDOW_KINDS: ReadonlySet<WindowSpec['kind']> = new Set(['session', 'sliding']);
 
 /** One row's share in one group (and window): the values each aggregation adds or retracts. */
 export interface Contribution {
@@ -55,6 +63,8 @@ export interface Contribution {
   /** The result's key: group columns, and window_start / window_end (epoch ms) when windowed. */
   readonly groupKey: Readonly<Row>;
   readonly values: readonly unknown[];
+  /** Session and sliding windows: the event time; the window is assigned from the key's stored windows. */
+  readonly eventMs?: number | undefined;
 }
 
 /** A view compiled once at startup from its config (or the TypeScript API). */
@@ -75,6 +85,8 @@ export interface ViewPlan {
   /** The event time of an image (epoch ms), undefined when the view has no window or the time is missing. */
   eventTimeOf(image: Readonly<Row>): number | undefined;
   readonly output: { readonly sink: string; readonly table: TableId };
+  readonly trigger: GlobalTrigger | undefined;
+  readonly late: { readonly sink: string; readonly table: TableId } | undefined;
   /** The row as the view stores it: its columns only, unchanged TOAST values taken from `previous`. */
   image(event: ChangeEvent, row: Readonly<Row>, previous: Readonly<Row> | null): Row;
   contributions(image: Readonly<Row>): Contribution[];
@@ -114,8 +126,22 @@ function compileWhere(where: NonNullable<ViewConfig['where']>): (row: Readonly<R
 function windowSpec(config: ViewConfig['window']): WindowSpec | undefined {
   if (!config) return undefined;
   if ('tumbling' in config) return { kind: 'tumbling', sizeMs: config.tumbling };
-  return { kind: 'hopping', sizeMs: config.hopping.size, advanceMs: config.hopping.advance };
+  if ('hopping' in config) return { kind: 'hopping', sizeMs: config.hopping.size, advanceMs: config.hopping.advance };
+  if ('session' in config) return { kind: 'session', gapMs: config.session.gap };
+  if ('sliding' in config) return { kind: 'sliding', differenceMs: config.sliding.difference };
+  return { kind: 'global' };
 }
+
+function triggerOf(config: ViewConfig['window']): GlobalTrigger | undefined {
+  if (!config || !('global' in config)) return undefined;
+  const t = config.global.trigger;
+  return 'count' in t ? { kind: 'count', every: t.count } : { kind: 'time', everyMs: t.every };
+}
+
+const tableId = (id: string): TableId => {
+  const [schema, table] = id.split('.') as [string, string];
+  return { id, db: undefined, schema, table };
+};
 
 const INT64: ColumnSchema = { name: '', type: 'int64', semantic: undefined, optional: false, parameters: undefined, items: undefined };
 const DOUBLE: ColumnSchema = { ...INT64, type: 'double', optional: true };
@@ -161,12 +187,15 @@ export function definitionFromConfig(config: ViewConfig): ViewDefinition {
     eventTime: config.event_time === 'commit_time' ? undefined : config.event_time,
     time: { outOfOrdernessMs: config.out_of_orderness ?? 0, idleTimeoutMs: config.idle_timeout, graceMs: config.grace, emit: config.emit },
     output: config.to,
+    trigger: triggerOf(config.window),
+    late: config.late ? { sink: config.late.sink, table: config.late.table ?? `${config.to.table}_late` } : undefined,
   };
 }
 
 export function planView(name: string, view: ViewConfig | ViewDefinition): ViewPlan {
   const def = 'from' in view ? definitionFromConfig(view) : view;
   const { mode, input, eventTime, window, filter, map, groupBy, aggregations } = def;
+  checkWindow(name, def);
   const wholeRow = def.reads === undefined;
   const columns = wholeRow
     ? [...(window && eventTime === undefined ? [COMMIT_TIME_COLUMN] : [])]
@@ -178,8 +207,12 @@ export function planView(name: string, view: ViewConfig | ViewDefinition): ViewP
           ...(window ? [eventTime ?? COMMIT_TIME_COLUMN] : []),
         ]),
       ];
-  const [schema, table] = def.output.table.split('.') as [string, string];
-  const output: ViewPlan['output'] = { sink: def.output.sink, table: { id: def.output.table, db: undefined, schema, table } };
+  const output: ViewPlan['output'] = { sink: def.output.sink, table: tableId(def.output.table) };
+  const late: ViewPlan['late'] = def.late ? { sink: def.late.sink, table: tableId(def.late.table) } : undefined;
+  const global = window?.kind === 'global';
+  const keyed = window !== undefined && KEYED_WINDOW_KINDS.has(window.kind);
+  /** The result carries window bounds: every window but the global one. */
+  const bounded = window !== undefined && !global;
 
   function image(event: ChangeEvent, row: Readonly<Row>, previous: Readonly<Row> | null): Row {
     const out: Row = {};
@@ -214,7 +247,7 @@ export function planView(name: string, view: ViewConfig | ViewDefinition): ViewP
     const row = rowOf(img);
     if (row === null) return [];
     // A view with neither groups nor a window has one result row: keyed by the view's name, as sinks need a key.
-    const key: Row = groupBy.length === 0 && !window ? { view: name } : {};
+    const key: Row = groupBy.length === 0 && !bounded ? { view: name } : {};
     for (const g of groupBy) key[g] = normalize(row[g]);
     const values = aggregations.map((a) => (a.column !== undefined ? row[a.column] : a.fn === 'custom' ? row : null));
     if (!window) return [{ groupId: jsonWithBigints(Object.values(key)), groupKey: key, values }];
@@ -224,6 +257,8 @@ export function planView(name: string, view: ViewConfig | ViewDefinition): ViewP
       const column = eventTime ?? COMMIT_TIME_COLUMN;
       throw new ViewInputError('VIEW_NOT_A_TIME', `view ${name}: event time column ${column} holds ${jsonWithBigints(time) ?? 'nothing'}, not a time`);
     }
+    if (global) return [{ groupId: jsonWithBigints(Object.values(key)), groupKey: key, values, window: GLOBAL_WINDOW }];
+    if (keyed) return [{ groupId: jsonWithBigints(Object.values(key)), groupKey: key, values, eventMs: Math.floor(t) }];
     return assignWindows(window, t).map((w) => {
       const groupKey = { ...key, window_start: w.start, window_end: w.end };
       return { groupId: jsonWithBigints(Object.values(groupKey)), groupKey, values, window: w };
@@ -235,8 +270,8 @@ export function planView(name: string, view: ViewConfig | ViewDefinition): ViewP
     if (!inputColumns || map || aggregations.some((a) => a.fn === 'custom')) return undefined;
     const byName = new Map(inputColumns.map((c) => [c.name, c]));
     const keyCols = groupBy.map((g) => ({ ...(byName.get(g) ?? { ...INT64, type: 'string' }), name: g, optional: false }));
-    if (groupBy.length === 0 && !window) keyCols.push({ ...INT64, type: 'string', name: 'view' });
-    const windowCols = window ? [{ ...INT64, name: 'window_start' }, { ...INT64, name: 'window_end' }] : [];
+    if (groupBy.length === 0 && !bounded) keyCols.push({ ...INT64, type: 'string', name: 'view' });
+    const windowCols = bounded ? [{ ...INT64, name: 'window_start' }, { ...INT64, name: 'window_end' }] : [];
     return [
       ...keyCols,
       ...windowCols,
@@ -256,8 +291,33 @@ export function planView(name: string, view: ViewConfig | ViewDefinition): ViewP
     const row = rowOf(img);
     return row === null ? undefined : eventTimeMs(timeValueOf(img, row));
   };
-  const keyColumns = [...groupBy, ...(window ? ['window_start', 'window_end'] : []), ...(groupBy.length === 0 && !window ? ['view'] : [])];
-  return { name, input, mode, columns, groupBy, keyColumns, aggregations, window, eventTime, time, eventTimeOf, output, image, contributions, resultColumns };
+  const keyColumns = [...groupBy, ...(bounded ? ['window_start', 'window_end'] : []), ...(groupBy.length === 0 && !bounded ? ['view'] : [])];
+  const trigger = def.trigger;
+  return {
+    name,
+    input,
+    mode,
+    columns,
+    groupBy,
+    keyColumns,
+    aggregations,
+    window,
+    eventTime,
+    time,
+    eventTimeOf,
+    output,
+    trigger,
+    late,
+    image,
+    contributions,
+    resultColumns,
+  };
+}
+
+/** Where a result's window closes (exclusive, epoch ms), from its key; undefined without time bounds (no window, or the global one). */
+export function windowCloseOf(plan: ViewPlan, key: Readonly<Row>): number | undefined {
+  const end = key['window_end'];
+  return plan.window && plan.window.kind !== 'global' && typeof end === 'number' ? lastEventMs({ start: end, end }, plan.window.kind) + 1 : undefined;
 }
 
 /** A user's filter or map that throws fails its record (dead-lettered with stage view), not the batch. */
@@ -267,4 +327,20 @@ function userCall<T>(view: string, step: 'filter' | 'map', fn: () => T): T {
   } catch (err) {
     throw new ViewInputError('VIEW_FUNCTION_FAILED', `view ${view}: its ${step} function threw: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
+}
+
+/** What the config schema and the DSL check already, again for definitions built by hand: a plan that cannot run is refused at startup. */
+function checkWindow(name: string, def: ViewDefinition): void {
+  const kind = def.window?.kind;
+  if (kind === 'global' && !def.trigger) throw new ViewSpecError(`view ${name}: a global window needs a trigger`);
+  if (kind !== 'global' && def.trigger) throw new ViewSpecError(`view ${name}: a trigger needs a global window`);
+  if ((kind === 'session' || kind === 'sliding') && def.mode !== 'stream') throw new ViewSpecError(`view ${name}: ${kind} windows read a stream`);
+  if (def.late && !def.window) throw new ViewSpecError(`view ${name}: late needs a window`);
+  if (kind === 'session') {
+    for (const a of def.aggregations) {
+      if (!a.aggregator.merge) throw new ViewSpecError(`view ${name}: aggregation ${a.name} has no merge, which session windows need to join two sessions`);
+    }
+  }
+  if (def.window) validateWindowSpec(def.window);
+  if (def.trigger) validateTrigger(def.trigger);
 }
