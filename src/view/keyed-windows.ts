@@ -179,7 +179,8 @@ function applySliding(
         place(g, plan, ch.c, change.window, g.rows + 1, addValues(plan, g.state, ch.c.values));
       } else {
         // A window new to the key (or not loaded): its state is the fold of the changes inside it.
-        const members = [...between(events, change.window), event];
+        // Its own right window [t + 1, t + 1 + d] (created by a later change) does not hold the change itself.
+        const members = [...between(events, change.window), ...between([event], change.window)];
         const state = members.reduce((s, e) => addValues(plan, s, e.values), emptyState(plan));
         place(g, plan, ch.c, change.window, members.length, state);
         byStart.set(change.window.start, { gid, window: change.window, g });
