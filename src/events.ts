@@ -71,7 +71,12 @@ export interface RouterEventMap {
   };
   'batch.committed': PartitionRef & { offset: string; durationMs: number };
   'record.failed': PartitionRef & { offset: string; error: CdcError };
-  'record.skipped': PartitionRef & { offset: string; reason: 'unrouted' | 'filtered' | 'tombstone' | 'heartbeat' | 'transaction' };
+  /** `heartbeatMs`: a Debezium heartbeat's time (views move their watermarks by it). */
+  'record.skipped': PartitionRef & {
+    offset: string;
+    reason: 'unrouted' | 'filtered' | 'tombstone' | 'heartbeat' | 'transaction';
+    heartbeatMs?: number | undefined;
+  };
   'partition.halted': PartitionRef & { offset: string; error: CdcError };
   /** A failed record was stored in the dead-letter queue (`id` there) and may be committed past. */
   'record.dead-lettered': PartitionRef & { offset: string; id: string; stage: ErrorStage; sink: string | undefined; error: CdcError };

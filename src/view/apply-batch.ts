@@ -8,7 +8,9 @@ import { ViewInputError } from './core/errors.ts';
 import { ViewLateError } from './core/late.ts';
 import { newTriggerState, triggerOnChange, triggerOnTime } from './core/trigger.ts';
 import { applyKeyedWindows } from './keyed-windows.ts';
-import { partitionKey, type GroupWrite, type StateStore, type StoredRow } from './state-store.ts';
+import { partitionKey, splitPartitionKey, type GroupWrite, type StateStore, type StoredRow } from './state-store.ts';
+import type { JsonValue } from './core/aggregation.ts';
+import { heartbeat, setCaughtUp, type PartitionClock } from './core/watermark.ts';
 import { KEYED_WINDOW_KINDS, windowCloseOf, type Contribution, type ViewPlan } from './view-plan.ts';
 import { workingGroup, type Delta, type WorkingGroup } from './working-group.ts';
 import { advanceClocks, changeTimeMs, rejectLate, watermarkOf } from './event-clock.ts';
@@ -456,20 +458,52 @@ async function finishGroups(
   return results;
 }
 
+/** A Debezium heartbeat of the connector writing the topics `<topicPrefix>.*`, with those partitions' end offsets fetched after it was read. */
+export interface HeartbeatTick {
+  readonly topicPrefix: string;
+  readonly tsMs: number;
+  readonly ends: ReadonlyMap<string, bigint>;
+}
+
+/**
+ * A heartbeat moves the clocks of the view's partitions of that connector: a partition applied to
+ * its end (its stored next offset at the end offset fetched after the heartbeat was read) has no
+ * change older than the heartbeat still to come, so the heartbeat counts as its time; one still
+ * behind keeps its clock (its unread changes must not become late).
+ */
+async function beatClocks(client: pg.PoolClient, store: StateStore, plan: ViewPlan, stored: ReadonlyMap<string, JsonValue>, beat: HeartbeatTick) {
+  const moved = new Map<string, PartitionClock>();
+  const mine = [...stored.keys()].filter((p) => splitPartitionKey(p).topic.startsWith(`${beat.topicPrefix}.`));
+  if (mine.length === 0) return moved;
+  const next = await store.lockOffsets(client, plan.name, mine.map(splitPartitionKey));
+  for (const p of mine) {
+    const end = beat.ends.get(p);
+    const caughtUp = end !== undefined && (next.get(p) ?? 0n) >= end;
+    const clock = stored.get(p) as unknown as PartitionClock;
+    moved.set(p, caughtUp ? setCaughtUp(heartbeat(clock, Math.floor(beat.tsMs)), true) : setCaughtUp(clock, false));
+  }
+  await store.saveClocks(client, plan.name, moved);
+  return moved;
+}
+
 /**
  * Time moves without input too: a partition read to its end and idle stops holding the watermark
- * back. Run now and then (the relay's tick): moves the watermark from the stored clocks and, with
- * emit: final, writes the windows it closed. Returns the results put in the outbox.
+ * back, and a Debezium heartbeat moves the partitions it vouches for. Run now and then (the
+ * relay's tick) and on each heartbeat: moves the watermark from the stored clocks and, with emit:
+ * final or a time trigger, writes the windows it closed. Returns the results put in the outbox.
  */
 export async function advanceTime(
   client: pg.PoolClient,
   store: StateStore,
   plan: ViewPlan,
   inputColumns: readonly ColumnSchema[] | undefined,
+  beat?: HeartbeatTick,
 ): Promise<number> {
   if (!plan.window) return 0;
   const previous = await store.watermark(client, plan.name);
-  const watermark = watermarkOf(plan, await store.clocks(client, plan.name), new Map(), previous, Date.now());
+  const stored = await store.clocks(client, plan.name);
+  const moved = beat ? await beatClocks(client, store, plan, stored, beat) : new Map<string, PartitionClock>();
+  const watermark = watermarkOf(plan, stored, moved, previous, Date.now());
   if (watermark === null) return 0;
   if (watermark !== previous) await store.saveWatermark(client, plan.name, watermark);
   if (plan.time.emit !== 'final' && plan.trigger?.kind !== 'time') return 0;

@@ -505,7 +505,7 @@ export function partitionKey(topic: string, partition: number): string {
   return `${topic}\u0000${partition}`;
 }
 
-function splitPartitionKey(key: string): { topic: string; partition: number } {
+export function splitPartitionKey(key: string): { topic: string; partition: number } {
   const i = key.lastIndexOf('\u0000');
   return { topic: key.slice(0, i), partition: Number(key.slice(i + 1)) };
 }

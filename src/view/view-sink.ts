@@ -5,7 +5,7 @@ import type { RouterEvents } from '../events.ts';
 import type { ChangeEvent, ColumnSchema } from '../model/change-event.ts';
 import { position } from '../model/position.ts';
 import { OK, once, type Sink, type SinkResult } from '../sink/sink.ts';
-import { advanceTime, applyBatch, type ResultPayload } from './apply-batch.ts';
+import { advanceTime, applyBatch, type HeartbeatTick, type ResultPayload } from './apply-batch.ts';
 import type { StateStore } from './state-store.ts';
 import type { ViewPlan } from './view-plan.ts';
 
@@ -75,7 +75,12 @@ function sinkError(name: string, err: unknown): SinkError {
  * the output sink. A crash after the commit leaves the results in the outbox: the next write, or the
  * relay of any instance, delivers them; the output's stale-write guard makes a second delivery harmless.
  */
-export function createViewSink(deps: ViewSinkDeps): Sink {
+export interface ViewSink extends Sink {
+  /** A Debezium heartbeat: moves the clocks of the partitions it vouches for, then the watermark (see advanceTime). */
+  heartbeat(beat: HeartbeatTick): Promise<void>;
+}
+
+export function createViewSink(deps: ViewSinkDeps): ViewSink {
   const { plan, pool, store, output, events } = deps;
   const name = `view:${plan.name}`;
   const log = deps.logger.child({ component: 'view', view: plan.name });
@@ -184,6 +189,11 @@ export function createViewSink(deps: ViewSinkDeps): Sink {
       relay.unref();
     },
     write,
+    async heartbeat(beat) {
+      if (!plan.window) return;
+      await inTransaction((client) => advanceTime(client, store, plan, inputColumns, beat));
+      await deliver();
+    },
     close: once(async () => {
       if (relay) clearInterval(relay);
       await draining?.catch(() => undefined);

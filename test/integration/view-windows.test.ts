@@ -8,7 +8,7 @@ import { OK, type Sink, type SinkResult } from '../../src/sink/sink.ts';
 import { StateStore } from '../../src/view/state-store.ts';
 import { viewSchema } from '../../src/view/view-config.ts';
 import { planView } from '../../src/view/view-plan.ts';
-import { createViewSink } from '../../src/view/view-sink.ts';
+import { createViewSink, type ViewSink } from '../../src/view/view-sink.ts';
 import { seededRandom } from '../support/random.ts';
 import { uniqueName } from '../support/kafka.ts';
 import { PG_URL } from '../support/stores.ts';
@@ -68,7 +68,7 @@ function visit(v: Visit, partition = 0, tsMs = 1_700_000_000_000): ChangeEvent {
     source: { connector: 'postgresql', name: 't', db: 'shop', schema: 'public', table: 'visits', tsMs, snapshot: undefined, raw: {} },
     position: position('postgres', [BigInt(v.id)]),
     tsMs,
-    kafka: { topic: 'visits-topic', partition, offset: String(at), timestamp: 0, highWatermark: String(at + 1) },
+    kafka: { topic: 'shop.public.visits', partition, offset: String(at), timestamp: 0, highWatermark: String(at + 1) },
     columns: undefined,
   };
 }
@@ -206,6 +206,35 @@ describe('session, sliding and global windows with PostgreSQL state', () => {
     await timed.sink.close();
   });
 
+  it('a Debezium heartbeat moves the partitions applied to their end, so an idle one does not hold windows open; one behind keeps its clock', async () => {
+    const config = { from: { stream: 'public.visits' }, window: { tumbling: '10s' }, event_time: 'at', emit: 'final', grace: '0ms', aggregations: { n: { fn: 'count' } } };
+    const run = async (p1End: bigint) => {
+      const { sink, out } = makeView(config);
+      await sink.start();
+      const batch = [visit({ id: 1, user: 'a', at: 1_000, amount: 1 }, 0), visit({ id: 2, user: 'a', at: 500, amount: 1 }, 1), visit({ id: 3, user: 'a', at: 25_000, amount: 1 }, 0)];
+      await sink.write(batch);
+      // Partition 1 is at 500 ms: nothing closes.
+      expect(live(out)).toEqual({});
+      const ends = new Map([
+        [`shop.public.visits\u00000`, BigInt(batch[2]!.kafka.offset) + 1n],
+        [`shop.public.visits\u00001`, p1End],
+      ]);
+      await (sink as ViewSink).heartbeat({ topicPrefix: 'shop', tsMs: 30_000, ends });
+      // Another connector's heartbeat vouches for nothing here.
+      await (sink as ViewSink).heartbeat({ topicPrefix: 'other', tsMs: 90_000, ends });
+      await sink.close();
+      return live(out);
+    };
+    const win = (start: number) => JSON.stringify({ window_start: start, window_end: start + 10_000 });
+    const applied = offsets.get(1)!;
+    expect(await run(BigInt(applied))).toEqual({
+      [win(0)]: { window_start: 0, window_end: 10_000, n: 2 },
+      [win(20_000)]: { window_start: 20_000, window_end: 30_000, n: 1 },
+    });
+    // Partition 1 has records still unread (end beyond what was applied): the heartbeat must not make them late.
+    expect(await run(BigInt(offsets.get(1)! + 5))).toEqual({});
+  });
+
   it('a late change goes to the named late sink with its reason, window and watermark; without one it fails with stage view', async () => {
     const lateOut = recorder('late-out');
     const config = {
@@ -232,7 +261,7 @@ describe('session, sliding and global windows with PostgreSQL state', () => {
     const lateRows = Object.values(live(lateOut));
     expect(lateRows).toHaveLength(1);
     expect(lateRows[0]).toMatchObject({
-      topic: 'visits-topic',
+      topic: 'shop.public.visits',
       kafka_partition: 0,
       event_time_ms: 10 * MIN,
       window_start: 10 * MIN,
