@@ -71,7 +71,12 @@ export interface RouterEventMap {
   };
   'batch.committed': PartitionRef & { offset: string; durationMs: number };
   'record.failed': PartitionRef & { offset: string; error: CdcError };
-  'record.skipped': PartitionRef & { offset: string; reason: 'unrouted' | 'filtered' | 'tombstone' | 'heartbeat' | 'transaction' };
+  /** `heartbeatMs`: a Debezium heartbeat's time (views move their watermarks by it). */
+  'record.skipped': PartitionRef & {
+    offset: string;
+    reason: 'unrouted' | 'filtered' | 'tombstone' | 'heartbeat' | 'transaction';
+    heartbeatMs?: number | undefined;
+  };
   'partition.halted': PartitionRef & { offset: string; error: CdcError };
   /** A failed record was stored in the dead-letter queue (`id` there) and may be committed past. */
   'record.dead-lettered': PartitionRef & { offset: string; id: string; stage: ErrorStage; sink: string | undefined; error: CdcError };
@@ -83,7 +88,8 @@ export interface RouterEventMap {
   'sink.circuit': { sink: string; state: CircuitState };
   'group.joined': { memberId: string; assignment: Record<string, number[]> };
   /** A batch of a view's input was applied to its state in one transaction. */
-  'view.applied': { view: string; applied: number; skipped: number; failed: number; results: number; durationMs: number };
+  /** `late`: changes too late for their window (written to the view's late sink, or among `failed`: dead-lettered). */
+  'view.applied': { view: string; applied: number; skipped: number; failed: number; late: number; results: number; durationMs: number };
   /** Results left the view's outbox: the output sink acknowledged them. */
   'view.delivered': { view: string; results: number };
   /** The output sink refused a result for good; it was logged with its content and taken out of the outbox. */

@@ -1,7 +1,8 @@
 import { get } from 'node:http';
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { loadConfig } from '../config/load.ts';
+import { loadConfig, type Config } from '../config/load.ts';
+import { viewLag, viewReports, type ViewReport } from './views-command.ts';
 import { errorMessage } from '../errors.ts';
 import { statusReportSchema, type StatusReport } from '../metrics/status-report.ts';
 import { isRequestError } from './request-error.ts';
@@ -29,10 +30,10 @@ export interface StatusIo {
 }
 
 /** Where the running router listens: --url, else the config's metrics block, else the default. */
-async function baseUrl(o: z.infer<typeof statusOptions>): Promise<{ url: string } | { problem: string }> {
+function baseUrl(o: z.infer<typeof statusOptions>, config: Config | undefined): { url: string } | { problem: string } {
   if (o.url) return { url: o.url.replace(/\/+$/, '') };
-  if (!o.config) return { url: DEFAULT_STATUS_URL };
-  const { metrics } = await loadConfig(o.config);
+  if (!o.config || !config) return { url: DEFAULT_STATUS_URL };
+  const { metrics } = config;
   if (!metrics.enabled) return { problem: `metrics are disabled in ${o.config} (metrics.enabled: false): the router serves no /status` };
   if (metrics.port === 0) return { problem: `metrics.port is 0 in ${o.config} (any free port): pass --url with the port the router logged` };
   // A wildcard address is listened on, not connected to: ask over loopback.
@@ -133,6 +134,12 @@ export function formatStatus(url: string, r: StatusReport): string {
   return parts.join('');
 }
 
+/** Each view's watermark and lag (records of its input not applied yet), from the state store. */
+export function formatViews(views: Readonly<Record<string, ViewReport>>): string {
+  const rows = Object.entries(views).map(([name, r]) => [name, `${r.to.sink}:${r.to.table}`, r.watermark ?? '-', num(viewLag(r)), String(r.groups), String(r.outbox)]);
+  return `\n${formatTable(['VIEW', 'OUTPUT', 'WATERMARK', 'LAG', 'GROUPS', 'OUTBOX'], rows)}`;
+}
+
 /** `cdc-router status`: 0 with the status printed; 1 when the instance cannot be reached or read; 2 bad options. */
 export async function runStatus(raw: Record<string, unknown>, io: StatusIo): Promise<number> {
   let o: z.infer<typeof statusOptions>;
@@ -143,7 +150,8 @@ export async function runStatus(raw: Record<string, unknown>, io: StatusIo): Pro
     io.err.write(`${err.message}\n`);
     return 2;
   }
-  const where = await baseUrl(o);
+  const config = o.config ? await loadConfig(o.config) : undefined;
+  const where = baseUrl(o, config);
   if ('problem' in where) {
     io.err.write(`${where.problem}\n`);
     return 1;
@@ -153,7 +161,18 @@ export async function runStatus(raw: Record<string, unknown>, io: StatusIo): Pro
     io.err.write(`${got.problem}\n`);
     return 1;
   }
-  io.out.write(o.json ? `${JSON.stringify(got.report, null, 2)}\n` : formatStatus(where.url, got.report));
+  // Views keep their watermark and offsets in the state store: read there, as `views list` does (the config says where).
+  let views: Record<string, ViewReport> | undefined;
+  let viewsProblem: string | undefined;
+  if (config && Object.keys(config.views).length > 0) {
+    views = await viewReports(config).catch((err: unknown) => {
+      viewsProblem = `views: cannot read their state: ${errorMessage(err)}`;
+      return undefined;
+    });
+  }
+  if (o.json) io.out.write(`${JSON.stringify(views ? { ...got.report, views } : got.report, null, 2)}\n`);
+  else io.out.write(formatStatus(where.url, got.report) + (views ? formatViews(views) : ''));
+  if (viewsProblem) io.err.write(`${viewsProblem}\n`);
   return 0;
 }
 

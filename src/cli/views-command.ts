@@ -30,7 +30,7 @@ async function withState<T>(config: Config, fn: (client: pg.PoolClient, store: S
   }
 }
 
-interface ViewReport extends Omit<ViewSummary, 'offsets'> {
+export interface ViewReport extends Omit<ViewSummary, 'offsets'> {
   readonly input: Record<string, string>;
   readonly to: { readonly sink: string; readonly table: string };
   readonly watermark: string | null;
@@ -58,6 +58,38 @@ function inputTopic(config: Config, table: string, given: string | undefined): s
   throw new OffsetsRequestError(`cannot tell the input topic of table ${table} from kafka.topics: give --topic`, 'NO_TOPIC');
 }
 
+/** Each view of the config: its state summary, watermark, and lag per input partition (`views list`, `status`). */
+export async function viewReports(config: Config): Promise<Record<string, ViewReport>> {
+  const summaries = await withState(config, async (client, store) => {
+    const out = new Map<string, ViewSummary>();
+    for (const name of Object.keys(config.views)) out.set(name, await store.summary(client, name));
+    return out;
+  });
+  const ends = await endOffsets(config, [...summaries.values()].flatMap((x) => x.offsets.map((y) => y.topic)));
+  const report: Record<string, ViewReport> = {};
+  for (const [name, v] of Object.entries(config.views)) {
+    const summary = summaries.get(name)!;
+    // Lag: records of the input partitions the view has not applied yet (null when the broker did not say).
+    const offsets = summary.offsets.map((x) => {
+      const end = ends.get(`${x.topic}\u0000${x.partition}`);
+      return { ...x, lag: end === undefined ? null : Number(end > BigInt(x.next) ? end - BigInt(x.next) : 0n) };
+    });
+    const watermark = summary.watermarkMs === null ? null : new Date(summary.watermarkMs).toISOString();
+    report[name] = { input: { [v.mode]: v.input }, to: v.output, ...summary, offsets, watermark };
+  }
+  return report;
+}
+
+/** A view's lag: the sum over its input partitions; null when the broker did not say for one of them. */
+export function viewLag(r: ViewReport): number | null {
+  let sum = 0;
+  for (const o of r.offsets) {
+    if (o.lag === null) return null;
+    sum += o.lag;
+  }
+  return sum;
+}
+
 export function registerViewsCommand(program: Command): void {
   const views = program.command('views').description("inspect or rebuild the config's views");
 
@@ -69,23 +101,7 @@ export function registerViewsCommand(program: Command): void {
     .action(async (raw: Record<string, unknown>) => {
       const o = parseOptions(listOptions, raw);
       const config = await loadConfig(o.config);
-      const summaries = await withState(config, async (client, store) => {
-        const out = new Map<string, ViewSummary>();
-        for (const name of Object.keys(config.views)) out.set(name, await store.summary(client, name));
-        return out;
-      });
-      const ends = await endOffsets(config, [...summaries.values()].flatMap((x) => x.offsets.map((y) => y.topic)));
-      const report: Record<string, ViewReport> = {};
-      for (const [name, v] of Object.entries(config.views)) {
-        const summary = summaries.get(name)!;
-        // Lag: records of the input partitions the view has not applied yet (null when the broker did not say).
-        const offsets = summary.offsets.map((x) => {
-          const end = ends.get(`${x.topic}\u0000${x.partition}`);
-          return { ...x, lag: end === undefined ? null : Number(end > BigInt(x.next) ? end - BigInt(x.next) : 0n) };
-        });
-        const watermark = summary.watermarkMs === null ? null : new Date(summary.watermarkMs).toISOString();
-        report[name] = { input: { [v.mode]: v.input }, to: v.output, ...summary, offsets, watermark };
-      }
+      const report = await viewReports(config);
       if (o.json) {
         process.stdout.write(`${JSON.stringify(report)}\n`);
         return;

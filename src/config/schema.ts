@@ -270,6 +270,7 @@ export const configSchema = z
     }
     for (const [name, v] of Object.entries(c.views)) {
       if (!(v.to.sink in c.sinks)) ctx.addIssue({ code: 'custom', path: ['views', name, 'to', 'sink'], message: `no sink named "${v.to.sink}"` });
+      if (v.late && !(v.late.sink in c.sinks)) ctx.addIssue({ code: 'custom', path: ['views', name, 'late', 'sink'], message: `no sink named "${v.late.sink}"` });
     }
   });
 

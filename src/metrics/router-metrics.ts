@@ -176,7 +176,7 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
 
   const viewChanges = new Counter({
     name: 'cdc_router_view_changes_total',
-    help: "Input changes of a view: applied to its state, skipped (a redelivery recognised by its offset), failed (dead-lettered or retried)",
+    help: "Input changes of a view: applied to its state, skipped (a redelivery recognised by its offset), failed (dead-lettered or retried), late (too late for its window: to the late sink, or among failed to the dead-letter queue)",
     labelNames: ['view', 'outcome'] as const,
     registers,
   });
@@ -264,6 +264,7 @@ export function createRouterMetrics(options: RouterMetricsOptions): RouterMetric
       viewChanges.inc({ view: v.view, outcome: 'applied' }, v.applied);
       viewChanges.inc({ view: v.view, outcome: 'skipped' }, v.skipped);
       viewChanges.inc({ view: v.view, outcome: 'failed' }, v.failed);
+      viewChanges.inc({ view: v.view, outcome: 'late' }, v.late);
       viewResults.inc({ view: v.view, stage: 'produced' }, v.results);
       viewTransaction.observe({ view: v.view }, v.durationMs / 1000);
     }),

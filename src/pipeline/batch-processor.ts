@@ -156,7 +156,7 @@ export function createBatchProcessor(deps: BatchProcessorDeps) {
         tracker.track(offset, 0);
         const outcome = prepared.reason === 'filtered' ? 'filtered' : 'skipped';
         tally.add(prepared.table?.id ?? '', prepared.op ?? prepared.reason, '', outcome);
-        deps.events.emit('record.skipped', { ...ref, offset: record.offset, reason: prepared.reason });
+        deps.events.emit('record.skipped', { ...ref, offset: record.offset, reason: prepared.reason, heartbeatMs: prepared.heartbeatMs });
         continue;
       }
       const { event, decoded, route } = prepared;

@@ -9,7 +9,14 @@ type SkipReason = RouterEventMap['record.skipped']['reason'];
 /** What decode, route and the transform chain make of one record; `table` and `op` once it decoded to a change. */
 export type PreparedRecord =
   | { readonly kind: 'change'; readonly event: ChangeEvent; readonly decoded: ChangeEvent; readonly route: Route }
-  | { readonly kind: 'skipped'; readonly reason: SkipReason; readonly table: TableId | undefined; readonly op: Op | undefined }
+  | {
+      readonly kind: 'skipped';
+      readonly reason: SkipReason;
+      readonly table: TableId | undefined;
+      readonly op: Op | undefined;
+      /** A Debezium heartbeat's time: views move idle partitions' clocks by it. */
+      readonly heartbeatMs?: number | undefined;
+    }
   | { readonly kind: 'failed'; readonly error: CdcError; readonly table: TableId | undefined; readonly op: Op | undefined };
 
 /**
@@ -27,6 +34,7 @@ export function prepareRecord(
     const error = err instanceof CdcError ? err : new DecodeError(errorMessage(err), { code: 'DECODE_FAILED', at: record, cause: err });
     return { kind: 'failed', error, table: undefined, op: undefined };
   }
+  if (decoded.kind === 'heartbeat') return { kind: 'skipped', reason: 'heartbeat', table: undefined, op: undefined, heartbeatMs: decoded.tsMs };
   if (decoded.kind !== 'change') return { kind: 'skipped', reason: decoded.kind, table: undefined, op: undefined };
   const table = decoded.table;
   const op = decoded.op;

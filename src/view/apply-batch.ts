@@ -2,17 +2,25 @@ import type pg from 'pg';
 import { CdcError, SinkError, errorMessage } from '../errors.ts';
 import { isUnavailable, type ChangeEvent, type ColumnSchema, type Row } from '../model/change-event.ts';
 import { encodePosition } from '../model/position.ts';
+import { jsonWithBigints } from '../model/serialize.ts';
 import { keyString } from '../sink/coalesce.ts';
 import { ViewInputError } from './core/errors.ts';
-import { partitionKey, type GroupWrite, type StateStore, type StoredGroup, type StoredRow } from './state-store.ts';
-import { rowKeyOf, truncateScope, type Contribution, type ViewPlan } from './view-plan.ts';
+import { ViewLateError } from './core/late.ts';
+import { newTriggerState, triggerOnChange, triggerOnTime } from './core/trigger.ts';
+import { applyKeyedWindows } from './keyed-windows.ts';
+import { partitionKey, splitPartitionKey, type GroupWrite, type StateStore, type StoredRow } from './state-store.ts';
 import { KeyedStateStore } from './keyed-state-store.ts';
 import { ProcessBatch, type ResultDraft } from './process.ts';
 import type { JsonValue } from './core/aggregation.ts';
+import { heartbeat, setCaughtUp, type PartitionClock } from './core/watermark.ts';
+import { KEYED_WINDOW_KINDS, rowKeyOf, truncateScope, windowCloseOf, type Contribution, type ViewPlan } from './view-plan.ts';
+import { workingGroup, type Delta, type WorkingGroup } from './working-group.ts';
 import { advanceClocks, changeTimeMs, rejectLate, watermarkOf } from './event-clock.ts';
 
 /** A result as the outbox keeps it until the output sink has it. */
 export interface ResultPayload {
+  /** Where it goes: the view's output (default), or its late side output. */
+  readonly target?: 'late';
   readonly op: 'c' | 'u' | 'd';
   readonly key: Row;
   readonly after: Row | null;
@@ -29,17 +37,10 @@ export interface AppliedBatch {
   readonly results: readonly ResultPayload[];
   /** Records that cannot be applied, by batch index; they changed nothing. */
   readonly failures: ReadonlyMap<number, CdcError>;
+  /** Changes too late for their window: in `failures` (to the dead-letter queue), or written to the view's late sink. */
+  readonly late: number;
 }
 
-interface WorkingGroup {
-  key: Row;
-  rows: number;
-  state: Record<string, JsonValue>;
-  readonly existed: boolean;
-  touched: boolean;
-  /** emit: final: its result has been written. */
-  fired: boolean;
-}
 
 /**
  * Partitions that must wait at a record (the new key of a primary-key change whose old key's delete,
@@ -50,12 +51,6 @@ type Held = Map<string, { readonly offset: bigint; readonly error: CdcError }>;
 
 const partitionOf = (e: ChangeEvent) => partitionKey(e.kafka.topic, e.kafka.partition);
 
-/** One input change turned into what it does to the view: contributions retracted and added. */
-interface Delta {
-  readonly index: number;
-  readonly minus: readonly Contribution[];
-  readonly plus: readonly Contribution[];
-}
 
 function asCdcError(view: string, err: unknown): CdcError {
   if (err instanceof CdcError) return err;
@@ -97,20 +92,26 @@ export async function applyBatch(
   const held: Held = new Map();
   const watermark = plan.window ? await store.watermark(client, view) : null;
   let applied = 0;
+  if (plan.mode === 'stream') {
+    // A stream retracts nothing, truncates included: the batch is one segment.
+    const deltas = streamDeltas(plan, fresh, failures, watermark);
+    applied += keyed
+      ? await keyed.apply(deltas, (index) => batch[index]!, failures)
+      : plan.window && KEYED_WINDOW_KINDS.has(plan.window.kind)
+        ? await applyKeyedWindows(client, store, plan, deltas, groups, failures, watermark)
+        : await applyDeltas(client, store, plan, deltas, groups, failures);
+  }
   // Segments end at truncates: a truncate retracts every row stored before it, including rows this batch changed.
   let start = 0;
-  for (let i = 0; i <= fresh.length; i++) {
+  for (let i = 0; i <= fresh.length && plan.mode === 'table'; i++) {
     const item = fresh[i];
     if (item !== undefined && item.event.op !== 't') continue;
     const segment = fresh.slice(start, i);
-    const deltas =
-      plan.mode === 'table'
-        ? await tableDeltas(client, store, plan, segment, failures, held, watermark)
-        : streamDeltas(plan, segment, failures, watermark);
+    const deltas = await tableDeltas(client, store, plan, segment, failures, held, watermark);
     applied += keyed
       ? await keyed.apply(deltas, (index) => batch[index]!, failures)
       : await applyDeltas(client, store, plan, deltas, groups, failures);
-    if (item !== undefined && plan.mode === 'table' && !held.has(partitionOf(item.event))) {
+    if (item !== undefined && !held.has(partitionOf(item.event))) {
       applied += await truncate(client, store, plan, item, groups, keyed, failures);
     }
     start = i + 1;
@@ -135,8 +136,34 @@ export async function applyBatch(
   const results = keyed
     ? await outbox(client, store, plan, await keyed.finish(), batch)
     : await finishGroups(client, store, plan, groups, inputColumns, batch, newWatermark);
+  const late = [...failures].filter((f): f is [number, ViewLateError] => f[1] instanceof ViewLateError);
+  if (plan.late && late.length > 0) {
+    const versions = await store.nextVersions(client, late.length);
+    const payloads = late.map(([index, error], i) => latePayload(plan, batch[index]!, error, versions[i]!.toString()));
+    await store.addToOutbox(client, view, payloads);
+    for (const [index] of late) failures.delete(index);
+  }
   await store.saveOffsets(client, view, moved);
-  return { applied, skipped: batch.length - fresh.length, results, failures };
+  return { applied, skipped: batch.length - fresh.length, results, failures, late: late.length };
+}
+
+/**
+ * A late change as its side output gets it: keyed by where it was read (one row per input record,
+ * so a second delivery rewrites the same row), with the reason, the window and the watermark.
+ */
+function latePayload(plan: ViewPlan, event: ChangeEvent, error: ViewLateError, version: string): ResultPayload {
+  const key: Row = { view: plan.name, topic: event.kafka.topic, kafka_partition: event.kafka.partition, kafka_offset: event.kafka.offset };
+  const after: Row = {
+    ...key,
+    reason: error.message,
+    op: event.op,
+    event_time_ms: error.eventMs,
+    window_start: error.window.start,
+    window_end: error.window.end,
+    watermark_ms: error.watermarkMs,
+    change: jsonWithBigints(event.after ?? event.before) ?? null,
+  };
+  return { target: 'late', op: 'c', key, after, version, tsMs: event.source.tsMs ?? event.kafka.timestamp, columns: undefined };
 }
 
 async function tableDeltas(
@@ -257,15 +284,7 @@ async function loadGroups(
 ): Promise<void> {
   const missing = [...new Set(gids)].filter((g) => !groups.has(g));
   const loaded = await store.lockGroups(client, plan.name, missing);
-  for (const gid of missing) {
-    const g: StoredGroup | null = loaded.get(gid) ?? null;
-    groups.set(
-      gid,
-      g
-        ? { key: g.key, rows: g.rows, state: g.state, existed: true, touched: false, fired: g.fired }
-        : { key: {}, rows: 0, state: {}, existed: false, touched: false, fired: false },
-    );
-  }
+  for (const gid of missing) groups.set(gid, workingGroup(loaded.get(gid) ?? null));
 }
 
 async function applyDeltas(
@@ -282,6 +301,7 @@ async function applyDeltas(
     try {
       for (const c of d.minus) contribute(plan, groups.get(c.groupId)!, c, -1);
       for (const c of d.plus) contribute(plan, groups.get(c.groupId)!, c, 1);
+      for (const gid of new Set([...d.minus, ...d.plus].map((c) => c.groupId))) groups.get(gid)!.changes++;
       applied++;
     } catch (err) {
       failures.set(d.index, asCdcError(plan.name, err));
@@ -359,14 +379,79 @@ function resultRow(plan: ViewPlan, g: WorkingGroup): Row {
   return row;
 }
 
-const windowEndOf = (g: WorkingGroup): number | undefined => (typeof g.key['window_end'] === 'number' ? g.key['window_end'] : undefined);
-
 /**
- * Results of the groups this batch changed, with fresh versions, into the outbox. With emit: final
- * a window's groups are written only once the watermark has passed its end: then every group of
- * the window that has not fired yet is written (changed by this batch or not), and later changes
- * within grace write corrections; a group whose window never fired is never written, not even deleted.
+ * Which groups' results a batch writes. emit updates: every group it changed. emit final: a
+ * window's groups once the watermark has passed its end (changed by this batch or not), then
+ * corrections within grace; a group whose window never fired is never written, not even deleted.
+ * A global window: when its trigger fires; a delete of an emitted group at once.
  */
+async function emittedGroups(
+  client: pg.PoolClient,
+  store: StateStore,
+  plan: ViewPlan,
+  groups: Map<string, WorkingGroup>,
+  watermarkMs: number | null,
+): Promise<[string, WorkingGroup][]> {
+  if (plan.trigger) return fireTriggers(client, store, plan, groups, watermarkMs);
+  if (plan.time.emit !== 'final') return [...groups].filter(([, g]) => g.touched && (g.rows > 0 || g.existed));
+  if (watermarkMs !== null) {
+    for (const [gid, g] of await store.lockDueGroups(client, plan.name, watermarkMs)) {
+      if (!groups.has(gid)) groups.set(gid, workingGroup(g));
+    }
+  }
+  const due = (g: WorkingGroup) => {
+    const close = windowCloseOf(plan, g.key);
+    return close !== undefined && watermarkMs !== null && close <= watermarkMs;
+  };
+  const emitted = [...groups].filter(([, g]) => {
+    if (g.rows <= 0) return g.touched && g.fired;
+    return (g.touched || !g.fired) && due(g);
+  });
+  for (const [, g] of emitted) if (g.rows > 0) g.fired = true;
+  return emitted;
+}
+
+/** A global window's trigger: counts the changes of each group, and (time) fires once per interval of the watermark. */
+async function fireTriggers(
+  client: pg.PoolClient,
+  store: StateStore,
+  plan: ViewPlan,
+  groups: Map<string, WorkingGroup>,
+  watermarkMs: number | null,
+): Promise<[string, WorkingGroup][]> {
+  const trigger = plan.trigger!;
+  if (trigger.kind === 'time' && watermarkMs !== null) {
+    for (const [gid, g] of await store.lockPendingTriggers(client, plan.name)) if (!groups.has(gid)) groups.set(gid, workingGroup(g));
+  }
+  const emitted: [string, WorkingGroup][] = [];
+  for (const [gid, g] of groups) {
+    if (g.rows <= 0) {
+      if (g.touched && g.fired) emitted.push([gid, g]);
+      g.trigger = null;
+      continue;
+    }
+    let state = g.trigger ?? newTriggerState();
+    let fire = false;
+    for (let i = 0; i < g.changes; i++) {
+      const step = triggerOnChange(trigger, state);
+      state = step.state;
+      fire ||= step.fire;
+    }
+    if (watermarkMs !== null) {
+      const step = triggerOnTime(trigger, state, watermarkMs);
+      state = step.state;
+      fire ||= step.fire;
+    }
+    g.trigger = state;
+    if (fire) {
+      g.fired = true;
+      emitted.push([gid, g]);
+    }
+  }
+  return emitted;
+}
+
+/** Results of the groups this batch changed (see emittedGroups), with fresh versions, into the outbox. */
 async function finishGroups(
   client: pg.PoolClient,
   store: StateStore,
@@ -376,26 +461,21 @@ async function finishGroups(
   batch: readonly ChangeEvent[],
   watermarkMs: number | null,
 ): Promise<ResultPayload[]> {
-  const final = plan.time.emit === 'final';
-  if (final && watermarkMs !== null) {
-    for (const [gid, g] of await store.lockDueGroups(client, plan.name, watermarkMs)) {
-      if (!groups.has(gid)) groups.set(gid, { key: g.key, rows: g.rows, state: g.state, existed: true, touched: false, fired: false });
-    }
-  }
-  const due = (g: WorkingGroup) => {
-    const end = windowEndOf(g);
-    return end !== undefined && watermarkMs !== null && end <= watermarkMs;
-  };
-  const emitted = [...groups].filter(([, g]) => {
-    if (!final) return g.touched && (g.rows > 0 || g.existed);
-    if (g.rows <= 0) return g.touched && g.fired;
-    return (g.touched || !g.fired) && due(g);
-  });
-  for (const [, g] of emitted) if (final && g.rows > 0) g.fired = true;
+  const emitted = await emittedGroups(client, store, plan, groups, watermarkMs);
   const written = new Set(emitted.map(([, g]) => g));
   const writes: GroupWrite[] = [...groups]
     .filter(([, g]) => g.touched || !g.existed || written.has(g))
-    .map(([gid, g]) => ({ gid, key: g.key, rows: g.rows, state: g.state, windowEnd: windowEndOf(g), fired: g.fired }));
+    .map(([gid, g]) => ({
+      gid,
+      key: g.key,
+      rows: g.rows,
+      state: g.state,
+      windowEnd: windowCloseOf(plan, g.key),
+      fired: g.fired,
+      kid: g.kid,
+      windowStart: g.windowStart,
+      trigger: g.trigger,
+    }));
   await store.saveGroups(client, plan.name, writes);
   const versions = await store.nextVersions(client, emitted.length);
   const columns = plan.resultColumns(inputColumns);
@@ -410,22 +490,54 @@ async function finishGroups(
   return results;
 }
 
+/** A Debezium heartbeat of the connector writing the topics `<topicPrefix>.*`, with those partitions' end offsets fetched after it was read. */
+export interface HeartbeatTick {
+  readonly topicPrefix: string;
+  readonly tsMs: number;
+  readonly ends: ReadonlyMap<string, bigint>;
+}
+
+/**
+ * A heartbeat moves the clocks of the view's partitions of that connector: a partition applied to
+ * its end (its stored next offset at the end offset fetched after the heartbeat was read) has no
+ * change older than the heartbeat still to come, so the heartbeat counts as its time; one still
+ * behind keeps its clock (its unread changes must not become late).
+ */
+async function beatClocks(client: pg.PoolClient, store: StateStore, plan: ViewPlan, stored: ReadonlyMap<string, JsonValue>, beat: HeartbeatTick) {
+  const moved = new Map<string, PartitionClock>();
+  const mine = [...stored.keys()].filter((p) => splitPartitionKey(p).topic.startsWith(`${beat.topicPrefix}.`));
+  if (mine.length === 0) return moved;
+  const next = await store.lockOffsets(client, plan.name, mine.map(splitPartitionKey));
+  for (const p of mine) {
+    const end = beat.ends.get(p);
+    const caughtUp = end !== undefined && (next.get(p) ?? 0n) >= end;
+    const clock = stored.get(p) as unknown as PartitionClock;
+    moved.set(p, caughtUp ? setCaughtUp(heartbeat(clock, Math.floor(beat.tsMs)), true) : setCaughtUp(clock, false));
+  }
+  await store.saveClocks(client, plan.name, moved);
+  return moved;
+}
+
 /**
  * Time moves without input too: a partition read to its end and idle stops holding the watermark
- * back. Run now and then (the relay's tick): moves the watermark from the stored clocks and, with
- * emit: final, writes the windows it closed. Returns the results put in the outbox.
+ * back, and a Debezium heartbeat moves the partitions it vouches for. Run now and then (the
+ * relay's tick) and on each heartbeat: moves the watermark from the stored clocks and, with emit:
+ * final or a time trigger, writes the windows it closed. Returns the results put in the outbox.
  */
 export async function advanceTime(
   client: pg.PoolClient,
   store: StateStore,
   plan: ViewPlan,
   inputColumns: readonly ColumnSchema[] | undefined,
+  beat?: HeartbeatTick,
 ): Promise<number> {
   if (!plan.window) return 0;
   const previous = await store.watermark(client, plan.name);
-  const watermark = watermarkOf(plan, await store.clocks(client, plan.name), new Map(), previous, Date.now());
+  const stored = await store.clocks(client, plan.name);
+  const moved = beat ? await beatClocks(client, store, plan, stored, beat) : new Map<string, PartitionClock>();
+  const watermark = watermarkOf(plan, stored, moved, previous, Date.now());
   if (watermark === null) return 0;
   if (watermark !== previous) await store.saveWatermark(client, plan.name, watermark);
-  if (plan.time.emit !== 'final') return 0;
+  if (plan.time.emit !== 'final' && plan.trigger?.kind !== 'time') return 0;
   return (await finishGroups(client, store, plan, new Map(), inputColumns, [], watermark)).length;
 }

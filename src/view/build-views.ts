@@ -1,10 +1,11 @@
 import type { Logger } from 'pino';
 import pg from 'pg';
 import type { Config } from '../config/load.ts';
-import type { RouterEvents } from '../events.ts';
+import type { RouterEventMap, RouterEvents } from '../events.ts';
+import { connectGroupAdmin, type GroupAdmin } from '../consume/group-admin.ts';
 import { once, type Sink } from '../sink/sink.ts';
-import { createViewSink } from './view-sink.ts';
-import { StateStore } from './state-store.ts';
+import { createViewSink, type ViewSink } from './view-sink.ts';
+import { partitionKey, StateStore } from './state-store.ts';
 import { planView, type ViewPlan } from './view-plan.ts';
 
 export interface Views {
@@ -16,13 +17,19 @@ export interface Views {
   close(): Promise<void>;
 }
 
+/** End offsets of these topics' partitions, by partitionKey. */
+export interface EndOffsets {
+  (topics: readonly string[]): Promise<ReadonlyMap<string, bigint>>;
+  close?(): Promise<void>;
+}
+
 /**
  * The views of the config, each a sink of its input table writing its results to its output sink.
  * `wrap` gives a view the pipeline's write path around a sink (write combining, circuit breaker).
  */
 export function buildViews(
   config: Config,
-  deps: { sinks: ReadonlyMap<string, Sink>; events: RouterEvents; logger: Logger; wrap: (sink: Sink) => Sink },
+  deps: { sinks: ReadonlyMap<string, Sink>; events: RouterEvents; logger: Logger; wrap: (sink: Sink) => Sink; endOffsets?: EndOffsets },
 ): Views {
   const entries = Object.entries(config.views);
   if (entries.length === 0 || !config.state) return { byTable: new Map(), sinks: [], plans: [], close: () => Promise.resolve() };
@@ -33,14 +40,84 @@ export function buildViews(
   const byTable = new Map<string, Sink[]>();
   const sinks: Sink[] = [];
   const plans: ViewPlan[] = [];
+  const viewSinks: ViewSink[] = [];
   for (const [name, viewConfig] of entries) {
     const plan = planView(name, viewConfig);
     const output = deps.sinks.get(plan.output.sink);
     if (!output) throw new RangeError(`view ${name} names unknown sink ${plan.output.sink}`);
-    const sink = deps.wrap(createViewSink({ plan, pool, store, output, events: deps.events, logger: deps.logger }));
+    const late = plan.late ? deps.sinks.get(plan.late.sink) : undefined;
+    if (plan.late && !late) throw new RangeError(`view ${name} names unknown late sink ${plan.late.sink}`);
+    const viewSink = createViewSink({ plan, pool, store, output, late, events: deps.events, logger: deps.logger });
+    const sink = deps.wrap(viewSink);
+    if (plan.window) viewSinks.push(viewSink);
     plans.push(plan);
     sinks.push(sink);
     for (const table of plan.inputs) byTable.set(table, [...(byTable.get(table) ?? []), sink]);
   }
-  return { byTable, sinks, plans, close: once(() => pool.end()) };
+  const stopBeats = followHeartbeats(config, viewSinks, deps);
+  return {
+    byTable,
+    sinks,
+    plans,
+    close: once(async () => {
+      await stopBeats().catch((err: unknown) => deps.logger.warn({ err, component: 'view' }, 'view heartbeat admin close failed'));
+      await pool.end();
+    }),
+  };
+}
+
+/**
+ * Debezium heartbeats (topic `<heartbeat prefix>.<topic prefix>`, read when kafka.topics lists
+ * it) move the watermarks of windowed views reading that connector's topics, so an idle source
+ * does not hold windows open. End offsets are fetched after each heartbeat: only partitions
+ * applied to their end take its time. Returns the unsubscribe.
+ */
+function followHeartbeats(
+  config: Config,
+  viewSinks: readonly ViewSink[],
+  deps: { events: RouterEvents; logger: Logger; endOffsets?: EndOffsets },
+): () => Promise<void> {
+  const prefix = `${config.decode.heartbeat_topic_prefix}.`;
+  if (viewSinks.length === 0 || !(config.kafka.topics ?? []).some((t) => t.startsWith(prefix))) return () => Promise.resolve();
+  const endOffsets = deps.endOffsets ?? kafkaEndOffsets(config, deps.logger);
+  let busy: Promise<void> | undefined;
+  const onSkipped = (e: RouterEventMap['record.skipped']) => {
+    if (e.reason !== 'heartbeat' || e.heartbeatMs === undefined || !e.topic.startsWith(prefix) || busy) return;
+    const topicPrefix = e.topic.slice(prefix.length);
+    const tsMs = e.heartbeatMs;
+    const topics = (config.kafka.topics ?? []).filter((t) => t.startsWith(`${topicPrefix}.`));
+    // One heartbeat at a time: the next one carries a later time anyway.
+    busy = (async () => {
+      const ends = await endOffsets(topics);
+      for (const v of viewSinks) await v.heartbeat({ topicPrefix, tsMs, ends });
+    })()
+      .catch((err: unknown) => deps.logger.warn({ err, component: 'view', topic: e.topic }, 'view heartbeat not applied; the next one is'))
+      .finally(() => {
+        busy = undefined;
+      });
+  };
+  const off = deps.events.on('record.skipped', onSkipped);
+  return async () => {
+    off();
+    await busy;
+    await endOffsets.close?.();
+  };
+}
+
+function kafkaEndOffsets(config: Config, logger: Logger): EndOffsets {
+  let admin: Promise<GroupAdmin> | undefined;
+  const ends: EndOffsets = async (topics) => {
+    admin ??= connectGroupAdmin(config.kafka, logger).catch((err: unknown) => {
+      admin = undefined;
+      throw err;
+    });
+    const a = await admin;
+    const out = new Map<string, bigint>();
+    for (const topic of topics) for (const b of await a.bounds(topic)) out.set(partitionKey(topic, b.partition), b.high);
+    return out;
+  };
+  ends.close = async () => {
+    if (admin) await (await admin).close();
+  };
+  return ends;
 }

@@ -1,6 +1,7 @@
 import type { Row } from '../model/change-event.ts';
 import type { AggValue, AggregationKind, Aggregator, JsonValue } from './core/aggregation.ts';
 import { createAggregator, type AnyAggregator } from './core/aggregations/index.ts';
+import type { GlobalTrigger } from './core/trigger.ts';
 import type { WindowSpec } from './core/windows.ts';
 import type { ProcessDefinition, StateDecl, StateHandles } from './keyed-state.ts';
 import { durationSchema } from './view-config.ts';
@@ -20,9 +21,15 @@ import { UserStepError, type PlannedAggregation, type RowsContext, type ViewDefi
 /** Milliseconds, or text such as `500ms`, `5s`, `30m`, `1h`, `1d`. */
 export type Duration = number | `${number}${'ms' | 's' | 'm' | 'h' | 'd'}`;
 
+/** A window with time bounds: its results carry window_start and window_end. Session and sliding windows read a stream. */
 export type WindowOption =
   | { readonly tumbling: Duration }
-  | { readonly hopping: { readonly size: Duration; readonly advance: Duration } };
+  | { readonly hopping: { readonly size: Duration; readonly advance: Duration } }
+  | { readonly session: { readonly gap: Duration } }
+  | { readonly sliding: { readonly difference: Duration } };
+
+/** One result per key, emitted after every `count` changes or at most once per `every` of the watermark. */
+export type GlobalWindowOption = { readonly global: { readonly trigger: { readonly count: number } | { readonly every: Duration } } };
 
 /** One aggregation of `aggregate({...})`: its kind, the column it reads, and (custom only) its result type. */
 export interface ViewAggregation<F extends AggregationKind = AggregationKind, C extends string = string, T = unknown> {
@@ -134,6 +141,7 @@ interface Collected {
   readonly sameColumns: boolean;
   readonly groupBy: readonly string[];
   readonly window: WindowSpec | undefined;
+  readonly trigger?: GlobalTrigger | undefined;
   readonly eventTime: string | undefined;
   readonly process?: ProcessDefinition | undefined;
   readonly problems: readonly string[];
@@ -252,8 +260,14 @@ export class ViewSource<S extends object> {
 export class GroupedView<S extends object, G extends string, W extends boolean> {
   constructor(private readonly c: Collected) {}
 
-  /** Tumbling or hopping windows, aligned to the epoch as PostgreSQL's date_bin; needs eventTime for a table. */
-  windowedBy(window: WindowOption): GroupedView<S, G, true> {
+  /**
+   * Tumbling or hopping windows (aligned to the epoch as PostgreSQL's date_bin; a table needs
+   * eventTime), session or sliding windows of a stream (both ends inclusive), or a global window
+   * with a trigger (its results have no window bounds).
+   */
+  windowedBy(window: GlobalWindowOption): GroupedView<S, G, false>;
+  windowedBy(window: WindowOption): GroupedView<S, G, true>;
+  windowedBy(window: WindowOption | GlobalWindowOption): GroupedView<S, G, boolean> {
     const problems = [...this.c.problems];
     const ms = (d: Duration, what: string): number => {
       const parsed = durationSchema.safeParse(d);
@@ -261,12 +275,26 @@ export class GroupedView<S extends object, G extends string, W extends boolean> 
       problems.push(`window ${what}: ${String(d)} is not a duration (a positive integer of milliseconds, or text such as 500ms, 5s, 30m, 1h, 1d)`);
       return 1;
     };
-    const spec: WindowSpec =
-      'tumbling' in window
-        ? { kind: 'tumbling', sizeMs: ms(window.tumbling, 'tumbling') }
-        : { kind: 'hopping', sizeMs: ms(window.hopping.size, 'hopping.size'), advanceMs: ms(window.hopping.advance, 'hopping.advance') };
-    if (spec.kind === 'hopping' && spec.advanceMs > spec.sizeMs) problems.push('window hopping.advance must not exceed size');
-    return new GroupedView<S, G, true>({ ...this.c, window: spec, problems });
+    let trigger: GlobalTrigger | undefined;
+    let spec: WindowSpec;
+    if ('tumbling' in window) spec = { kind: 'tumbling', sizeMs: ms(window.tumbling, 'tumbling') };
+    else if ('hopping' in window) {
+      spec = { kind: 'hopping', sizeMs: ms(window.hopping.size, 'hopping.size'), advanceMs: ms(window.hopping.advance, 'hopping.advance') };
+      if (spec.advanceMs > spec.sizeMs) problems.push('window hopping.advance must not exceed size');
+    } else if ('session' in window) spec = { kind: 'session', gapMs: ms(window.session.gap, 'session.gap') };
+    else if ('sliding' in window) spec = { kind: 'sliding', differenceMs: ms(window.sliding.difference, 'sliding.difference') };
+    else {
+      spec = { kind: 'global' };
+      const t = window.global.trigger;
+      if ('count' in t) {
+        if (!Number.isSafeInteger(t.count) || t.count <= 0) problems.push(`window global.trigger.count: ${String(t.count)} is not a whole number > 0`);
+        trigger = { kind: 'count', every: t.count };
+      } else trigger = { kind: 'time', everyMs: ms(t.every, 'global.trigger.every') };
+    }
+    if ((spec.kind === 'session' || spec.kind === 'sliding') && this.c.mode !== 'stream') {
+      problems.push(`${spec.kind} windows read a stream: fromStream(…)`);
+    }
+    return new GroupedView<S, G, boolean>({ ...this.c, window: spec, trigger, problems });
   }
 
   /** The column of the (mapped) row holding the event time, or `commit_time` (the default; source.ts_ms). */
@@ -343,6 +371,7 @@ export class AggregatedView<R extends object> {
       groupBy: c.groupBy,
       aggregations: this.aggregations,
       window: c.window,
+      ...(c.trigger ? { trigger: c.trigger } : {}),
       eventTime: c.eventTime,
       output: { sink, table: target.table },
     };

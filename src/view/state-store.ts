@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Row } from '../model/change-event.ts';
 import type { JsonValue } from './core/aggregation.ts';
 import { ensureKeyedStateSchema, KeyedStateStore } from './keyed-state-store.ts';
+import type { TriggerState } from './core/trigger.ts';
 
 /**
  * View state in PostgreSQL: row images, group aggregates, the input offsets applied per partition,
@@ -26,8 +27,24 @@ export interface StoredGroup {
   readonly key: Row;
   readonly rows: number;
   readonly state: Record<string, JsonValue>;
-  /** emit: final: the window's result has been written (later changes within grace are corrections). */
+  /** emit: final: the window's result has been written (later changes within grace are corrections). A global window: it has been emitted. */
   readonly fired: boolean;
+  /** A global window's trigger. */
+  readonly trigger: TriggerState | null;
+}
+
+/** A session or sliding window of one key, as stored. */
+export interface StoredWindow extends StoredGroup {
+  readonly gid: string;
+  readonly kid: string;
+  readonly start: number;
+  readonly end: number;
+}
+
+/** One change of a sliding-window view, kept while a window it belongs to may still be created. */
+export interface StoredEvent {
+  readonly t: number;
+  readonly values: readonly unknown[];
 }
 
 export interface GroupWrite {
@@ -35,8 +52,13 @@ export interface GroupWrite {
   readonly key: Row;
   readonly rows: number;
   readonly state: Record<string, JsonValue>;
+  /** Where its window closes (exclusive): emit final's due groups are found by it. */
   readonly windowEnd: number | undefined;
   readonly fired: boolean;
+  /** Session and sliding windows: the key without the window, and the window's start, to find a key's windows by time. */
+  readonly kid?: string | undefined;
+  readonly windowStart?: number | undefined;
+  readonly trigger?: TriggerState | null | undefined;
 }
 
 export interface OutboxEntry {
@@ -87,6 +109,16 @@ export class StateStore {
       await client.query(`CREATE INDEX IF NOT EXISTS view_groups_due ON ${s}.view_groups (view, window_end) WHERE NOT fired`);
       await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_watermarks (view text PRIMARY KEY, watermark_ms bigint NOT NULL)`);
       await ensureKeyedStateSchema(client, s);
+      // Session and sliding windows: a key's windows by time, a lock row per key, and a sliding view's recent changes.
+      await client.query(`ALTER TABLE ${s}.view_groups ADD COLUMN IF NOT EXISTS kid text`);
+      await client.query(`ALTER TABLE ${s}.view_groups ADD COLUMN IF NOT EXISTS window_start bigint`);
+      await client.query(`ALTER TABLE ${s}.view_groups ADD COLUMN IF NOT EXISTS trigger_state jsonb`);
+      await client.query(`CREATE INDEX IF NOT EXISTS view_groups_kid ON ${s}.view_groups (view, kid, window_start) WHERE kid IS NOT NULL`);
+      await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_keys (view text NOT NULL, kid text NOT NULL, PRIMARY KEY (view, kid))`);
+      await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_events (
+        id bigserial PRIMARY KEY, view text NOT NULL, kid text NOT NULL, t bigint NOT NULL, vals jsonb NOT NULL)`);
+      await client.query(`CREATE INDEX IF NOT EXISTS view_events_kid ON ${s}.view_events (view, kid, t)`);
+      await client.query(`CREATE INDEX IF NOT EXISTS view_events_t ON ${s}.view_events (view, t)`);
       await client.query('COMMIT');
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
@@ -207,7 +239,7 @@ export class StateStore {
       [view, sorted],
     );
     const res = await client.query<GroupRow>(
-      `SELECT gid, gkey, rows, state, fired FROM ${this.s}.view_groups WHERE view = $1 AND gid = ANY($2::text[])
+      `SELECT gid, gkey, rows, state, fired, trigger_state FROM ${this.s}.view_groups WHERE view = $1 AND gid = ANY($2::text[])
        ORDER BY gid COLLATE "C" FOR UPDATE`,
       [view, sorted],
     );
@@ -217,9 +249,96 @@ export class StateStore {
   /** emit: final: groups of windows that ended by the watermark and have not fired, locked (others' locked ones are theirs). */
   async lockDueGroups(client: pg.PoolClient, view: string, watermarkMs: number): Promise<Map<string, StoredGroup>> {
     const res = await client.query<GroupRow>(
-      `SELECT gid, gkey, rows, state, fired FROM ${this.s}.view_groups
+      `SELECT gid, gkey, rows, state, fired, trigger_state FROM ${this.s}.view_groups
        WHERE view = $1 AND NOT fired AND window_end <= $2 AND rows > 0 ORDER BY gid COLLATE "C" FOR UPDATE SKIP LOCKED`,
       [view, watermarkMs],
+    );
+    const out = new Map<string, StoredGroup>();
+    for (const r of res.rows) {
+      const g = storedGroup(r);
+      if (g) out.set(r.gid, g);
+    }
+    return out;
+  }
+
+  /**
+   * Locks one row per key (sorted; created when new) for session and sliding windows: a key's
+   * windows are found by time, not by id, so two transactions adding to one key must take turns.
+   */
+  async lockKeys(client: pg.PoolClient, view: string, kids: readonly string[]): Promise<void> {
+    const sorted = [...new Set(kids)].sort();
+    if (sorted.length === 0) return;
+    await client.query(`INSERT INTO ${this.s}.view_keys (view, kid) SELECT $1, k FROM unnest($2::text[]) AS u(k) ON CONFLICT DO NOTHING`, [view, sorted]);
+    await client.query(`SELECT kid FROM ${this.s}.view_keys WHERE view = $1 AND kid = ANY($2::text[]) ORDER BY kid COLLATE "C" FOR UPDATE`, [view, sorted]);
+  }
+
+  /** The live windows of these keys overlapping [from, to] (both inclusive), locked; their keys must be locked (lockKeys). */
+  async lockWindowsOf(
+    client: pg.PoolClient,
+    view: string,
+    ranges: readonly { readonly kid: string; readonly from: number; readonly to: number }[],
+  ): Promise<StoredWindow[]> {
+    if (ranges.length === 0) return [];
+    const res = await client.query<GroupRow & { kid: string; ws: string; we: string }>(
+      `SELECT g.gid, g.kid, g.gkey, g.rows, g.state, g.fired, g.trigger_state, g.window_start::text AS ws, (g.gkey->>'window_end') AS we
+       FROM ${this.s}.view_groups g JOIN unnest($2::text[], $3::bigint[], $4::bigint[]) AS u(kid, f, t)
+         ON g.view = $1 AND g.kid = u.kid AND g.rows > 0 AND g.window_start <= u.t AND (g.gkey->>'window_end')::bigint >= u.f
+       ORDER BY g.gid COLLATE "C" FOR UPDATE OF g`,
+      [view, ranges.map((r) => r.kid), ranges.map((r) => r.from), ranges.map((r) => r.to)],
+    );
+    const out: StoredWindow[] = [];
+    const seen = new Set<string>();
+    for (const r of res.rows) {
+      const g = storedGroup(r);
+      if (!g || seen.has(r.gid)) continue;
+      seen.add(r.gid);
+      out.push({ ...g, gid: r.gid, kid: r.kid, start: Number(r.ws), end: Number(r.we) });
+    }
+    return out;
+  }
+
+  /** A sliding view's stored changes of these keys with times in [from, to]; ascending by time. */
+  async events(
+    client: pg.PoolClient,
+    view: string,
+    ranges: readonly { readonly kid: string; readonly from: number; readonly to: number }[],
+  ): Promise<Map<string, StoredEvent[]>> {
+    const out = new Map<string, StoredEvent[]>();
+    if (ranges.length === 0) return out;
+    const res = await client.query<{ kid: string; t: string; vals: unknown[] }>(
+      `SELECT DISTINCT e.id, e.kid, e.t::text AS t, e.vals FROM ${this.s}.view_events e JOIN unnest($2::text[], $3::bigint[], $4::bigint[]) AS u(kid, f, t)
+         ON e.view = $1 AND e.kid = u.kid AND e.t BETWEEN u.f AND u.t
+       ORDER BY e.kid, t, e.id`,
+      [view, ranges.map((r) => r.kid), ranges.map((r) => r.from), ranges.map((r) => r.to)],
+    );
+    for (const r of res.rows) {
+      const list = out.get(r.kid) ?? [];
+      list.push({ t: Number(r.t), values: r.vals });
+      out.set(r.kid, list);
+    }
+    for (const list of out.values()) list.sort((a, b) => a.t - b.t);
+    return out;
+  }
+
+  async addEvents(client: pg.PoolClient, view: string, events: readonly { readonly kid: string; readonly t: number; readonly values: readonly unknown[] }[]): Promise<void> {
+    if (events.length === 0) return;
+    await client.query(
+      `INSERT INTO ${this.s}.view_events (view, kid, t, vals) SELECT $1, k, t, v::jsonb FROM unnest($2::text[], $3::bigint[], $4::text[]) AS u(k, t, v)`,
+      [view, events.map((e) => e.kid), events.map((e) => e.t), events.map((e) => toJson(e.values))],
+    );
+  }
+
+  /** Drops a sliding view's changes older than any window that may still take a change. */
+  async pruneEvents(client: pg.PoolClient, view: string, beforeMs: number): Promise<void> {
+    await client.query(`DELETE FROM ${this.s}.view_events WHERE view = $1 AND t < $2`, [view, beforeMs]);
+  }
+
+  /** A global window with a time trigger: groups with changes not yet emitted, locked (others' locked ones are theirs). */
+  async lockPendingTriggers(client: pg.PoolClient, view: string): Promise<Map<string, StoredGroup>> {
+    const res = await client.query<GroupRow>(
+      `SELECT gid, gkey, rows, state, fired, trigger_state FROM ${this.s}.view_groups
+       WHERE view = $1 AND (trigger_state->>'pending')::int > 0 ORDER BY gid COLLATE "C" FOR UPDATE SKIP LOCKED`,
+      [view],
     );
     const out = new Map<string, StoredGroup>();
     for (const r of res.rows) {
@@ -267,11 +386,13 @@ export class StateStore {
    * it would let a transaction waiting on its lock find no row and lose its contributions.
    */
   async saveGroups(client: pg.PoolClient, view: string, groups: readonly GroupWrite[]): Promise<void> {
-    const live = groups.map((g) => (g.rows > 0 ? g : { ...g, rows: 0, state: {}, fired: false }));
+    const live = groups.map((g) => (g.rows > 0 ? g : { ...g, rows: 0, state: {}, fired: false, trigger: null }));
     if (live.length > 0) {
       await client.query(
-        `UPDATE ${this.s}.view_groups v SET gkey = u.k::jsonb, rows = u.n, state = u.s::jsonb, window_end = u.e, fired = u.f
-         FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::boolean[]) AS u(g, k, n, s, e, f)
+        `UPDATE ${this.s}.view_groups v SET gkey = u.k::jsonb, rows = u.n, state = u.s::jsonb, window_end = u.e, fired = u.f,
+           kid = COALESCE(u.kid, v.kid), window_start = COALESCE(u.ws, v.window_start), trigger_state = u.tr::jsonb
+         FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::boolean[], $8::text[], $9::bigint[], $10::text[])
+           AS u(g, k, n, s, e, f, kid, ws, tr)
          WHERE v.view = $1 AND v.gid = u.g`,
         [
           view,
@@ -281,6 +402,9 @@ export class StateStore {
           live.map((g) => toJson(g.state)),
           live.map((g) => g.windowEnd ?? null),
           live.map((g) => g.fired),
+          live.map((g) => g.kid ?? null),
+          live.map((g) => g.windowStart ?? null),
+          live.map((g) => (g.trigger ? toJson(g.trigger) : null)),
         ],
       );
     }
@@ -332,7 +456,7 @@ export class StateStore {
       view,
       keys.map((k, i) => ({ op: 'd', key: Object.fromEntries(keyColumns.map((c) => [c, k[c] ?? null])), after: null, version: versions[i]!.toString(), tsMs: now, columns: undefined })),
     );
-    for (const t of ['view_offsets', 'view_rows', 'view_groups', 'view_truncates', 'view_watermarks']) {
+    for (const t of ['view_offsets', 'view_rows', 'view_groups', 'view_truncates', 'view_watermarks', 'view_keys', 'view_events']) {
       await client.query(`DELETE FROM ${this.s}.${t} WHERE view = $1`, [view]);
     }
     // A merged view keeps a truncate position per input table (view@table).
@@ -367,10 +491,13 @@ interface GroupRow {
   readonly rows: string;
   readonly state: Record<string, JsonValue>;
   readonly fired: boolean;
+  readonly trigger_state: TriggerState | null;
 }
 
 function storedGroup(r: GroupRow): StoredGroup | null {
-  return r.gkey === null || Number(r.rows) === 0 ? null : { key: r.gkey, rows: Number(r.rows), state: r.state, fired: r.fired };
+  return r.gkey === null || Number(r.rows) === 0
+    ? null
+    : { key: r.gkey, rows: Number(r.rows), state: r.state, fired: r.fired, trigger: r.trigger_state ?? null };
 }
 
 export interface ViewSummary {
@@ -389,7 +516,7 @@ export function partitionKey(topic: string, partition: number): string {
   return `${topic}\u0000${partition}`;
 }
 
-function splitPartitionKey(key: string): { topic: string; partition: number } {
+export function splitPartitionKey(key: string): { topic: string; partition: number } {
   const i = key.lastIndexOf('\u0000');
   return { topic: key.slice(0, i), partition: Number(key.slice(i + 1)) };
 }

@@ -51,10 +51,29 @@ const whereSchema = z
     message: 'where needs one of equals, not_equals, in',
   });
 
+const triggerSchema = z.union([
+  z.object({ count: z.number().int().positive().describe('emit after every N changes of a key') }).strict(),
+  z.object({ every: durationSchema.describe('emit at most once per interval of the watermark, when something changed') }).strict(),
+]);
+
 const windowSchema = z.union([
   z.object({ tumbling: durationSchema.describe('window size') }).strict(),
   z.object({ hopping: z.object({ size: durationSchema, advance: durationSchema }).strict() }).strict(),
+  z.object({ session: z.object({ gap: durationSchema.describe('inactivity gap') }).strict() }).strict(),
+  z.object({ sliding: z.object({ difference: durationSchema.describe('largest time difference of two changes in one window') }).strict() }).strict(),
+  z.object({ global: z.object({ trigger: triggerSchema }).strict() }).strict(),
 ]);
+
+const lateSchema = z
+  .object({
+    sink: z.string().min(1).describe('a sink declared under `sinks`: late changes are written to it as change events carrying the reason'),
+    table: z
+      .string()
+      .regex(/^[^.\s]+\.[^.\s]+$/, 'expected <schema>.<table>')
+      .optional()
+      .describe('table id of the late changes (default: the results table with `_late` appended)'),
+  })
+  .strict();
 
 export const viewSchema = z
   .object({
@@ -70,7 +89,11 @@ export const viewSchema = z
       .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a result column name'), aggregationSchema)
       .refine((r) => Object.keys(r).length > 0, 'at least one aggregation')
       .describe('result column -> { fn, column }'),
-    window: windowSchema.optional().describe('{ tumbling: 1h } or { hopping: { size: 30s, advance: 5s } } (default none)'),
+    window: windowSchema
+      .optional()
+      .describe(
+        '{ tumbling: 1h }, { hopping: { size: 30s, advance: 5s } }, { session: { gap: 5m } }, { sliding: { difference: 10s } } or { global: { trigger: { count: 100 } | { every: 1m } } } (default none)',
+      ),
     event_time: z
       .string()
       .min(1)
@@ -85,8 +108,11 @@ export const viewSchema = z
     grace: durationSchema
       .optional()
       .describe(
-        'allowed lateness: a window takes changes until the watermark passes its end plus this; later ones go to the dead-letter queue (default: never closed with emit updates, 0 with emit final)',
+        'allowed lateness: a window takes changes until the watermark passes its end plus this; later ones go to `late` (default the dead-letter queue; grace default: never closed with emit updates, 0 with emit final)',
       ),
+    late: lateSchema
+      .optional()
+      .describe('where changes later than the watermark minus grace go (default: the dead-letter queue, stage view)'),
     emit: z
       .enum(['updates', 'final'])
       .default('updates')
@@ -116,6 +142,13 @@ export const viewSchema = z
     if (v.window && 'hopping' in v.window && v.window.hopping.advance > v.window.hopping.size) {
       ctx.addIssue({ code: 'custom', path: ['window', 'hopping', 'advance'], message: 'must not exceed size' });
     }
+    if (v.window && ('session' in v.window || 'sliding' in v.window) && !('stream' in v.from)) {
+      ctx.addIssue({ code: 'custom', path: ['window'], message: 'session and sliding windows read a stream: from: { stream: <id> }' });
+    }
+    if (v.window && 'global' in v.window && (v.emit === 'final' || v.grace !== undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['window', 'global'], message: 'a global window never closes: its trigger says when it emits (no emit: final, no grace)' });
+    }
+    if (v.late && !v.window) ctx.addIssue({ code: 'custom', path: ['late'], message: 'late needs a window' });
     for (const name of Object.keys(v.aggregations)) {
       if (v.group_by.includes(name) || ['window_start', 'window_end', 'view'].includes(name)) {
         ctx.addIssue({ code: 'custom', path: ['aggregations', name], message: 'collides with a key column of the result' });

@@ -2,9 +2,10 @@ import { isUnavailable, type ChangeEvent, type ColumnSchema, type Row, type Tabl
 import { jsonWithBigints } from '../model/serialize.ts';
 import type { AggregationKind } from './core/aggregation.ts';
 import { createAggregator, type AnyAggregator } from './core/aggregations/index.ts';
-import { ViewInputError } from './core/errors.ts';
+import { ViewInputError, ViewSpecError } from './core/errors.ts';
 import { eventTimeMs } from './core/event-time.ts';
-import { assignWindows, type TimeWindow, type WindowSpec } from './core/windows.ts';
+import { validateTrigger, type GlobalTrigger } from './core/trigger.ts';
+import { assignWindows, GLOBAL_WINDOW, lastEventMs, validateWindowSpec, type TimeWindow, type WindowSpec } from './core/windows.ts';
 import type { ViewConfig } from './view-config.ts';
 import type { ProcessDefinition } from './keyed-state.ts';
 
@@ -63,7 +64,14 @@ export interface ViewDefinition {
   /** Watermark, lateness and emit mode; default: no out-of-orderness, idle after 60 s, emit updates and windows that never close. */
   readonly time?: Partial<ViewPlan['time']> | undefined;
   readonly output: { readonly sink: string; readonly table: string };
+  /** A global window's trigger (required with one). */
+  readonly trigger?: GlobalTrigger | undefined;
+  /** Where late changes go; undefined: the dead-letter queue. */
+  readonly late?: { readonly sink: string; readonly table: string } | undefined;
 }
+
+/** Windows whose bounds depend on the key's other changes: the runtime assigns them from stored state (keyed-windows.ts). */
+export const KEYED_WINDOW_KINDS: ReadonlySet<WindowSpec['kind']> = new Set(['session', 'sliding']);
 
 /** One row's share in one group (and window): the values each aggregation adds or retracts. */
 export interface Contribution {
@@ -75,6 +83,8 @@ export interface Contribution {
   readonly values: readonly unknown[];
   /** The (mapped) row it comes from: what a process operator is given. */
   readonly row?: Readonly<Row>;
+  /** Session and sliding windows: the event time; the window is assigned from the key's stored windows. */
+  readonly eventMs?: number | undefined;
 }
 
 /** A view compiled once at startup from its config (or the TypeScript API). */
@@ -98,6 +108,8 @@ export interface ViewPlan {
   /** The event time of an image (epoch ms), undefined when the view has no window or the time is missing. */
   eventTimeOf(image: Readonly<Row>): number | undefined;
   readonly output: { readonly sink: string; readonly table: TableId };
+  readonly trigger: GlobalTrigger | undefined;
+  readonly late: { readonly sink: string; readonly table: TableId } | undefined;
   /** The row as the view stores it: its columns only, unchanged TOAST values taken from `previous`. */
   image(event: ChangeEvent, row: Readonly<Row>, previous: Readonly<Row> | null): Row;
   /** `observe`: the rows are being added or retracted (peek sees it); omitted when only read. */
@@ -138,8 +150,22 @@ function compileWhere(where: NonNullable<ViewConfig['where']>): (row: Readonly<R
 function windowSpec(config: ViewConfig['window']): WindowSpec | undefined {
   if (!config) return undefined;
   if ('tumbling' in config) return { kind: 'tumbling', sizeMs: config.tumbling };
-  return { kind: 'hopping', sizeMs: config.hopping.size, advanceMs: config.hopping.advance };
+  if ('hopping' in config) return { kind: 'hopping', sizeMs: config.hopping.size, advanceMs: config.hopping.advance };
+  if ('session' in config) return { kind: 'session', gapMs: config.session.gap };
+  if ('sliding' in config) return { kind: 'sliding', differenceMs: config.sliding.difference };
+  return { kind: 'global' };
 }
+
+function triggerOf(config: ViewConfig['window']): GlobalTrigger | undefined {
+  if (!config || !('global' in config)) return undefined;
+  const t = config.global.trigger;
+  return 'count' in t ? { kind: 'count', every: t.count } : { kind: 'time', everyMs: t.every };
+}
+
+const tableId = (id: string): TableId => {
+  const [schema, table] = id.split('.') as [string, string];
+  return { id, db: undefined, schema, table };
+};
 
 const INT64: ColumnSchema = { name: '', type: 'int64', semantic: undefined, optional: false, parameters: undefined, items: undefined };
 const DOUBLE: ColumnSchema = { ...INT64, type: 'double', optional: true };
@@ -184,12 +210,15 @@ export function definitionFromConfig(config: ViewConfig): ViewDefinition {
     eventTime: config.event_time === 'commit_time' ? undefined : config.event_time,
     time: { outOfOrdernessMs: config.out_of_orderness ?? 0, idleTimeoutMs: config.idle_timeout, graceMs: config.grace, emit: config.emit },
     output: config.to,
+    trigger: triggerOf(config.window),
+    late: config.late ? { sink: config.late.sink, table: config.late.table ?? `${config.to.table}_late` } : undefined,
   };
 }
 
 export function planView(name: string, view: ViewConfig | ViewDefinition): ViewPlan {
   const def = 'from' in view ? definitionFromConfig(view) : view;
   const { mode, input, eventTime, window, filter, rows, groupBy, aggregations } = def;
+  checkWindow(name, def);
   const inputs = [...new Set([input, ...(def.inputs ?? [])])];
   const merged = inputs.length > 1;
   const wholeRow = def.reads === undefined;
@@ -203,8 +232,12 @@ export function planView(name: string, view: ViewConfig | ViewDefinition): ViewP
           ...(window ? [eventTime ?? COMMIT_TIME_COLUMN] : []),
         ]),
       ];
-  const [schema, table] = def.output.table.split('.') as [string, string];
-  const output: ViewPlan['output'] = { sink: def.output.sink, table: { id: def.output.table, db: undefined, schema, table } };
+  const output: ViewPlan['output'] = { sink: def.output.sink, table: tableId(def.output.table) };
+  const late: ViewPlan['late'] = def.late ? { sink: def.late.sink, table: tableId(def.late.table) } : undefined;
+  const global = window?.kind === 'global';
+  const keyed = window !== undefined && KEYED_WINDOW_KINDS.has(window.kind);
+  /** The result carries window bounds: every window but the global one. */
+  const bounded = window !== undefined && !global;
 
   function image(event: ChangeEvent, row: Readonly<Row>, previous: Readonly<Row> | null): Row {
     const out: Row = {};
@@ -247,7 +280,7 @@ export function planView(name: string, view: ViewConfig | ViewDefinition): ViewP
 
   function rowContributions(img: Readonly<Row>, row: Readonly<Row>): Contribution[] {
     // A view with neither groups nor a window has one result row: keyed by the view's name, as sinks need a key.
-    const key: Row = groupBy.length === 0 && !window ? { view: name } : {};
+    const key: Row = groupBy.length === 0 && !bounded ? { view: name } : {};
     for (const g of groupBy) key[g] = normalize(row[g]);
     const values = aggregations.map((a) => (a.column !== undefined ? row[a.column] : a.fn === 'custom' ? row : null));
     // Only a process is given the row.
@@ -259,6 +292,8 @@ export function planView(name: string, view: ViewConfig | ViewDefinition): ViewP
       const column = eventTime ?? COMMIT_TIME_COLUMN;
       throw new ViewInputError('VIEW_NOT_A_TIME', `view ${name}: event time column ${column} holds ${jsonWithBigints(time) ?? 'nothing'}, not a time`);
     }
+    if (global) return [{ groupId: jsonWithBigints(Object.values(key)), groupKey: key, values, window: GLOBAL_WINDOW }];
+    if (keyed) return [{ groupId: jsonWithBigints(Object.values(key)), groupKey: key, values, eventMs: Math.floor(t) }];
     return assignWindows(window, t).map((w) => {
       const groupKey = { ...key, window_start: w.start, window_end: w.end };
       return { groupId: jsonWithBigints(Object.values(groupKey)), groupKey, values, window: w, ...given };
@@ -270,8 +305,8 @@ export function planView(name: string, view: ViewConfig | ViewDefinition): ViewP
     if (!inputColumns || (rows && !rows.sameColumns) || def.process || aggregations.some((a) => a.fn === 'custom')) return undefined;
     const byName = new Map(inputColumns.map((c) => [c.name, c]));
     const keyCols = groupBy.map((g) => ({ ...(byName.get(g) ?? { ...INT64, type: 'string' }), name: g, optional: false }));
-    if (groupBy.length === 0 && !window) keyCols.push({ ...INT64, type: 'string', name: 'view' });
-    const windowCols = window ? [{ ...INT64, name: 'window_start' }, { ...INT64, name: 'window_end' }] : [];
+    if (groupBy.length === 0 && !bounded) keyCols.push({ ...INT64, type: 'string', name: 'view' });
+    const windowCols = bounded ? [{ ...INT64, name: 'window_start' }, { ...INT64, name: 'window_end' }] : [];
     return [
       ...keyCols,
       ...windowCols,
@@ -292,9 +327,36 @@ export function planView(name: string, view: ViewConfig | ViewDefinition): ViewP
     const times = rowsOf(img, undefined).flatMap((row) => eventTimeMs(timeValueOf(img, row)) ?? []);
     return times.length === 0 ? undefined : Math.max(...times);
   };
-  const keyColumns = [...groupBy, ...(window ? ['window_start', 'window_end'] : []), ...(groupBy.length === 0 && !window ? ['view'] : [])];
+  const keyColumns = [...groupBy, ...(bounded ? ['window_start', 'window_end'] : []), ...(groupBy.length === 0 && !bounded ? ['view'] : [])];
   const process = def.process;
-  return { name, input, inputs, mode, columns, groupBy, keyColumns, aggregations, window, eventTime, process, time, eventTimeOf, output, image, contributions, resultColumns };
+  const trigger = def.trigger;
+  return {
+    name,
+    input,
+    inputs,
+    mode,
+    columns,
+    groupBy,
+    keyColumns,
+    aggregations,
+    window,
+    eventTime,
+    process,
+    time,
+    eventTimeOf,
+    output,
+    trigger,
+    late,
+    image,
+    contributions,
+    resultColumns,
+  };
+}
+
+/** Where a result's window closes (exclusive, epoch ms), from its key; undefined without time bounds (no window, or the global one). */
+export function windowCloseOf(plan: ViewPlan, key: Readonly<Row>): number | undefined {
+  const end = key['window_end'];
+  return plan.window && plan.window.kind !== 'global' && typeof end === 'number' ? lastEventMs({ start: end, end }, plan.window.kind) + 1 : undefined;
 }
 
 /** A stored image's key: the primary key, with the table in front for a merged view (two tables' keys may be equal). */
@@ -325,4 +387,20 @@ export function userCall<T>(view: string, step: string, fn: () => T): T {
     const [which, cause] = err instanceof UserStepError ? [err.step, err.thrown] : [step, err];
     throw new ViewInputError('VIEW_FUNCTION_FAILED', `view ${view}: its ${which} function threw: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
   }
+}
+
+/** What the config schema and the DSL check already, again for definitions built by hand: a plan that cannot run is refused at startup. */
+function checkWindow(name: string, def: ViewDefinition): void {
+  const kind = def.window?.kind;
+  if (kind === 'global' && !def.trigger) throw new ViewSpecError(`view ${name}: a global window needs a trigger`);
+  if (kind !== 'global' && def.trigger) throw new ViewSpecError(`view ${name}: a trigger needs a global window`);
+  if ((kind === 'session' || kind === 'sliding') && def.mode !== 'stream') throw new ViewSpecError(`view ${name}: ${kind} windows read a stream`);
+  if (def.late && !def.window) throw new ViewSpecError(`view ${name}: late needs a window`);
+  if (kind === 'session') {
+    for (const a of def.aggregations) {
+      if (!a.aggregator.merge) throw new ViewSpecError(`view ${name}: aggregation ${a.name} has no merge, which session windows need to join two sessions`);
+    }
+  }
+  if (def.window) validateWindowSpec(def.window);
+  if (def.trigger) validateTrigger(def.trigger);
 }

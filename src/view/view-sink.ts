@@ -5,7 +5,7 @@ import type { RouterEvents } from '../events.ts';
 import type { ChangeEvent, ColumnSchema } from '../model/change-event.ts';
 import { position } from '../model/position.ts';
 import { OK, once, type Sink, type SinkResult } from '../sink/sink.ts';
-import { advanceTime, applyBatch, type ResultPayload } from './apply-batch.ts';
+import { advanceTime, applyBatch, type HeartbeatTick, type ResultPayload } from './apply-batch.ts';
 import type { StateStore } from './state-store.ts';
 import type { ViewPlan } from './view-plan.ts';
 
@@ -20,19 +20,26 @@ export interface ViewSinkDeps {
   readonly store: StateStore;
   /** The output sink, as the pipeline built it (write combining, circuit breaker). */
   readonly output: Sink;
+  /** The sink of late changes (`late.sink`); without one they are dead-lettered. */
+  readonly late?: Sink | undefined;
   readonly events: RouterEvents;
   readonly logger: Logger;
 }
 
-/** A result as a change event of the view's output table; its version is its position. */
+/** The key of a late change in its side output: where it was read. */
+export const LATE_KEY_COLUMNS = ['view', 'topic', 'kafka_partition', 'kafka_offset'] as const;
+
+/** A result as a change event of the view's output table (or its late table); its version is its position. */
 export function resultEvent(plan: ViewPlan, p: ResultPayload): ChangeEvent {
-  const table = plan.output.table;
+  const late = p.target === 'late';
+  const table = late && plan.late ? plan.late.table : plan.output.table;
+  const keyColumns: readonly string[] = late ? LATE_KEY_COLUMNS : plan.keyColumns;
   return {
     kind: 'change',
     op: p.op,
     table,
     // Sinks build row ids from the key's values in order; jsonb (the outbox) keeps its own member order.
-    key: Object.fromEntries(plan.keyColumns.map((c) => [c, p.key[c] ?? null])),
+    key: Object.fromEntries(keyColumns.map((c) => [c, p.key[c] ?? null])),
     before: null,
     after: p.after,
     source: {
@@ -68,7 +75,12 @@ function sinkError(name: string, err: unknown): SinkError {
  * the output sink. A crash after the commit leaves the results in the outbox: the next write, or the
  * relay of any instance, delivers them; the output's stale-write guard makes a second delivery harmless.
  */
-export function createViewSink(deps: ViewSinkDeps): Sink {
+export interface ViewSink extends Sink {
+  /** A Debezium heartbeat: moves the clocks of the partitions it vouches for, then the watermark (see advanceTime). */
+  heartbeat(beat: HeartbeatTick): Promise<void>;
+}
+
+export function createViewSink(deps: ViewSinkDeps): ViewSink {
   const { plan, pool, store, output, events } = deps;
   const name = `view:${plan.name}`;
   const log = deps.logger.child({ component: 'view', view: plan.name });
@@ -99,15 +111,12 @@ export function createViewSink(deps: ViewSinkDeps): Sink {
       const more = await inTransaction(async (client) => {
         const entries = await store.claimOutbox(client, plan.name, DELIVER_CHUNK);
         if (entries.length === 0) return false;
-        const results = await output.write(entries.map((e) => resultEvent(plan, e.payload as ResultPayload)));
-        const retry = results.find((r): r is Extract<SinkResult, { ok: false }> => !r.ok && r.error.retriable);
-        if (retry) throw retry.error;
-        results.forEach((r, i) => {
-          if (r.ok) return;
-          // Refused for good by the output (a mapping conflict, say): loud, counted, and out of the outbox.
-          log.error({ sink: output.name, result: entries[i]!.payload, err: r.error }, 'view result refused by its output sink');
-          events.emit('view.result-failed', { view: plan.name, sink: output.name, error: r.error });
-        });
+        const payloads = entries.map((e) => e.payload as ResultPayload);
+        for (const target of [output, deps.late]) {
+          if (!target) continue;
+          const mine = payloads.filter((p) => (p.target === 'late') === (target === deps.late));
+          if (mine.length > 0) await deliverTo(target, mine);
+        }
         await store.deleteOutbox(
           client,
           entries.map((e) => e.id),
@@ -117,6 +126,19 @@ export function createViewSink(deps: ViewSinkDeps): Sink {
       });
       if (!more) return;
     }
+  }
+
+  /** One sink's share of a claimed chunk; a retriable failure rolls the claim back (delivered again later, harmlessly). */
+  async function deliverTo(target: Sink, payloads: readonly ResultPayload[]): Promise<void> {
+    const results = await target.write(payloads.map((p) => resultEvent(plan, p)));
+    const retry = results.find((r): r is Extract<SinkResult, { ok: false }> => !r.ok && r.error.retriable);
+    if (retry) throw retry.error;
+    results.forEach((r, i) => {
+      if (r.ok) return;
+      // Refused for good by the sink (a mapping conflict, say): loud, counted, and out of the outbox.
+      log.error({ sink: target.name, result: payloads[i], err: r.error }, 'view result refused by its output sink');
+      events.emit('view.result-failed', { view: plan.name, sink: target.name, error: r.error });
+    });
   }
 
   function deliver(): Promise<void> {
@@ -135,6 +157,7 @@ export function createViewSink(deps: ViewSinkDeps): Sink {
       applied: outcome.applied,
       skipped: outcome.skipped,
       failed: outcome.failures.size,
+      late: outcome.late,
       results: outcome.results.length,
       durationMs: performance.now() - t0,
     });
@@ -166,6 +189,11 @@ export function createViewSink(deps: ViewSinkDeps): Sink {
       relay.unref();
     },
     write,
+    async heartbeat(beat) {
+      if (!plan.window) return;
+      await inTransaction((client) => advanceTime(client, store, plan, inputColumns, beat));
+      await deliver();
+    },
     close: once(async () => {
       if (relay) clearInterval(relay);
       await draining?.catch(() => undefined);
