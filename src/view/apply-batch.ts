@@ -102,15 +102,30 @@ export async function applyBatch(
         : await applyDeltas(client, store, plan, deltas, groups, failures);
   }
   // Segments end at truncates: a truncate retracts every row stored before it, including rows this batch changed.
+  // A process function can throw: there a segment also ends before a row's second change, so that change
+  // retracts the image the first one left only when the first was applied.
   let start = 0;
+  let segmentRows = new Set<string>();
   for (let i = 0; i <= fresh.length && plan.mode === 'table'; i++) {
     const item = fresh[i];
-    if (item !== undefined && item.event.op !== 't') continue;
+    const pk = item?.event.key ? rowKeyOf(plan, item.event, keyString(item.event.key)) : undefined;
+    const repeat = keyed !== undefined && pk !== undefined && segmentRows.has(pk);
+    if (item !== undefined && item.event.op !== 't' && !repeat) {
+      if (pk !== undefined) segmentRows.add(pk);
+      continue;
+    }
     const segment = fresh.slice(start, i);
-    const deltas = await tableDeltas(client, store, plan, segment, failures, held, watermark);
+    const { deltas, rows } = await tableDeltas(client, store, plan, segment, failures, held, watermark);
     applied += keyed
       ? await keyed.apply(deltas, (index) => batch[index]!, failures)
       : await applyDeltas(client, store, plan, deltas, groups, failures);
+    // A change whose apply failed leaves its row's image and position as they were.
+    await store.saveRows(client, plan.name, new Map([...rows].filter(([, r]) => !failures.has(r.index)).map(([k, r]) => [k, r.row])));
+    segmentRows = new Set(repeat ? [pk!] : []);
+    if (repeat) {
+      start = i;
+      continue;
+    }
     if (item !== undefined && !held.has(partitionOf(item.event))) {
       applied += await truncate(client, store, plan, item, groups, keyed, failures);
     }
@@ -174,8 +189,9 @@ async function tableDeltas(
   failures: Map<number, CdcError>,
   held: Held,
   watermark: number | null,
-): Promise<Delta[]> {
-  if (segment.length === 0) return [];
+): Promise<{ deltas: Delta[]; rows: Map<string, { row: StoredRow; index: number }> }> {
+  const written = new Map<string, { row: StoredRow; index: number }>();
+  if (segment.length === 0) return { deltas: [], rows: written };
   const rows = await store.lockRows(
     client,
     plan.name,
@@ -185,7 +201,7 @@ async function tableDeltas(
   for (const table of new Set(segment.map((s) => s.event.table.id))) {
     truncates.set(table, await store.truncatePosition(client, truncateScope(plan, table)));
   }
-  const changed = new Map<string, StoredRow>();
+  const changed = (pk: string) => written.get(pk)?.row ?? rows.get(pk);
   const deltas: Delta[] = [];
   for (const { index, event } of segment) {
     if (held.has(partitionOf(event))) continue;
@@ -195,13 +211,13 @@ async function tableDeltas(
       }
       const pk = rowKeyOf(plan, event, keyString(event.key));
       const pos = encodePosition(event.position);
-      const stored = changed.get(pk) ?? rows.get(pk) ?? { pos: null, image: null };
+      const stored = changed(pk) ?? { pos: null, image: null };
       const truncatedAt = truncates.get(event.table.id) ?? null;
       if ((stored.pos !== null && stored.pos >= pos) || (truncatedAt !== null && truncatedAt >= pos)) continue;
       const row = event.op === 'd' ? null : event.after;
       let previous = stored.image;
       if (previous === null && row !== null && event.keyChange === 'new' && Object.values(row).some(isUnavailable)) {
-        previous = await oldKeyImage(client, store, plan, segment, (k) => changed.get(k) ?? rows.get(k), pos);
+        previous = await oldKeyImage(client, store, plan, segment, changed, pos);
       }
       const image = row === null ? null : plan.image(event, row, previous);
       const minus = stored.image === null ? [] : plan.contributions(stored.image, 'retract');
@@ -209,15 +225,15 @@ async function tableDeltas(
       validate(plan, plus);
       rejectLate(plan, [...minus, ...plus], watermark, changeTimeMs(plan, event));
       // The old key of a primary-key change keeps its image (an empty one when it had none) for the new key's create.
-      changed.set(pk, { pos, image, moved: event.keyChange === 'old' ? (stored.image ?? {}) : null });
+      written.set(pk, { row: { pos, image, moved: event.keyChange === 'old' ? (stored.image ?? {}) : null }, index });
       deltas.push({ index, minus, plus });
     } catch (err) {
       if (err instanceof CdcError && err.retriable) held.set(partitionOf(event), { offset: BigInt(event.kafka.offset), error: err });
       else failures.set(index, asCdcError(plan.name, err));
     }
   }
-  await store.saveRows(client, plan.name, changed);
-  return deltas;
+  // Saved by the caller once the deltas are applied, without the rows of changes that failed there.
+  return { deltas, rows: written };
 }
 
 /**
