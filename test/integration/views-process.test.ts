@@ -327,12 +327,15 @@ describe('process views with keyed state', () => {
     const definition = fromTable<Order>('public.orders')
       .groupBy('customer')
       .process({
-        state: { total: valueState<number>() },
+        state: { total: valueState<number>(), orders: valueState<number>() },
         apply(order, ctx) {
           if (ctx.change === 'add' && order.amount < 0) throw new Error('negative amount');
-          const total = (ctx.state.total.get() ?? 0) + (ctx.change === 'add' ? order.amount : -order.amount);
+          const sign = ctx.change === 'add' ? 1 : -1;
+          const total = (ctx.state.total.get() ?? 0) + sign * order.amount;
+          const orders = (ctx.state.orders.get() ?? 0) + sign;
           ctx.state.total.set(total);
-          return { total };
+          ctx.state.orders.set(orders);
+          return orders === 0 ? null : { total };
         },
       })
       .to('out', { table: 'public.totals' }).definition;
@@ -367,7 +370,7 @@ describe('process views with keyed state', () => {
     expect(await write([['u', { id: 1, customer: 'a', amount: -5 }]])).toEqual(['VIEW_FUNCTION_FAILED']);
     expect(await write([['u', { id: 1, customer: 'b', amount: 3 }]])).toEqual(['ok']);
     expect(live(out)).toEqual(truth());
-    expect(live(out)).toEqual({ '{"customer":"a"}': { customer: 'a', total: 0 }, '{"customer":"b"}': { customer: 'b', total: 3 } });
+    expect(live(out)).toEqual({ '{"customer":"b"}': { customer: 'b', total: 3 } });
     await sink.close();
   });
 
