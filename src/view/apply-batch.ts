@@ -62,6 +62,7 @@ function asCdcError(view: string, err: unknown): CdcError {
  * the offsets stored per partition, stale changes by the positions stored per row; old
  * contributions from the stored image (never from `before`), new ones from the new image; groups
  * updated, results with fresh versions put in the outbox, offsets moved. Nothing is committed here.
+ * `waiting`: input partitions with records still to read (see watermarkOf).
  */
 export async function applyBatch(
   client: pg.PoolClient,
@@ -69,6 +70,7 @@ export async function applyBatch(
   plan: ViewPlan,
   batch: readonly ChangeEvent[],
   inputColumns: readonly ColumnSchema[] | undefined,
+  waiting: ReadonlySet<string> = new Set(),
 ): Promise<AppliedBatch> {
   const view = plan.name;
   const failures = new Map<number, CdcError>();
@@ -102,15 +104,30 @@ export async function applyBatch(
         : await applyDeltas(client, store, plan, deltas, groups, failures);
   }
   // Segments end at truncates: a truncate retracts every row stored before it, including rows this batch changed.
+  // A process function can throw: there a segment also ends before a row's second change, so that change
+  // retracts the image the first one left only when the first was applied.
   let start = 0;
+  let segmentRows = new Set<string>();
   for (let i = 0; i <= fresh.length && plan.mode === 'table'; i++) {
     const item = fresh[i];
-    if (item !== undefined && item.event.op !== 't') continue;
+    const pk = item?.event.key ? rowKeyOf(plan, item.event, keyString(item.event.key)) : undefined;
+    const repeat = keyed !== undefined && pk !== undefined && segmentRows.has(pk);
+    if (item !== undefined && item.event.op !== 't' && !repeat) {
+      if (pk !== undefined) segmentRows.add(pk);
+      continue;
+    }
     const segment = fresh.slice(start, i);
-    const deltas = await tableDeltas(client, store, plan, segment, failures, held, watermark);
+    const { deltas, rows } = await tableDeltas(client, store, plan, segment, failures, held, watermark);
     applied += keyed
       ? await keyed.apply(deltas, (index) => batch[index]!, failures)
       : await applyDeltas(client, store, plan, deltas, groups, failures);
+    // A change whose apply failed leaves its row's image and position as they were.
+    await store.saveRows(client, plan.name, new Map([...rows].filter(([, r]) => !failures.has(r.index)).map(([k, r]) => [k, r.row])));
+    segmentRows = new Set(repeat ? [pk!] : []);
+    if (repeat) {
+      start = i;
+      continue;
+    }
     if (item !== undefined && !held.has(partitionOf(item.event))) {
       applied += await truncate(client, store, plan, item, groups, keyed, failures);
     }
@@ -130,7 +147,7 @@ export async function applyBatch(
     const read = fresh.filter((f) => !held.has(partitionOf(f.event)) || BigInt(f.event.kafka.offset) < held.get(partitionOf(f.event))!.offset);
     const clocks = advanceClocks(plan, stored, read.map((f) => ({ event: f.event, applied: !failures.has(f.index) })), now);
     await store.saveClocks(client, view, clocks);
-    newWatermark = watermarkOf(plan, stored, clocks, watermark, now);
+    newWatermark = watermarkOf(plan, stored, clocks, watermark, now, waiting);
     if (newWatermark !== null && newWatermark !== watermark) await store.saveWatermark(client, view, newWatermark);
   }
   const results = keyed
@@ -174,8 +191,9 @@ async function tableDeltas(
   failures: Map<number, CdcError>,
   held: Held,
   watermark: number | null,
-): Promise<Delta[]> {
-  if (segment.length === 0) return [];
+): Promise<{ deltas: Delta[]; rows: Map<string, { row: StoredRow; index: number }> }> {
+  const written = new Map<string, { row: StoredRow; index: number }>();
+  if (segment.length === 0) return { deltas: [], rows: written };
   const rows = await store.lockRows(
     client,
     plan.name,
@@ -185,7 +203,7 @@ async function tableDeltas(
   for (const table of new Set(segment.map((s) => s.event.table.id))) {
     truncates.set(table, await store.truncatePosition(client, truncateScope(plan, table)));
   }
-  const changed = new Map<string, StoredRow>();
+  const changed = (pk: string) => written.get(pk)?.row ?? rows.get(pk);
   const deltas: Delta[] = [];
   for (const { index, event } of segment) {
     if (held.has(partitionOf(event))) continue;
@@ -195,13 +213,13 @@ async function tableDeltas(
       }
       const pk = rowKeyOf(plan, event, keyString(event.key));
       const pos = encodePosition(event.position);
-      const stored = changed.get(pk) ?? rows.get(pk) ?? { pos: null, image: null };
+      const stored = changed(pk) ?? { pos: null, image: null };
       const truncatedAt = truncates.get(event.table.id) ?? null;
       if ((stored.pos !== null && stored.pos >= pos) || (truncatedAt !== null && truncatedAt >= pos)) continue;
       const row = event.op === 'd' ? null : event.after;
       let previous = stored.image;
       if (previous === null && row !== null && event.keyChange === 'new' && Object.values(row).some(isUnavailable)) {
-        previous = await oldKeyImage(client, store, plan, segment, (k) => changed.get(k) ?? rows.get(k), pos);
+        previous = await oldKeyImage(client, store, plan, segment, changed, pos);
       }
       const image = row === null ? null : plan.image(event, row, previous);
       const minus = stored.image === null ? [] : plan.contributions(stored.image, 'retract');
@@ -209,15 +227,15 @@ async function tableDeltas(
       validate(plan, plus);
       rejectLate(plan, [...minus, ...plus], watermark, changeTimeMs(plan, event));
       // The old key of a primary-key change keeps its image (an empty one when it had none) for the new key's create.
-      changed.set(pk, { pos, image, moved: event.keyChange === 'old' ? (stored.image ?? {}) : null });
+      written.set(pk, { row: { pos, image, moved: event.keyChange === 'old' ? (stored.image ?? {}) : null }, index });
       deltas.push({ index, minus, plus });
     } catch (err) {
       if (err instanceof CdcError && err.retriable) held.set(partitionOf(event), { offset: BigInt(event.kafka.offset), error: err });
       else failures.set(index, asCdcError(plan.name, err));
     }
   }
-  await store.saveRows(client, plan.name, changed);
-  return deltas;
+  // Saved by the caller once the deltas are applied, without the rows of changes that failed there.
+  return { deltas, rows: written };
 }
 
 /**
@@ -530,12 +548,13 @@ export async function advanceTime(
   plan: ViewPlan,
   inputColumns: readonly ColumnSchema[] | undefined,
   beat?: HeartbeatTick,
+  waiting: ReadonlySet<string> = new Set(),
 ): Promise<number> {
   if (!plan.window) return 0;
   const previous = await store.watermark(client, plan.name);
   const stored = await store.clocks(client, plan.name);
   const moved = beat ? await beatClocks(client, store, plan, stored, beat) : new Map<string, PartitionClock>();
-  const watermark = watermarkOf(plan, stored, moved, previous, Date.now());
+  const watermark = watermarkOf(plan, stored, moved, previous, Date.now(), waiting);
   if (watermark === null) return 0;
   if (watermark !== previous) await store.saveWatermark(client, plan.name, watermark);
   if (plan.time.emit !== 'final' && plan.trigger?.kind !== 'time') return 0;

@@ -317,6 +317,63 @@ describe('process views with keyed state', () => {
     await sink.close();
   });
 
+  it('a process function that throws on a table change leaves the row as it was: later changes of it retract what was added', async () => {
+    interface Order {
+      id: number;
+      customer: string;
+      amount: number;
+    }
+    // A running sum: a retraction subtracts the amount of the image it is given, so a wrong image shows.
+    const definition = fromTable<Order>('public.orders')
+      .groupBy('customer')
+      .process({
+        state: { total: valueState<number>(), orders: valueState<number>() },
+        apply(order, ctx) {
+          if (ctx.change === 'add' && order.amount < 0) throw new Error('negative amount');
+          const sign = ctx.change === 'add' ? 1 : -1;
+          const total = (ctx.state.total.get() ?? 0) + sign * order.amount;
+          const orders = (ctx.state.orders.get() ?? 0) + sign;
+          ctx.state.total.set(total);
+          ctx.state.orders.set(orders);
+          return orders === 0 ? null : { total };
+        },
+      })
+      .to('out', { table: 'public.totals' }).definition;
+    const { out, sink } = makeView(definition);
+    await sink.start();
+    // The model: the rows as the applied changes left them (a failed change changes no row), summed per customer.
+    const rows = new Map<number, Order>();
+    const truth = () => {
+      const totals = new Map<string, number>();
+      for (const o of rows.values()) totals.set(o.customer, (totals.get(o.customer) ?? 0) + o.amount);
+      return Object.fromEntries([...totals].map(([c, total]) => [JSON.stringify({ customer: c }), { customer: c, total }]));
+    };
+    const write = async (changes: [Op, Order][]) => {
+      const results = await sink.write(changes.map(([op, o]) => change(op, 'orders', { id: o.id }, { ...o }, 1_700_000_000_000)));
+      changes.forEach(([, o], i) => {
+        if (results[i]!.ok) rows.set(o.id, o);
+      });
+      return results.map((r) => (r.ok ? 'ok' : r.error.code));
+    };
+    expect(await write([['c', { id: 1, customer: 'a', amount: 10 }]])).toEqual(['ok']);
+    expect(live(out)).toEqual(truth());
+    // Thrown on the add of the new image: dead-lettered; the same row's next change in the batch retracts 10, not -1.
+    expect(
+      await write([
+        ['u', { id: 1, customer: 'a', amount: -1 }],
+        ['u', { id: 1, customer: 'a', amount: 7 }],
+      ]),
+    ).toEqual(['VIEW_FUNCTION_FAILED', 'ok']);
+    expect(live(out)).toEqual(truth());
+    expect(live(out)).toEqual({ '{"customer":"a"}': { customer: 'a', total: 7 } });
+    // Across batches: thrown, then a later change of the row (moving it to another customer).
+    expect(await write([['u', { id: 1, customer: 'a', amount: -5 }]])).toEqual(['VIEW_FUNCTION_FAILED']);
+    expect(await write([['u', { id: 1, customer: 'b', amount: 3 }]])).toEqual(['ok']);
+    expect(live(out)).toEqual(truth());
+    expect(live(out)).toEqual({ '{"customer":"b"}': { customer: 'b', total: 3 } });
+    await sink.close();
+  });
+
   describe('through real Kafka', () => {
     let kafka: KafkaFixture;
     const target = `${schema}_target`;
