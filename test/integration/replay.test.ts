@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import { startService, type Service } from '../../src/service.ts';
 import { envelope } from '../../src/testing/envelope.ts';
 import { BROKER, kafkaFixture, testKafka, uniqueName, waitUntil, type KafkaFixture } from '../support/kafka.ts';
 import { cli } from '../support/router-process.ts';
+import { readJsonLines } from '../support/json-lines.ts';
 
 const CLI_ENV = { ...process.env, LOG_LEVEL: 'warn' };
 const logger = createLogger({ level: 'warn' });
@@ -19,13 +20,7 @@ interface Line {
   key: { id: number };
 }
 
-async function readLines(path: string): Promise<Line[]> {
-  const text = await readFile(path, 'utf8').catch(() => '');
-  return text
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Line);
-}
+const readLines = (path: string) => readJsonLines<Line>(path);
 
 /** "partition/offset" of each line, sorted: what a replay delivered, compared as a set. */
 const coordinates = (lines: readonly Line[]) => lines.map((l) => `${l.partition}/${l.offset}`).sort();
