@@ -1,7 +1,6 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,20 +12,16 @@ import { createLogger } from '../../src/log.ts';
 import { startService } from '../../src/service.ts';
 import {
   avroBodyOf,
-  avroSchemaOf,
   confluentFrame,
   debeziumPayloads,
   debeziumSchemas,
   jsonConverterText,
   type ChangeInput,
-  type ConnectInput,
   type TableSpec,
 } from '../../src/testing/avro-envelope.ts';
 import { BROKER, kafkaFixture, uniqueName, waitUntil, type KafkaFixture } from '../support/kafka.ts';
+import { REGISTRY_URL, testRegistry } from '../support/registry.ts';
 import { PG_URL } from '../support/stores.ts';
-
-/** scripts/registry.sh: Apicurio Registry's Confluent-compatible API. */
-const REGISTRY_URL = process.env['TEST_REGISTRY_URL'] ?? `http://127.0.0.1:${process.env['REGISTRY_PORT'] ?? '8081'}/apis/ccompat/v7`;
 
 const decimal = (scale: number, precision: number) => ({
   type: 'bytes',
@@ -97,9 +92,8 @@ describe('Avro records through a real schema registry', () => {
   let dir: string;
   let db: pg.Client;
   const dlqTopics: string[] = [];
-  const subjects: string[] = [];
   const pgSchemas: string[] = [];
-  const registry = new SchemaRegistry({ host: REGISTRY_URL });
+  const registry = testRegistry();
 
   beforeAll(async () => {
     kafka = await kafkaFixture();
@@ -113,18 +107,9 @@ describe('Avro records through a real schema registry', () => {
     await kafka.close();
     for (const s of pgSchemas) await db.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
     await db.end();
-    for (const subject of subjects) {
-      await fetch(`${REGISTRY_URL}/subjects/${encodeURIComponent(subject)}`, { method: 'DELETE' }).catch(() => undefined);
-      await fetch(`${REGISTRY_URL}/subjects/${encodeURIComponent(subject)}?permanent=true`, { method: 'DELETE' }).catch(() => undefined);
-    }
+    await registry.deleteSubjects();
     await rm(dir, { recursive: true, force: true });
   });
-
-  async function register(subject: string, schema: ConnectInput): Promise<number> {
-    subjects.push(subject);
-    const { id } = await registry.register({ type: SchemaType.AVRO, schema: JSON.stringify(avroSchemaOf(schema)) }, { subject });
-    return id;
-  }
 
   it('writes Avro changes (c/u/d, tombstones, decimals, timestamps, wide longs) exactly, beside JSON ones, dead-letters an unknown schema id, and replays a dead-lettered Avro entry', async () => {
     // Avro names allow [A-Za-z0-9_] (Debezium adjusts names to that): no dashes in the prefix.
@@ -138,8 +123,8 @@ describe('Avro records through a real schema registry', () => {
 
     const table = itemsTable(prefix);
     const schemas = debeziumSchemas(table);
-    const keyId = await register(`${topic}-key`, schemas.key);
-    const valueId = await register(`${topic}-value`, schemas.value);
+    const keyId = await registry.register(`${topic}-key`, schemas.key);
+    const valueId = await registry.register(`${topic}-value`, schemas.value);
     expect(keyId).not.toBe(valueId);
 
     let lsn = 5000;
@@ -171,8 +156,8 @@ describe('Avro records through a real schema registry', () => {
     await kafka.createTopic(otherTopic, 1);
     const other: TableSpec = { ...table, table: 'other' };
     const otherSchemas = debeziumSchemas(other);
-    const otherKeyId = await register(`${otherTopic}-key`, otherSchemas.key);
-    const otherValueId = await register(`${otherTopic}-value`, otherSchemas.value);
+    const otherKeyId = await registry.register(`${otherTopic}-key`, otherSchemas.key);
+    const otherValueId = await registry.register(`${otherTopic}-value`, otherSchemas.value);
     const otherPayloads = debeziumPayloads(other, { op: 'c', after: row(7, '7.77'), lsn: (lsn += 16) });
     const unroutedAvro = {
       key: confluentFrame(otherKeyId, avroBodyOf(otherSchemas.key, otherPayloads.key)),
@@ -332,8 +317,8 @@ describe('Avro records through a real schema registry', () => {
     await kafka.createTopic(topic, 1);
     const table = itemsTable(prefix);
     const schemas = debeziumSchemas(table);
-    const keyId = await register(`${topic}-key`, schemas.key);
-    const valueId = await register(`${topic}-value`, schemas.value);
+    const keyId = await registry.register(`${topic}-key`, schemas.key);
+    const valueId = await registry.register(`${topic}-value`, schemas.value);
     const messages = [1, 2].map((id) => {
       const p = debeziumPayloads(table, { op: 'c', after: row(id, '1.00'), lsn: 100 + id * 8 });
       return { key: confluentFrame(keyId, avroBodyOf(schemas.key, p.key)), value: confluentFrame(valueId, avroBodyOf(schemas.value, p.value)) };

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +18,7 @@ import { startService } from '../../src/service.ts';
 import { envelope } from '../../src/testing/envelope.ts';
 import { cli } from '../support/router-process.ts';
 import { BROKER, kafkaFixture, testKafka, uniqueName, waitUntil, type KafkaFixture } from '../support/kafka.ts';
+import { readJsonLines } from '../support/json-lines.ts';
 
 const REDIS_PORT = 6379;
 const logger = createLogger({ level: 'error' });
@@ -264,13 +265,7 @@ interface Line {
   after: Record<string, unknown> | null;
 }
 
-async function readLines(path: string): Promise<Line[]> {
-  const text = await readFile(path, 'utf8').catch(() => '');
-  return text
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Line);
-}
+const readLines = (path: string) => readJsonLines<Line>(path);
 
 describe('dead-letter queue in the router, and the dlq commands', () => {
   let kafka: KafkaFixture;

@@ -1,28 +1,14 @@
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDecoder } from '../../src/decode/debezium.ts';
 import { envelopeRecord } from '../../src/testing/envelope.ts';
 import { BROKER, kafkaFixture, uniqueName, type KafkaFixture } from '../support/kafka.ts';
 import { PG_URL } from '../support/stores.ts';
-
-const ROOT = resolve(import.meta.dirname, '../..');
-
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [join(ROOT, 'bin/cdc-router.js'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('error', fail);
-    child.once('exit', (code) => done({ code, stdout, stderr }));
-  });
-}
+import { cli } from '../support/router-process.ts';
 
 describe('run --dry-run on a real broker', () => {
   let kafka: KafkaFixture;
@@ -89,7 +75,7 @@ describe('run --dry-run on a real broker', () => {
     }
     expect(decodeMessage).toMatch(/./);
 
-    const report = await runCli(['run', '-c', config, '--dry-run']);
+    const report = await cli(['run', '-c', config, '--dry-run']);
     expect(report.stderr).toMatch(new RegExp(`dry run: 7 record\\(s\\) from ${topic} \\(read to the end offsets of the start\\); throwaway group ${group}-dry-run-\\S+ deleted`));
     expect(report.code).toBe(1);
     const writes = (sink: string) => [
@@ -110,7 +96,7 @@ describe('run --dry-run on a real broker', () => {
       ].join('\n'),
     );
 
-    const lines = await runCli(['run', '-c', config, '--dry-run', '--json', '--max-records', '7']);
+    const lines = await cli(['run', '-c', config, '--dry-run', '--json', '--max-records', '7']);
     expect(lines.code).toBe(1);
     const at = (offset: number) => ({ topic, partition: 0, offset: String(offset) });
     const jsonWrites = (sink: string) => [

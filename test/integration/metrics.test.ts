@@ -12,19 +12,9 @@ import { statusReportSchema } from '../../src/metrics/status-report.ts';
 import { startService, type Service } from '../../src/service.ts';
 import { envelope } from '../../src/testing/envelope.ts';
 import { BROKER, kafkaFixture, uniqueName, waitUntil, type KafkaFixture } from '../support/kafka.ts';
+import { samples } from '../support/prometheus.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-
-/** Samples of the text exposition, by `name{labels}` as printed. */
-function samples(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const at = line.lastIndexOf(' ');
-    out.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return out;
-}
 
 /** A port that was free a moment ago, for a test that must poll before the service says where it listens. */
 async function freePort(): Promise<number> {

@@ -1,7 +1,6 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config/load.ts';
 import { createLogger } from '../../src/log.ts';
@@ -11,8 +10,8 @@ import { applyReset, groupOffsets, planReset } from '../../src/replay/group-offs
 import { startService } from '../../src/service.ts';
 import { envelope } from '../../src/testing/envelope.ts';
 import { BROKER, kafkaFixture, uniqueName, waitUntil, type KafkaFixture } from '../support/kafka.ts';
+import { cli } from '../support/router-process.ts';
 
-const ROOT = resolve(import.meta.dirname, '../..');
 const logger = createLogger({ level: 'warn' });
 
 interface ShowJson {
@@ -21,21 +20,6 @@ interface ShowJson {
   members: { member_id: string; client_id: string; host: string; assignment: Record<string, number[]> }[];
   partitions: { topic: string; partition: number; committed: number | null; end: number; lag: number | null }[];
   total_lag: number | null;
-}
-
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [join(ROOT, 'bin/cdc-router.js'), ...args], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('error', fail);
-    child.once('exit', (code) => done({ code, stdout, stderr }));
-  });
 }
 
 describe('offsets show and reset on a real broker', () => {
@@ -106,7 +90,7 @@ describe('offsets show and reset on a real broker', () => {
 
       // Five more records on partition 0 while nobody consumes: lag 5 there, 0 on partition 1.
       await produce(topic, 0, 5, prefix);
-      const shown = await runCli(['offsets', 'show', '--config', file, '--json']);
+      const shown = await cli(['offsets', 'show', '--config', file, '--json']);
       expect(shown).toMatchObject({ code: 0, stderr: '' });
       const json = JSON.parse(shown.stdout) as ShowJson;
       expect(json).toEqual({
@@ -119,7 +103,7 @@ describe('offsets show and reset on a real broker', () => {
         ],
         total_lag: 5,
       });
-      const text = await runCli(['offsets', 'show', '--config', file]);
+      const text = await cli(['offsets', 'show', '--config', file]);
       expect(text.code).toBe(0);
       expect(text.stdout).toContain(`group ${group}: state Empty, 0 member(s)`);
       expect(text.stdout).toMatch(new RegExp(`^${topic.replace(/\./g, '\\.')}\\s+0\\s+10\\s+15\\s+5$`, 'm'));
@@ -137,13 +121,13 @@ describe('offsets show and reset on a real broker', () => {
       expect(none.totalLag).toBe(21n);
       const neverFile = join(dir, 'never.json');
       await writeFile(neverFile, JSON.stringify(configDocument(topic, uniqueName('never'))));
-      const never = JSON.parse((await runCli(['offsets', 'show', '--config', neverFile, '--json'])).stdout) as ShowJson;
+      const never = JSON.parse((await cli(['offsets', 'show', '--config', neverFile, '--json'])).stdout) as ShowJson;
       expect(never.partitions.map((p) => [p.committed, p.lag])).toEqual([
         [null, 15],
         [null, 6],
       ]);
       expect(never.total_lag).toBe(21);
-      const neverText = (await runCli(['offsets', 'show', '--config', neverFile])).stdout;
+      const neverText = (await cli(['offsets', 'show', '--config', neverFile])).stdout;
       expect(neverText).toMatch(new RegExp(`^${topic.replace(/\./g, '\\.')}\\s+0\\s+-\\s+15\\s+15$`, 'm'));
       expect(neverText).toContain('2 partition(s) never committed (COMMITTED -): their lag counts from the first retained offset');
       expect(neverText).toContain('total lag: 21');
@@ -152,13 +136,13 @@ describe('offsets show and reset on a real broker', () => {
       const lateDocument = configDocument(topic, uniqueName('late'));
       const lateFile = join(dir, 'late.json');
       await writeFile(lateFile, JSON.stringify({ ...lateDocument, kafka: { ...lateDocument.kafka, from_beginning: false } }));
-      const late = JSON.parse((await runCli(['offsets', 'show', '--config', lateFile, '--json'])).stdout) as ShowJson;
+      const late = JSON.parse((await cli(['offsets', 'show', '--config', lateFile, '--json'])).stdout) as ShowJson;
       expect(late.partitions.map((p) => [p.committed, p.end, p.lag])).toEqual([
         [null, 15, null],
         [null, 6, null],
       ]);
       expect(late.total_lag).toBeNull();
-      const lateText = (await runCli(['offsets', 'show', '--config', lateFile])).stdout;
+      const lateText = (await cli(['offsets', 'show', '--config', lateFile])).stdout;
       expect(lateText).toMatch(new RegExp(`^${topic.replace(/\./g, '\\.')}\\s+0\\s+-\\s+15\\s+-$`, 'm'));
       expect(lateText).toContain('from_beginning is false');
       expect(lateText).toContain('total lag: unknown');
@@ -171,7 +155,7 @@ describe('offsets show and reset on a real broker', () => {
     const { topic, group, config, file, service } = await consumedTopic('reset');
     try {
       // Through the CLI: exit 2, a clear message, nothing changed.
-      const refused = await runCli(['offsets', 'reset', '--config', file, '--topic', topic, '--to-earliest']);
+      const refused = await cli(['offsets', 'reset', '--config', file, '--topic', topic, '--to-earliest']);
       expect(refused.code).toBe(2);
       expect(refused.stderr).toContain(`group ${group} is active (state Stable, 1 member(s))`);
       expect(refused.stdout).toBe('');
@@ -182,14 +166,14 @@ describe('offsets show and reset on a real broker', () => {
       await service.stop();
     }
 
-    const dry = await runCli(['offsets', 'reset', '--config', file, '--topic', topic, '--to-earliest', '--dry-run']);
+    const dry = await cli(['offsets', 'reset', '--config', file, '--topic', topic, '--to-earliest', '--dry-run']);
     expect(dry).toMatchObject({ code: 0, stderr: '' });
     expect(dry.stdout).toContain(`${topic}/0: 10 -> 0`);
     expect(dry.stdout).toContain(`${topic}/1: 6 -> 0`);
     let c = await kafka.committed(group, topic);
     expect([c.get(0), c.get(1)]).toEqual([10n, 6n]);
 
-    const one = await runCli(['offsets', 'reset', '--config', file, '--topic', topic, '--partition', '0', '--to-offset', '4']);
+    const one = await cli(['offsets', 'reset', '--config', file, '--topic', topic, '--partition', '0', '--to-offset', '4']);
     expect(one).toMatchObject({ code: 0, stderr: '' });
     expect(one.stdout).toContain(`${topic}/0: 10 -> 4`);
     expect(one.stdout).not.toContain(`${topic}/1`);

@@ -1,7 +1,6 @@
-import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveConfig, type Config } from '../../src/config/load.ts';
 import { createLogger } from '../../src/log.ts';
@@ -9,8 +8,10 @@ import { runReplay, replayExitCode, type ReplayRequest, type ReplaySummary } fro
 import { startService, type Service } from '../../src/service.ts';
 import { envelope } from '../../src/testing/envelope.ts';
 import { BROKER, kafkaFixture, testKafka, uniqueName, waitUntil, type KafkaFixture } from '../support/kafka.ts';
+import { cli } from '../support/router-process.ts';
+import { readJsonLines } from '../support/json-lines.ts';
 
-const ROOT = resolve(import.meta.dirname, '../..');
+const CLI_ENV = { ...process.env, LOG_LEVEL: 'warn' };
 const logger = createLogger({ level: 'warn' });
 
 interface Line {
@@ -19,13 +20,7 @@ interface Line {
   key: { id: number };
 }
 
-async function readLines(path: string): Promise<Line[]> {
-  const text = await readFile(path, 'utf8').catch(() => '');
-  return text
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Line);
-}
+const readLines = (path: string) => readJsonLines<Line>(path);
 
 /** "partition/offset" of each line, sorted: what a replay delivered, compared as a set. */
 const coordinates = (lines: readonly Line[]) => lines.map((l) => `${l.partition}/${l.offset}`).sort();
@@ -40,22 +35,6 @@ function configDocument(topic: string, group: string, out: string) {
     retry: { initial_ms: 50, max_ms: 200 },
     log: { level: 'warn' },
   };
-}
-
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [join(ROOT, 'bin/cdc-router.js'), ...args], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, LOG_LEVEL: 'warn' },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('error', fail);
-    child.once('exit', (code) => done({ code, stdout, stderr }));
-  });
 }
 
 describe('replay on a real broker', () => {
@@ -204,24 +183,24 @@ describe('replay on a real broker', () => {
     const file = join(dir, `${prefix}.json`);
     await writeFile(file, JSON.stringify(configDocument(topic, group, out)));
 
-    const ok = await runCli(['replay', '--config', file, '--topic', topic, '--from-offset', '1', '--until-offset', '3']);
+    const ok = await cli(['replay', '--config', file, '--topic', topic, '--from-offset', '1', '--until-offset', '3'], { env: CLI_ENV });
     expect(ok).toMatchObject({ code: 0, stderr: '' });
     expect(ok.stdout).toMatch(/^0\s+1\s+3\s+2\s+2\s+0\s+0\s+done$/m);
     expect(coordinates(await readLines(out))).toEqual(range(0, 1, 3));
 
-    const dry = await runCli(['replay', '--config', file, '--topic', topic, '--from-offset', '0', '--dry-run']);
+    const dry = await cli(['replay', '--config', file, '--topic', topic, '--from-offset', '0', '--dry-run'], { env: CLI_ENV });
     expect(dry).toMatchObject({ code: 0, stderr: '' });
     expect(dry.stdout).toMatch(/^0\s+0\s+5\s+5$/m);
     expect(await readLines(out)).toHaveLength(2);
 
     // No dead-letter queue configured: like the live service, the partition halts at the bad record.
-    const bad = await runCli(['replay', '--config', file, '--topic', topic, '--from-offset', '0']);
+    const bad = await cli(['replay', '--config', file, '--topic', topic, '--from-offset', '0'], { env: CLI_ENV });
     expect(bad.code).toBe(1);
     expect(bad.stdout).toMatch(/halted at 3/);
     expect(bad.stdout).toContain(`${topic}/0@3`);
     expect(coordinates(await readLines(out))).toEqual(expect.arrayContaining(range(0, 0, 3)));
 
-    const usage = await runCli(['replay', '--config', file, '--topic', topic, '--from-offset', '0', '--partition', '7']);
+    const usage = await cli(['replay', '--config', file, '--topic', topic, '--from-offset', '0', '--partition', '7'], { env: CLI_ENV });
     expect(usage.code).toBe(2);
     expect(usage.stderr).toContain(`topic ${topic} has no partition 7`);
     expect(await replayGroupsOf(group)).toEqual([]);

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,6 +7,7 @@ import { createLogger } from '../../src/log.ts';
 import { startService, type Service } from '../../src/service.ts';
 import { envelope } from '../../src/testing/envelope.ts';
 import { BROKER, kafkaFixture, uniqueName, waitUntil, type KafkaFixture } from '../support/kafka.ts';
+import { readJsonLines } from '../support/json-lines.ts';
 
 interface Line {
   op: string;
@@ -18,13 +19,7 @@ interface Line {
   position: string;
 }
 
-async function readLines(path: string): Promise<Line[]> {
-  const text = await readFile(path, 'utf8').catch(() => '');
-  return text
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Line);
-}
+const readLines = (path: string) => readJsonLines<Line>(path);
 
 describe('delivery spine on a real broker', () => {
   let kafka: KafkaFixture;

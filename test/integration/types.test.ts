@@ -1,38 +1,21 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   avroBodyOf,
-  avroSchemaOf,
   confluentFrame,
   debeziumPayloads,
   debeziumSchemas,
   jsonConverterText,
-  type ConnectInput,
   type TableSpec,
 } from '../../src/testing/avro-envelope.ts';
 import { envelopeRecord } from '../../src/testing/envelope.ts';
 import { BROKER, kafkaFixture, uniqueName, type KafkaFixture } from '../support/kafka.ts';
-
-const ROOT = resolve(import.meta.dirname, '../..');
-/** scripts/registry.sh: Apicurio Registry's Confluent-compatible API. */
-const REGISTRY_URL = process.env['TEST_REGISTRY_URL'] ?? `http://127.0.0.1:${process.env['REGISTRY_PORT'] ?? '8081'}/apis/ccompat/v7`;
-
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [join(ROOT, 'bin/cdc-router.js'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('error', fail);
-    child.once('exit', (code) => done({ code, stdout, stderr }));
-  });
-}
+import { REGISTRY_URL, testRegistry } from '../support/registry.ts';
+import { cli, ROOT } from '../support/router-process.ts';
 
 const decimal = (scale: number) => ({ type: 'bytes', name: 'org.apache.kafka.connect.data.Decimal', version: 1, parameters: { scale: String(scale) } });
 
@@ -165,17 +148,14 @@ async function compiles(dir: string): Promise<{ ok: boolean; output: string }> {
 describe('cdc-router types on a real broker', () => {
   let kafka: KafkaFixture;
   let dir: string;
-  const subjects: string[] = [];
+  const registry = testRegistry();
   beforeAll(async () => {
     kafka = await kafkaFixture();
     dir = await mkdtemp(join(tmpdir(), 'cdc-types-'));
   });
   afterAll(async () => {
     await kafka.close();
-    for (const subject of subjects) {
-      await fetch(`${REGISTRY_URL}/subjects/${encodeURIComponent(subject)}`, { method: 'DELETE' }).catch(() => undefined);
-      await fetch(`${REGISTRY_URL}/subjects/${encodeURIComponent(subject)}?permanent=true`, { method: 'DELETE' }).catch(() => undefined);
-    }
+    await registry.deleteSubjects();
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -231,7 +211,7 @@ describe('cdc-router types on a real broker', () => {
     const config = await configFile('json', group, topics);
     const out = join(dir, 'rows.ts');
     const from = join(ROOT, 'src/index.ts');
-    const result = await runCli(['types', '-c', config, '--out', out, '--import-from', from]);
+    const result = await cli(['types', '-c', config, '--out', out, '--import-from', from]);
     expect(result.code, result.stderr).toBe(0);
     expect(await readFile(out, 'utf8')).toBe(expectedTypes(from, { customers: customersTopic, orders: ordersTopic }));
     expect(result.stderr).toContain(`types: public.bare (topic ${bareTopic}): its records carry no schema`);
@@ -247,18 +227,13 @@ describe('cdc-router types on a real broker', () => {
   it('names a topic that does not exist, and exits 2', async () => {
     const missing = uniqueName('types-missing');
     const config = await configFile('missing', uniqueName('types-live'), [missing]);
-    const result = await runCli(['types', '-c', config]);
+    const result = await cli(['types', '-c', config]);
     expect(result.code).toBe(2);
     expect(result.stdout).toBe('');
     expect(result.stderr).toBe(`topic ${missing} does not exist\n`);
   });
 
   it('writes the same types from Avro records through the schema registry', async () => {
-    const registry = new SchemaRegistry({ host: REGISTRY_URL });
-    const register = async (subject: string, schema: ConnectInput) => {
-      subjects.push(subject);
-      return (await registry.register({ type: SchemaType.AVRO, schema: JSON.stringify(avroSchemaOf(schema)) }, { subject })).id;
-    };
     const prefix = uniqueName('types_avro').replace(/-/g, '_');
     const tables = [customers(prefix), orders(prefix)];
     const topics = tables.map((t) => `${prefix}.public.${t.table}`);
@@ -266,8 +241,8 @@ describe('cdc-router types on a real broker', () => {
       const topic = topics[i]!;
       await kafka.createTopic(topic, 1);
       const schemas = debeziumSchemas(table);
-      const keyId = await register(`${topic}-key`, schemas.key);
-      const valueId = await register(`${topic}-value`, schemas.value);
+      const keyId = await registry.register(`${topic}-key`, schemas.key);
+      const valueId = await registry.register(`${topic}-value`, schemas.value);
       const p = debeziumPayloads(table, { op: 'c', after: i === 0 ? customerRow(1) : orderRow(1), lsn: 100 + i });
       await kafka.producer.send({
         topic,
@@ -276,7 +251,7 @@ describe('cdc-router types on a real broker', () => {
     }
     const group = uniqueName('types-avro-live');
     const config = await configFile('avro', group, topics, { decode: { schema_registry: { url: REGISTRY_URL } } });
-    const result = await runCli(['types', '-c', config, '--import-from', 'cdc-router']);
+    const result = await cli(['types', '-c', config, '--import-from', 'cdc-router']);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toBe(expectedTypes('cdc-router', { customers: topics[0]!, orders: topics[1]! }));
     await assertNothingCommitted(group, topics);

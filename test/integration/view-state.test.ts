@@ -1,60 +1,18 @@
-import pg from 'pg';
-import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SinkError } from '../../src/errors.ts';
-import { RouterEvents } from '../../src/events.ts';
+import { describe, expect, it } from 'vitest';
 import { UNAVAILABLE, type ChangeEvent, type Op, type Row } from '../../src/model/change-event.ts';
 import { position } from '../../src/model/position.ts';
-import { OK, type Sink, type SinkResult } from '../../src/sink/sink.ts';
-import { StateStore } from '../../src/view/state-store.ts';
+import { OK, type Sink } from '../../src/sink/sink.ts';
 import { viewSchema } from '../../src/view/view-config.ts';
 import { planView, type ViewPlan } from '../../src/view/view-plan.ts';
 import { createViewSink } from '../../src/view/view-sink.ts';
-import { uniqueName, waitUntil } from '../support/kafka.ts';
-import { PG_URL } from '../support/stores.ts';
+import { waitUntil } from '../support/kafka.ts';
+import { live, recorder, viewState, type Recorder } from '../support/view-state.ts';
 
 /**
  * The view runtime against real PostgreSQL state, one step at a time: the output is a sink that
  * records what it is given (and can be told to fail), so each test can say exactly which results
  * a batch must produce. End to end through Kafka and Debezium: views.test.ts.
  */
-
-interface Recorder extends Sink {
-  /** Latest result per key, as a sink with a stale-write guard would hold it. */
-  readonly rows: Map<string, { version: bigint; row: Row | null }>;
-  readonly writes: ChangeEvent[][];
-  failNext: number;
-}
-
-function recorder(): Recorder {
-  const rows = new Map<string, { version: bigint; row: Row | null }>();
-  const writes: ChangeEvent[][] = [];
-  const sink: Recorder = {
-    name: 'out',
-    kind: 'memory',
-    rows,
-    writes,
-    failNext: 0,
-    start: () => Promise.resolve(),
-    close: () => Promise.resolve(),
-    write(batch): Promise<readonly SinkResult[]> {
-      if (sink.failNext > 0) {
-        sink.failNext--;
-        return Promise.reject(new SinkError('out', 'down for the test', { code: 'DOWN', retriable: true }));
-      }
-      writes.push([...batch]);
-      for (const e of batch) {
-        const key = JSON.stringify(e.key);
-        const version = e.position.parts[0]!;
-        const held = rows.get(key);
-        if (held && held.version >= version) continue;
-        rows.set(key, { version, row: e.after === null ? null : { ...e.after } });
-      }
-      return Promise.resolve(batch.map(() => OK));
-    },
-  };
-  return sink;
-}
 
 let offset = 0;
 function change(
@@ -81,15 +39,8 @@ function change(
   };
 }
 
-const live = (r: Recorder) =>
-  Object.fromEntries([...r.rows].filter(([, v]) => v.row !== null).map(([k, v]) => [k, v.row]));
-
 describe('view state in PostgreSQL', () => {
-  const pool = new pg.Pool({ connectionString: PG_URL, max: 6 });
-  const schema = uniqueName('view_state').replace(/-/g, '_').toLowerCase();
-  const store = new StateStore(schema);
-  const events = new RouterEvents();
-  const logger = pino({ level: 'silent' });
+  const { pool, schema, store, events, logger } = viewState('view_state', 6);
   let n = 0;
 
   function makeView(config: Record<string, unknown>, output = recorder()): { sink: Sink; out: Recorder; plan: ViewPlan } {
@@ -102,20 +53,6 @@ describe('view state in PostgreSQL', () => {
     group_by: ['customer'],
     aggregations: { n: { fn: 'count' }, total: { fn: 'sum', column: 'amount' }, top: { fn: 'max', column: 'amount' } },
   };
-
-  beforeAll(async () => {
-    const client = await pool.connect();
-    try {
-      await store.ensureSchema(client);
-    } finally {
-      client.release();
-    }
-  });
-
-  afterAll(async () => {
-    await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await pool.end();
-  });
 
   it('updates retract the stored image, moving a row between groups; deletes retract; an empty group is deleted', async () => {
     const { sink, out } = makeView(SUM_BY_CUSTOMER);

@@ -1,20 +1,17 @@
-import pg from 'pg';
-import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kafkaSchema } from '../../src/config/schema.ts';
 import { connectGroupAdmin } from '../../src/consume/group-admin.ts';
-import { RouterEvents } from '../../src/events.ts';
+import { kafkaInputLags } from '../../src/view/build-views.ts';
+import { partitionKey } from '../../src/view/state-store.ts';
+import { describe, expect, it } from 'vitest';
 import type { ChangeEvent, Row } from '../../src/model/change-event.ts';
 import { position } from '../../src/model/position.ts';
-import { OK, type Sink, type SinkResult } from '../../src/sink/sink.ts';
-import { kafkaInputLags } from '../../src/view/build-views.ts';
-import { partitionKey, StateStore } from '../../src/view/state-store.ts';
+import type { Sink } from '../../src/sink/sink.ts';
 import { viewSchema } from '../../src/view/view-config.ts';
 import { planView } from '../../src/view/view-plan.ts';
 import { createViewSink, type ViewSink } from '../../src/view/view-sink.ts';
 import { seededRandom } from '../support/random.ts';
 import { BROKER, kafkaFixture, uniqueName } from '../support/kafka.ts';
-import { PG_URL } from '../support/stores.ts';
+import { live, recorder, viewState, type Recorder } from '../support/view-state.ts';
 import { slidingTruth, sessionTruth, type Visit } from '../support/window-truth.ts';
 
 /**
@@ -22,35 +19,6 @@ import { slidingTruth, sessionTruth, type Visit } from '../support/window-truth.
  * set is compared with windows computed from their definitions over every change applied (see
  * test/support/window-truth.ts). Through Kafka and the router process: view-windows-e2e.test.ts.
  */
-
-interface Recorder extends Sink {
-  /** Latest row per key, as a sink with a stale-write guard holds it (null: deleted). */
-  readonly rows: Map<string, { version: bigint; row: Row | null }>;
-}
-
-function recorder(name = 'out'): Recorder {
-  const rows = new Map<string, { version: bigint; row: Row | null }>();
-  return {
-    name,
-    kind: 'memory',
-    rows,
-    start: () => Promise.resolve(),
-    close: () => Promise.resolve(),
-    write(batch): Promise<readonly SinkResult[]> {
-      for (const e of batch) {
-        const key = JSON.stringify(e.key);
-        const version = e.position.parts[0]!;
-        const held = rows.get(key);
-        if (held && held.version >= version) continue;
-        rows.set(key, { version, row: e.after === null ? null : { ...e.after } });
-      }
-      return Promise.resolve(batch.map(() => OK));
-    },
-  };
-}
-
-const live = (r: Recorder): Record<string, Row> =>
-  Object.fromEntries([...r.rows].filter(([, v]) => v.row !== null).map(([k, v]) => [k, v.row!]));
 
 /** Results with their numbers as text, keyed as the view keys them. */
 function asText(rows: Record<string, Row>): Record<string, Record<string, string>> {
@@ -80,31 +48,13 @@ const MIN = 60_000;
 const AGGREGATIONS = { n: { fn: 'count' }, total: { fn: 'sum', column: 'amount' } };
 
 describe('session, sliding and global windows with PostgreSQL state', () => {
-  const pool = new pg.Pool({ connectionString: PG_URL, max: 6 });
-  const schema = uniqueName('view_windows').replace(/-/g, '_').toLowerCase();
-  const store = new StateStore(schema);
-  const events = new RouterEvents();
-  const logger = pino({ level: 'silent' });
+  const { pool, schema, store, events, logger } = viewState('view_windows', 6);
   let n = 0;
 
   function makeView(config: Record<string, unknown>, output = recorder(), late?: Recorder, name = `w${n++}`): { sink: Sink; out: Recorder } {
     const plan = planView(name, viewSchema.parse({ ...config, to: { sink: 'out', table: 'public.results' } }));
     return { sink: createViewSink({ plan, pool, store, output, late, events, logger }), out: output };
   }
-
-  beforeAll(async () => {
-    const client = await pool.connect();
-    try {
-      await store.ensureSchema(client);
-    } finally {
-      client.release();
-    }
-  });
-
-  afterAll(async () => {
-    await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await pool.end();
-  });
 
   const SESSIONS = { from: { stream: 'public.visits' }, group_by: ['user'], window: { session: { gap: '5m' } }, event_time: 'at', aggregations: AGGREGATIONS };
 

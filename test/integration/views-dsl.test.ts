@@ -1,15 +1,8 @@
 import { resolve } from 'node:path';
-import pg from 'pg';
-import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveConfig } from '../../src/config/load.ts';
-import { RouterEvents } from '../../src/events.ts';
+import { describe, expect, it } from 'vitest';
 import type { RawRecord } from '../../src/model/change-event.ts';
-import type { RecordFailure } from '../../src/pipeline/contracts.ts';
-import { buildPipeline, type Pipeline } from '../../src/compose/pipeline.ts';
 import { envelopeRecord } from '../../src/testing/envelope.ts';
-import { uniqueName } from '../support/kafka.ts';
-import { PG_URL } from '../support/stores.ts';
+import { q, viewPipeline } from '../support/view-pipeline.ts';
 
 /**
  * Views written in TypeScript (test/fixtures/handlers/views-pipeline.ts), loaded by the config
@@ -27,8 +20,6 @@ interface Order {
   ordered_at: string | null;
 }
 
-const q = (id: string) => `"${id}"`;
-
 /** What SQL says each view must hold, and how the results are read back: both as text. */
 const TRUTH = {
   revenue_per_customer:
@@ -45,48 +36,14 @@ const TARGET = {
 } as const;
 
 describe('views defined in TypeScript, through the pipeline', () => {
-  const id = uniqueName('views_dsl').replace(/-/g, '_').toLowerCase();
-  const target = `${id}_target`;
-  const state = `${id}_state`;
-  const source = `${id}_source`;
-  const client = new pg.Client({ connectionString: PG_URL });
-  const failures: RecordFailure[] = [];
-  let pipeline: Pipeline;
+  const { client, source, failures, process, expectResultsEqualSql: equalSql } = viewPipeline({
+    prefix: 'views_dsl',
+    topics: ['test.public.orders'],
+    handlers: resolve(import.meta.dirname, '../fixtures/handlers/views-pipeline.ts'),
+    views: ['revenue_per_customer', 'qty_per_day', 'paid_per_hour'],
+    sourceTables: { orders: 'id int PRIMARY KEY, customer_id text, status text, total numeric(10,2), qty int, ordered_at timestamptz' },
+  });
   let offset = 0;
-
-  beforeAll(async () => {
-    await client.connect();
-    await client.query(`CREATE SCHEMA ${q(source)}`);
-    await client.query(
-      `CREATE TABLE ${q(source)}.orders (id int PRIMARY KEY, customer_id text, status text, total numeric(10,2), qty int, ordered_at timestamptz)`,
-    );
-    const config = await resolveConfig(
-      {
-        kafka: { brokers: ['127.0.0.1:9092'], topics: ['test.public.orders'] },
-        sinks: { pg: { kind: 'postgres', connection: { connection_string: PG_URL }, schema: target } },
-        routes: [],
-        state: { connection_string: PG_URL, schema: state },
-        handlers: resolve(import.meta.dirname, '../fixtures/handlers/views-pipeline.ts'),
-        log: { level: 'warn' },
-      },
-      { env: {} },
-    );
-    expect(Object.keys(config.views)).toEqual(['revenue_per_customer', 'qty_per_day', 'paid_per_hour']);
-    pipeline = await buildPipeline(config, {
-      logger: pino({ level: 'silent' }),
-      events: new RouterEvents(),
-      onFailure: (failure) => {
-        failures.push(failure);
-        return Promise.resolve(true);
-      },
-    });
-  });
-
-  afterAll(async () => {
-    await pipeline?.close();
-    for (const schema of [source, target, state]) await client.query(`DROP SCHEMA IF EXISTS ${q(schema)} CASCADE`);
-    await client.end();
-  });
 
   function record(op: 'c' | 'u' | 'd', order: Order | { id: number }): RawRecord {
     const r = envelopeRecord({ op, table: 'orders', key: { id: order.id }, after: op === 'd' ? null : { ...order }, before: op === 'd' ? { id: order.id } : null });
@@ -111,21 +68,7 @@ describe('views defined in TypeScript, through the pipeline', () => {
     return records;
   }
 
-  async function process(records: readonly RawRecord[]): Promise<void> {
-    let committed: bigint | undefined;
-    const outcome = await pipeline.processor.process(records, { signal: new AbortController().signal, progress: (o) => (committed = o) });
-    expect(outcome.halted).toBeUndefined();
-    expect(outcome.commitOffset ?? committed).toBe(BigInt(Number(records.at(-1)!.offset) + 1));
-  }
-
-  async function expectResultsEqualSql(): Promise<void> {
-    for (const view of Object.keys(TRUTH) as (keyof typeof TRUTH)[]) {
-      const truth = (await client.query(TRUTH[view].replace('$S', `${q(source)}.orders`))).rows;
-      const results = (await client.query(TARGET[view].replace('$T', `${q(target)}.${q(view)}`))).rows;
-      expect(results, view).toEqual(truth);
-      expect(truth.length, `${view} has results`).toBeGreaterThan(0);
-    }
-  }
+  const expectResultsEqualSql = () => equalSql(TRUTH, TARGET, (sql) => sql.replace('$S', `${q(source)}.orders`));
 
   const order = (n: number, customer: string, status: string, total: string, qty: number, at: string | null): Order => ({
     id: n,

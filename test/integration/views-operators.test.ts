@@ -1,15 +1,8 @@
 import { resolve } from 'node:path';
-import pg from 'pg';
-import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveConfig } from '../../src/config/load.ts';
-import { RouterEvents } from '../../src/events.ts';
+import { describe, expect, it } from 'vitest';
 import type { RawRecord } from '../../src/model/change-event.ts';
-import type { RecordFailure } from '../../src/pipeline/contracts.ts';
-import { buildPipeline, type Pipeline } from '../../src/compose/pipeline.ts';
 import { envelopeRecord } from '../../src/testing/envelope.ts';
-import { uniqueName } from '../support/kafka.ts';
-import { PG_URL } from '../support/stores.ts';
+import { q, viewPipeline } from '../support/view-pipeline.ts';
 
 /**
  * flatMap, merge and branch on tables (test/fixtures/handlers/views-operators.ts) through the real
@@ -32,8 +25,6 @@ interface Refund {
 }
 type Change = ['orders', 'c' | 'u' | 'd', Order | { id: number }] | ['refunds', 'c' | 'u' | 'd', Refund | { id: number }] | ['refunds', 't'];
 
-const q = (id: string) => `"${id}"`;
-
 const TRUTH = {
   per_tag:
     "SELECT tag, count(*)::text AS n, sum(total)::text AS revenue FROM $S.orders, unnest(string_to_array(tags, ',')) AS tag GROUP BY 1 ORDER BY 1",
@@ -50,47 +41,17 @@ const TARGET = {
 } as const;
 
 describe('flatMap, merge and branch through the pipeline', () => {
-  const id = uniqueName('views_ops').replace(/-/g, '_').toLowerCase();
-  const target = `${id}_target`;
-  const state = `${id}_state`;
-  const source = `${id}_source`;
-  const client = new pg.Client({ connectionString: PG_URL });
-  const failures: RecordFailure[] = [];
+  const { client, source, failures, process, expectResultsEqualSql: equalSql } = viewPipeline({
+    prefix: 'views_ops',
+    topics: ['test.public.orders', 'test.public.refunds'],
+    handlers: resolve(import.meta.dirname, '../fixtures/handlers/views-operators.ts'),
+    views: Object.keys(TRUTH),
+    sourceTables: {
+      orders: 'id int PRIMARY KEY, customer_id text, status text, total numeric(10,2), tags text',
+      refunds: 'id int PRIMARY KEY, customer_id text, amount numeric(10,2)',
+    },
+  });
   const offsets = { orders: 0, refunds: 0 };
-  let pipeline: Pipeline;
-
-  beforeAll(async () => {
-    await client.connect();
-    await client.query(`CREATE SCHEMA ${q(source)}`);
-    await client.query(`CREATE TABLE ${q(source)}.orders (id int PRIMARY KEY, customer_id text, status text, total numeric(10,2), tags text)`);
-    await client.query(`CREATE TABLE ${q(source)}.refunds (id int PRIMARY KEY, customer_id text, amount numeric(10,2))`);
-    const config = await resolveConfig(
-      {
-        kafka: { brokers: ['127.0.0.1:9092'], topics: ['test.public.orders', 'test.public.refunds'] },
-        sinks: { pg: { kind: 'postgres', connection: { connection_string: PG_URL }, schema: target } },
-        routes: [],
-        state: { connection_string: PG_URL, schema: state },
-        handlers: resolve(import.meta.dirname, '../fixtures/handlers/views-operators.ts'),
-        log: { level: 'warn' },
-      },
-      { env: {} },
-    );
-    expect(Object.keys(config.views)).toEqual(Object.keys(TRUTH));
-    pipeline = await buildPipeline(config, {
-      logger: pino({ level: 'silent' }),
-      events: new RouterEvents(),
-      onFailure: (failure) => {
-        failures.push(failure);
-        return Promise.resolve(true);
-      },
-    });
-  });
-
-  afterAll(async () => {
-    await pipeline?.close();
-    for (const schema of [source, target, state]) await client.query(`DROP SCHEMA IF EXISTS ${q(schema)} CASCADE`);
-    await client.end();
-  });
 
   function record(change: Change): RawRecord {
     const [table, op, row] = change;
@@ -124,21 +85,7 @@ describe('flatMap, merge and branch through the pipeline', () => {
     return records;
   }
 
-  async function process(records: readonly RawRecord[]): Promise<void> {
-    let committed: bigint | undefined;
-    const outcome = await pipeline.processor.process(records, { signal: new AbortController().signal, progress: (o) => (committed = o) });
-    expect(outcome.halted).toBeUndefined();
-    expect(outcome.commitOffset ?? committed).toBe(BigInt(Number(records.at(-1)!.offset) + 1));
-  }
-
-  async function expectResultsEqualSql(): Promise<void> {
-    for (const view of Object.keys(TRUTH) as (keyof typeof TRUTH)[]) {
-      const truth = (await client.query(TRUTH[view].replaceAll('$S', q(source)))).rows;
-      const results = (await client.query(TARGET[view].replace('$T', `${q(target)}.${q(view)}`))).rows;
-      expect(results, view).toEqual(truth);
-      expect(truth.length, `${view} has results`).toBeGreaterThan(0);
-    }
-  }
+  const expectResultsEqualSql = () => equalSql(TRUTH, TARGET, (sql) => sql.replaceAll('$S', q(source)));
 
   const order = (n: number, customer: string, status: string, total: string, tags: string | null): Order => ({ id: n, customer_id: customer, status, total, tags });
   const refund = (n: number, customer: string, amount: string): Refund => ({ id: n, customer_id: customer, amount });

@@ -1,6 +1,4 @@
 import { resolve } from 'node:path';
-import pg from 'pg';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config/load.ts';
 import { RouterEvents } from '../../src/events.ts';
@@ -8,14 +6,13 @@ import { fromStream, fromTable, mapState, valueState } from '../../src/index.ts'
 import type { ChangeEvent, Op, Row } from '../../src/model/change-event.ts';
 import { position } from '../../src/model/position.ts';
 import { startService, type Service } from '../../src/service.ts';
-import { OK, type Sink, type SinkResult } from '../../src/sink/sink.ts';
 import { envelope } from '../../src/testing/envelope.ts';
-import { StateStore } from '../../src/view/state-store.ts';
 import { planView, type ViewDefinition } from '../../src/view/view-plan.ts';
 import { createViewSink } from '../../src/view/view-sink.ts';
 import handlers, { CLICK_TTL_MS, type Click } from '../fixtures/handlers/views-process.ts';
 import { BROKER, kafkaFixture, uniqueName, waitUntil, type KafkaFixture } from '../support/kafka.ts';
 import { PG_URL } from '../support/stores.ts';
+import { live, recorder, viewState } from '../support/view-state.ts';
 
 /**
  * `process` views with keyed state in PostgreSQL. Each result is compared with a model of the
@@ -79,31 +76,6 @@ function workload(): { click: Click; timeMs: number }[] {
   });
 }
 
-/** A sink that keeps the latest result per key, as a sink with a stale-write guard does. */
-interface Recorder extends Sink {
-  readonly rows: Map<string, { version: bigint; row: Row | null }>;
-}
-function recorder(): Recorder {
-  const rows = new Map<string, { version: bigint; row: Row | null }>();
-  return {
-    name: 'out',
-    kind: 'memory',
-    rows,
-    start: () => Promise.resolve(),
-    close: () => Promise.resolve(),
-    write(batch): Promise<readonly SinkResult[]> {
-      for (const e of batch) {
-        const key = JSON.stringify(e.key);
-        const version = e.position.parts[0]!;
-        const held = rows.get(key);
-        if (!held || held.version < version) rows.set(key, { version, row: e.after === null ? null : { ...e.after } });
-      }
-      return Promise.resolve(batch.map(() => OK));
-    },
-  };
-}
-const live = (r: Recorder) => Object.fromEntries([...r.rows].filter(([, v]) => v.row !== null).map(([k, v]) => [k, v.row]));
-
 let offset = 0;
 let lsn = 1_000;
 function change(op: Op, table: string, key: Row, after: Row | null, tsMs: number): ChangeEvent {
@@ -124,11 +96,7 @@ function change(op: Op, table: string, key: Row, after: Row | null, tsMs: number
 }
 
 describe('process views with keyed state', () => {
-  const pool = new pg.Pool({ connectionString: PG_URL, max: 4 });
-  const schema = uniqueName('view_process').replace(/-/g, '_').toLowerCase();
-  const store = new StateStore(schema);
-  const events = new RouterEvents();
-  const logger = pino({ level: 'silent' });
+  const { pool, schema, store, events, logger } = viewState('view_process', 4);
   let n = 0;
 
   function makeView(definition: ViewDefinition) {
@@ -144,20 +112,6 @@ describe('process views with keyed state', () => {
     );
     return new Map(res.rows.map((r) => [String(r.gkey['user'] ?? r.gkey['customer']), { state: r.state, expires: r.expires_at }]));
   }
-
-  beforeAll(async () => {
-    const client = await pool.connect();
-    try {
-      await store.ensureSchema(client);
-    } finally {
-      client.release();
-    }
-  });
-
-  afterAll(async () => {
-    await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await pool.end();
-  });
 
   it('value, list and map state with an event-time TTL: results equal the model; a redelivered batch is applied zero times more', async () => {
     const { plan, out, sink } = makeView(handlers.views!['click_stats']!.definition);

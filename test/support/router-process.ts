@@ -12,9 +12,9 @@ import { waitUntil } from './kafka.ts';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 
-/** Runs the real CLI, as an operator would. */
-export async function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['bin/cdc-router.js', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+/** Runs the real CLI, as an operator would; `env` replaces the environment it inherits. */
+export async function cli(args: string[], options: { env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['bin/cdc-router.js', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: options.env });
   const out: Buffer[] = [];
   const err: Buffer[] = [];
   child.stdout.on('data', (c: Buffer) => out.push(c));

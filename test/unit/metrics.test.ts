@@ -5,17 +5,7 @@ import { createCommitLatencyTracker } from '../../src/metrics/commit-latency.ts'
 import { createRateWindow } from '../../src/metrics/rate-window.ts';
 import { createRouterMetrics } from '../../src/metrics/router-metrics.ts';
 import { statusReportSchema } from '../../src/metrics/status-report.ts';
-
-/** Samples of the text exposition, by `name{labels}` as printed (labels in prom-client's order). */
-function samples(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const at = line.lastIndexOf(' ');
-    out.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return out;
-}
+import { samples } from '../support/prometheus.ts';
 
 function timings(from: number, count: number, appendMs: number, sourceMs = NaN): BatchTimings {
   return {
