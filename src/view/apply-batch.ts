@@ -62,7 +62,6 @@ function asCdcError(view: string, err: unknown): CdcError {
  * the offsets stored per partition, stale changes by the positions stored per row; old
  * contributions from the stored image (never from `before`), new ones from the new image; groups
  * updated, results with fresh versions put in the outbox, offsets moved. Nothing is committed here.
- * `waiting`: input partitions with records still to read (see watermarkOf).
  */
 export async function applyBatch(
   client: pg.PoolClient,
@@ -70,7 +69,6 @@ export async function applyBatch(
   plan: ViewPlan,
   batch: readonly ChangeEvent[],
   inputColumns: readonly ColumnSchema[] | undefined,
-  waiting: ReadonlySet<string> = new Set(),
 ): Promise<AppliedBatch> {
   const view = plan.name;
   const failures = new Map<number, CdcError>();
@@ -147,7 +145,7 @@ export async function applyBatch(
     const read = fresh.filter((f) => !held.has(partitionOf(f.event)) || BigInt(f.event.kafka.offset) < held.get(partitionOf(f.event))!.offset);
     const clocks = advanceClocks(plan, stored, read.map((f) => ({ event: f.event, applied: !failures.has(f.index) })), now);
     await store.saveClocks(client, view, clocks);
-    newWatermark = watermarkOf(plan, stored, clocks, watermark, now, waiting);
+    newWatermark = watermarkOf(plan, stored, clocks, watermark, now);
     if (newWatermark !== null && newWatermark !== watermark) await store.saveWatermark(client, view, newWatermark);
   }
   const results = keyed
@@ -548,13 +546,12 @@ export async function advanceTime(
   plan: ViewPlan,
   inputColumns: readonly ColumnSchema[] | undefined,
   beat?: HeartbeatTick,
-  waiting: ReadonlySet<string> = new Set(),
 ): Promise<number> {
   if (!plan.window) return 0;
   const previous = await store.watermark(client, plan.name);
   const stored = await store.clocks(client, plan.name);
   const moved = beat ? await beatClocks(client, store, plan, stored, beat) : new Map<string, PartitionClock>();
-  const watermark = watermarkOf(plan, stored, moved, previous, Date.now(), waiting);
+  const watermark = watermarkOf(plan, stored, moved, previous, Date.now());
   if (watermark === null) return 0;
   if (watermark !== previous) await store.saveWatermark(client, plan.name, watermark);
   if (plan.time.emit !== 'final' && plan.trigger?.kind !== 'time') return 0;

@@ -24,12 +24,7 @@ export interface ViewSinkDeps {
   readonly late?: Sink | undefined;
   readonly events: RouterEvents;
   readonly logger: Logger;
-  /** For a windowed view: the group's lag per partition of its input topics (see InputLags); without it only partitions read count. */
-  readonly inputLags?: InputLags | undefined;
 }
-
-/** Records still to read per partition of a view's input topics and of the topics it has read, by partitionKey; undefined when unknown. */
-export type InputLags = (topicsRead: readonly string[]) => Promise<ReadonlyMap<string, bigint | undefined>>;
 
 /** The key of a late change in its side output: where it was read. */
 export const LATE_KEY_COLUMNS = ['view', 'topic', 'kafka_partition', 'kafka_offset'] as const;
@@ -92,18 +87,6 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
   let inputColumns: readonly ColumnSchema[] | undefined;
   let relay: NodeJS.Timeout | undefined;
   let draining: Promise<void> | undefined;
-  const topicsRead = new Set<string>();
-
-  /** Input partitions with records still to read: those the view never read hold its watermark back. */
-  async function waiting(): Promise<ReadonlySet<string>> {
-    if (!plan.window || !deps.inputLags) return new Set();
-    try {
-      const lags = await deps.inputLags([...topicsRead]);
-      return new Set([...lags].filter(([, lag]) => lag !== undefined && lag > 0n).map(([p]) => p));
-    } catch (err) {
-      throw new SinkError(name, `view watermark: the input partitions' offsets: ${errorMessage(err)}`, { code: 'VIEW_INPUT_OFFSETS', retriable: true, cause: err });
-    }
-  }
 
   async function inTransaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await pool.connect().catch((err: unknown) => {
@@ -167,12 +150,8 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
 
   async function write(batch: readonly ChangeEvent[]): Promise<readonly SinkResult[]> {
     const t0 = performance.now();
-    for (const e of batch) {
-      if (e.columns) inputColumns = e.columns;
-      topicsRead.add(e.kafka.topic);
-    }
-    const unread = await waiting();
-    const outcome = await inTransaction((client) => applyBatch(client, store, plan, batch, inputColumns, unread));
+    for (const e of batch) if (e.columns) inputColumns = e.columns;
+    const outcome = await inTransaction((client) => applyBatch(client, store, plan, batch, inputColumns));
     events.emit('view.applied', {
       view: plan.name,
       applied: outcome.applied,
@@ -202,7 +181,7 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
         client.release();
       }
       const tick = () =>
-        void (plan.window ? waiting().then((unread) => inTransaction((client) => advanceTime(client, store, plan, inputColumns, undefined, unread))) : Promise.resolve(0))
+        void (plan.window ? inTransaction((client) => advanceTime(client, store, plan, inputColumns)) : Promise.resolve(0))
           .then(() => deliver())
           .catch((err: unknown) => log.warn({ err }, 'view watermark or outbox delivery failed; retried on the next write or tick'));
       tick();
@@ -212,8 +191,7 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
     write,
     async heartbeat(beat) {
       if (!plan.window) return;
-      const unread = await waiting();
-      await inTransaction((client) => advanceTime(client, store, plan, inputColumns, beat, unread));
+      await inTransaction((client) => advanceTime(client, store, plan, inputColumns, beat));
       await deliver();
     },
     close: once(async () => {

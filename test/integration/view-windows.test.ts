@@ -1,7 +1,3 @@
-import { kafkaSchema } from '../../src/config/schema.ts';
-import { connectGroupAdmin } from '../../src/consume/group-admin.ts';
-import { kafkaInputLags } from '../../src/view/build-views.ts';
-import { partitionKey } from '../../src/view/state-store.ts';
 import { describe, expect, it } from 'vitest';
 import type { ChangeEvent, Row } from '../../src/model/change-event.ts';
 import { position } from '../../src/model/position.ts';
@@ -10,7 +6,6 @@ import { viewSchema } from '../../src/view/view-config.ts';
 import { planView } from '../../src/view/view-plan.ts';
 import { createViewSink, type ViewSink } from '../../src/view/view-sink.ts';
 import { seededRandom } from '../support/random.ts';
-import { BROKER, kafkaFixture, uniqueName } from '../support/kafka.ts';
 import { live, recorder, viewState, type Recorder } from '../support/view-state.ts';
 import { slidingTruth, sessionTruth, type Visit } from '../support/window-truth.ts';
 
@@ -48,7 +43,7 @@ const MIN = 60_000;
 const AGGREGATIONS = { n: { fn: 'count' }, total: { fn: 'sum', column: 'amount' } };
 
 describe('session, sliding and global windows with PostgreSQL state', () => {
-  const { pool, schema, store, events, logger } = viewState('view_windows', 6);
+  const { pool, store, events, logger } = viewState('view_windows', 6);
   let n = 0;
 
   function makeView(config: Record<string, unknown>, output = recorder(), late?: Recorder, name = `w${n++}`): { sink: Sink; out: Recorder } {
@@ -186,77 +181,6 @@ describe('session, sliding and global windows with PostgreSQL state', () => {
     });
     // Partition 1 has records still unread (end beyond what was applied): the heartbeat must not make them late.
     expect(await run(BigInt(offsets.get(1)! + 5))).toEqual({});
-  });
-
-  it('a partition of the input topic the view has never read, with records waiting in Kafka, holds the watermark: the window closes once they are read', async () => {
-    const kafka = await kafkaFixture();
-    const kafkaConfig = kafkaSchema.parse({ brokers: [BROKER], group_id: uniqueName('view-unread'), topics: [`${uniqueName('shop')}.public.visits`] });
-    const topic = kafkaConfig.topics![0]!;
-    const admin = await connectGroupAdmin(kafkaConfig, logger);
-    try {
-      await kafka.createTopic(topic, 2);
-      const at = (v: Visit, partition: number, offset: number): ChangeEvent => {
-        const e = visit(v, partition);
-        return { ...e, kafka: { ...e.kafka, topic, offset: String(offset), highWatermark: String(offset + 1) } };
-      };
-      // Partition 1's changes are in Kafka first (older event times); the view reads partition 0 first.
-      const p1: Visit[] = [
-        { id: 601, user: 'a', at: 2_000, amount: 1 },
-        { id: 602, user: 'a', at: 4_000, amount: 1 },
-        { id: 603, user: 'a', at: 26_000, amount: 1 },
-      ];
-      const p0: Visit[] = [
-        { id: 604, user: 'a', at: 1_000, amount: 1 },
-        { id: 605, user: 'a', at: 25_000, amount: 1 },
-      ];
-      for (const [partition, visits] of [[1, p1], [0, p0]] as const) {
-        await kafka.producer.send({ topic, messages: visits.map((v) => ({ key: String(v.id), value: JSON.stringify(v), partition })) });
-      }
-      const name = `w${n++}`;
-      const plan = planView(
-        name,
-        viewSchema.parse({
-          from: { stream: 'public.visits' },
-          window: { tumbling: '10s' },
-          event_time: 'at',
-          emit: 'final',
-          grace: '0ms',
-          aggregations: { n: { fn: 'count' } },
-          to: { sink: 'out', table: 'public.results' },
-        }),
-      );
-      const out = recorder();
-      const inputLags = kafkaInputLags(kafkaConfig, () => Promise.resolve(admin), plan.inputs);
-      const sink = createViewSink({ plan, pool, store, output: out, events, logger, inputLags });
-      await sink.start();
-      const stored = async () => (await pool.query<{ w: string }>(`SELECT watermark_ms::text AS w FROM "${schema}".view_watermarks WHERE view = $1`, [name])).rows[0]?.w ?? null;
-
-      const first = await sink.write(p0.map((v, i) => at(v, 0, i)));
-      expect(first.map((r) => r.ok)).toEqual([true, true]);
-      // Partition 0 alone is at 25 s, but partition 1 has three records unread: no window closes.
-      expect(live(out)).toEqual({});
-      expect(await stored()).toBeNull();
-      // A heartbeat moves partition 0 (applied to its end) to 60 s; partition 1 still holds.
-      const ends = new Map([...(await kafka.endOffsets(topic))].map(([p, end]) => [partitionKey(topic, p), end]));
-      expect(ends.get(partitionKey(topic, 0))).toBe(BigInt(p0.length));
-      await (sink as ViewSink).heartbeat({ topicPrefix: topic.split('.')[0]!, tsMs: 60_000, ends });
-      expect(live(out)).toEqual({});
-      expect(await stored()).toBeNull();
-
-      const second = await sink.write(p1.map((v, i) => at(v, 1, i)));
-      // None of partition 1's changes is late, and the window holds every change in it.
-      expect(second.map((r) => r.ok)).toEqual([true, true, true]);
-      const all = [...p0, ...p1];
-      // Partition 0 at the heartbeat's 60 s, partition 1 at its latest change: the watermark is partition 1's.
-      expect(await stored()).toBe(String(Math.max(...p1.map((v) => v.at))));
-      expect(live(out)).toEqual({
-        [JSON.stringify({ window_start: 0, window_end: 10_000 })]: { window_start: 0, window_end: 10_000, n: all.filter((v) => v.at < 10_000).length },
-      });
-      await sink.close();
-    } finally {
-      await admin.close();
-      await kafka.close();
-    }
   });
 
   it('a late change goes to the named late sink with its reason, window and watermark; without one it fails with stage view', async () => {
