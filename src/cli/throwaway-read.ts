@@ -7,7 +7,7 @@ import { createKafka } from '../consume/kafka-client.ts';
 import { CdcError } from '../errors.ts';
 import { RouterEvents } from '../events.ts';
 import type { RawRecord } from '../model/change-event.ts';
-import { connectGroupAdmin, type GroupAdmin } from '../consume/group-admin.ts';
+import { configuredTopics, connectGroupAdmin, type GroupAdmin } from '../consume/group-admin.ts';
 
 /** Where a read starts in each partition: its first offset, its end, or its last `last` records. */
 export type StartAt = 'beginning' | 'end' | { readonly last: number };
@@ -43,8 +43,7 @@ const slot = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 
 async function topicsOf(kafka: KafkaConfig, admin: GroupAdmin): Promise<string[]> {
   if (kafka.topics) return [...kafka.topics];
-  const pattern = new RegExp(kafka.topic_pattern ?? '');
-  const topics = (await admin.topics()).filter((t) => pattern.test(t)).sort();
+  const topics = configuredTopics(kafka, await admin.topics());
   if (topics.length === 0) {
     throw new CdcError(`no topic matches kafka.topic_pattern /${kafka.topic_pattern ?? ''}/`, { code: 'NO_TOPICS', retriable: false });
   }

@@ -5,6 +5,16 @@ import { createKafka } from './kafka-client.ts';
 import { CdcError, errorMessage } from '../errors.ts';
 import { GroupActiveError, OffsetsRequestError } from './group-errors.ts';
 
+/** The topics a config consumes: `kafka.topics`, plus those of `existing` that `kafka.topic_pattern` matches. */
+export function configuredTopics(kafka: Pick<KafkaConfig, 'topics' | 'topic_pattern'>, existing: readonly string[]): string[] {
+  const topics = new Set<string>(kafka.topics ?? []);
+  if (kafka.topic_pattern) {
+    const pattern = new RegExp(kafka.topic_pattern);
+    for (const t of existing) if (pattern.test(t)) topics.add(t);
+  }
+  return [...topics].sort();
+}
+
 /** A partition's first and end offsets (the end is the next offset to be written). */
 export interface PartitionBounds {
   readonly partition: number;

@@ -1,7 +1,7 @@
 import type { KafkaConfig } from '../config/schema.ts';
 import { partitionLag, totalLag } from '../metrics/partition-lag.ts';
 import { GroupActiveError } from '../consume/group-errors.ts';
-import { isGroupIdle, type GroupAdmin, type GroupDescription } from '../consume/group-admin.ts';
+import { configuredTopics, isGroupIdle, type GroupAdmin, type GroupDescription } from '../consume/group-admin.ts';
 import { resolveBound, selectPartitions, type OffsetBound } from './offset-bound.ts';
 
 export interface PartitionLag {
@@ -30,11 +30,7 @@ export interface GroupOffsets {
 export async function groupOffsets(admin: GroupAdmin, kafka: KafkaConfig): Promise<GroupOffsets> {
   const group = await admin.describeGroup(kafka.group_id);
   const existing = await admin.topics();
-  const topics = new Set<string>(kafka.topics ?? []);
-  if (kafka.topic_pattern) {
-    const pattern = new RegExp(kafka.topic_pattern);
-    for (const t of existing) if (pattern.test(t)) topics.add(t);
-  }
+  const topics = new Set(configuredTopics(kafka, existing));
   for (const m of group.members) for (const t of Object.keys(m.assignment)) topics.add(t);
   const partitions: PartitionLag[] = [];
   for (const topic of [...topics].filter((t) => existing.includes(t)).sort()) {

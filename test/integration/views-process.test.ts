@@ -78,6 +78,13 @@ function workload(): { click: Click; timeMs: number }[] {
 
 let offset = 0;
 let lsn = 1_000;
+/** The orders table of the table-view tests. */
+interface Order {
+  id: number;
+  customer: string;
+  amount: number;
+}
+
 function change(op: Op, table: string, key: Row, after: Row | null, tsMs: number): ChangeEvent {
   const at = offset++;
   return {
@@ -149,11 +156,6 @@ describe('process views with keyed state', () => {
   });
 
   it('on a table, retract then add: a map state per customer equals GROUP BY over the current rows, through moves, deletes and a truncate', async () => {
-    interface Order {
-      id: number;
-      customer: string;
-      amount: number;
-    }
     const definition = fromTable<Order>('public.orders')
       .groupBy('customer')
       .process({
@@ -272,11 +274,6 @@ describe('process views with keyed state', () => {
   });
 
   it('a process function that throws on a table change leaves the row as it was: later changes of it retract what was added', async () => {
-    interface Order {
-      id: number;
-      customer: string;
-      amount: number;
-    }
     // A running sum: a retraction subtracts the amount of the image it is given, so a wrong image shows.
     const definition = fromTable<Order>('public.orders')
       .groupBy('customer')
