@@ -39,6 +39,13 @@ export const kafkaSchema = z
     rebalance_timeout_ms: z.number().int().positive().default(60_000),
     partitions_consumed_concurrently: z.number().int().min(1).max(64).default(4),
     max_bytes_per_partition: z.number().int().positive().default(1_048_576),
+    fetch_max_wait_ms: z
+      .number()
+      .int()
+      .min(1)
+      .max(30_000)
+      .default(500)
+      .describe('longest the broker holds a fetch open waiting for new records (Kafka\'s fetch.max.wait.ms)'),
     max_buffered_records_per_partition: z
       .number()
       .int()

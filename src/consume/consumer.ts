@@ -114,6 +114,9 @@ export function createChangeConsumer(
     heartbeatInterval: config.heartbeat_interval_ms,
     rebalanceTimeout: config.rebalance_timeout_ms,
     maxBytesPerPartition: config.max_bytes_per_partition,
+    // kafkajs waits up to 5 s by default: a partition resumed after backpressure (or one assigned)
+    // joins the next fetch only, so while every partition in the open one is at its end, it waits that long.
+    maxWaitTimeInMs: config.fetch_max_wait_ms,
     allowAutoTopicCreation: false,
     retry: { retries: 10 },
   });

@@ -8,7 +8,7 @@ import { ViewInputError } from './core/errors.ts';
 import { ViewLateError } from './core/late.ts';
 import { newTriggerState, triggerOnChange, triggerOnTime } from './core/trigger.ts';
 import { applyKeyedWindows } from './keyed-windows.ts';
-import { partitionKey, splitPartitionKey, type GroupWrite, type StateStore, type StoredRow } from './state-store.ts';
+import { partitionKey, splitPartitionKey, type GroupWrite, type RowWrite, type StateStore, type StoredRow } from './state-store.ts';
 import { KeyedStateStore } from './keyed-state-store.ts';
 import { ProcessBatch, type ResultDraft } from './process.ts';
 import type { JsonValue } from './core/aggregation.ts';
@@ -189,8 +189,8 @@ async function tableDeltas(
   failures: Map<number, CdcError>,
   held: Held,
   watermark: number | null,
-): Promise<{ deltas: Delta[]; rows: Map<string, { row: StoredRow; index: number }> }> {
-  const written = new Map<string, { row: StoredRow; index: number }>();
+): Promise<{ deltas: Delta[]; rows: Map<string, { row: RowWrite; index: number }> }> {
+  const written = new Map<string, { row: RowWrite; index: number }>();
   if (segment.length === 0) return { deltas: [], rows: written };
   const rows = await store.lockRows(
     client,
@@ -225,7 +225,7 @@ async function tableDeltas(
       validate(plan, plus);
       rejectLate(plan, [...minus, ...plus], watermark, changeTimeMs(plan, event));
       // The old key of a primary-key change keeps its image (an empty one when it had none) for the new key's create.
-      written.set(pk, { row: { pos, image, moved: event.keyChange === 'old' ? (stored.image ?? {}) : null }, index });
+      written.set(pk, { row: { pos, image, moved: event.keyChange === 'old' ? (stored.image ?? {}) : null, existed: rows.has(pk) }, index });
       deltas.push({ index, minus, plus });
     } catch (err) {
       if (err instanceof CdcError && err.retriable) held.set(partitionOf(event), { offset: BigInt(event.kafka.offset), error: err });
@@ -354,14 +354,14 @@ async function truncate(
   const truncatedAt = await store.truncatePosition(client, scope);
   if (truncatedAt !== null && truncatedAt >= pos) return 0;
   const rows = await store.lockAllRows(client, plan.name);
-  const cleared = new Map<string, StoredRow>();
+  const cleared = new Map<string, RowWrite>();
   const minus: Contribution[] = [];
   // A merged view's truncate retracts the rows of its own table only.
   const ofTable = (pk: string) => plan.inputs.length === 1 || pk.startsWith(rowKeyOf(plan, event, ''));
   for (const [pk, r] of rows) {
     if (r.image === null || (r.pos !== null && r.pos > pos) || !ofTable(pk)) continue;
     minus.push(...plan.contributions(r.image, 'retract'));
-    cleared.set(pk, { pos: r.pos, image: null });
+    cleared.set(pk, { pos: r.pos, image: null, existed: true });
   }
   if (keyed) {
     if ((await keyed.apply([{ index, minus, plus: [] }], () => event, failures)) === 0) return 0;

@@ -3,6 +3,7 @@ import type { Row } from '../model/change-event.ts';
 import type { JsonValue } from './core/aggregation.ts';
 import { ensureKeyedStateSchema, KeyedStateStore } from './keyed-state-store.ts';
 import type { TriggerState } from './core/trigger.ts';
+import { RowRaceError } from './core/errors.ts';
 
 /**
  * View state in PostgreSQL: row images, group aggregates, the input offsets applied per partition,
@@ -47,6 +48,11 @@ export interface StoredEvent {
   readonly values: readonly unknown[];
 }
 
+/** A row image to save, and whether it was in the store when locked (else it is inserted). */
+export interface RowWrite extends StoredRow {
+  readonly existed: boolean;
+}
+
 export interface GroupWrite {
   readonly gid: string;
   readonly key: Row;
@@ -68,6 +74,22 @@ export interface OutboxEntry {
 
 const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
 
+/**
+ * Images, group states and outbox payloads are stored as JSON text, not jsonb: they are only ever
+ * read back whole, and jsonb's parse on every write and rendering on every read cost the server
+ * more than the rest of a batch's statements. Columns SQL looks into (gkey, trigger_state) stay jsonb.
+ */
+const TEXT_COLUMNS = [
+  ['view_rows', 'image'],
+  ['view_groups', 'state'],
+  ['view_outbox', 'payload'],
+] as const;
+
+/** Room on each page for the next version of a row, so that rewriting an image or a group stays on its page (a HOT update). */
+const FILLFACTOR = 80;
+
+const parseJson = <T>(text: string | null): T | null => (text === null ? null : (JSON.parse(text) as T));
+
 /** Plain JSON for jsonb: int64 beyond 2^53 as decimal text (the aggregations read it exactly). */
 function toJson(value: unknown): string {
   return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
@@ -75,8 +97,10 @@ function toJson(value: unknown): string {
 
 export class StateStore {
   readonly s: string;
+  private readonly schema: string;
 
   constructor(schema: string) {
+    this.schema = schema;
     this.s = q(schema);
   }
 
@@ -91,15 +115,16 @@ export class StateStore {
         view text NOT NULL, topic text NOT NULL, kpartition integer NOT NULL, next_offset bigint NOT NULL,
         PRIMARY KEY (view, topic, kpartition))`);
       await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_rows (
-        view text NOT NULL, pk text NOT NULL, pos text COLLATE "C", image jsonb, moved jsonb, PRIMARY KEY (view, pk))`);
-      await client.query(`CREATE INDEX IF NOT EXISTS view_rows_moved ON ${s}.view_rows (view, pos) WHERE moved IS NOT NULL`);
+        view text NOT NULL, pk text NOT NULL, pos text COLLATE "C", image text, PRIMARY KEY (view, pk)) WITH (fillfactor = ${FILLFACTOR})`);
+      await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_moved (
+        view text NOT NULL, pos text COLLATE "C" NOT NULL, image text NOT NULL, PRIMARY KEY (view, pos))`);
       await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_groups (
-        view text NOT NULL, gid text NOT NULL, gkey jsonb NOT NULL, rows bigint NOT NULL, state jsonb NOT NULL,
-        PRIMARY KEY (view, gid))`);
+        view text NOT NULL, gid text NOT NULL, gkey jsonb NOT NULL, rows bigint NOT NULL, state text NOT NULL,
+        PRIMARY KEY (view, gid)) WITH (fillfactor = ${FILLFACTOR})`);
       await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_truncates (
         view text PRIMARY KEY, pos text COLLATE "C" NOT NULL)`);
       await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_outbox (
-        id bigserial PRIMARY KEY, view text NOT NULL, payload jsonb NOT NULL)`);
+        id bigserial PRIMARY KEY, view text NOT NULL, payload text NOT NULL)`);
       await client.query(`CREATE INDEX IF NOT EXISTS view_outbox_view ON ${s}.view_outbox (view, id)`);
       await client.query(`CREATE SEQUENCE IF NOT EXISTS ${s}.view_versions`);
       // Event time: a clock per input partition, the view's watermark, and which windows have fired (emit: final).
@@ -119,11 +144,32 @@ export class StateStore {
         id bigserial PRIMARY KEY, view text NOT NULL, kid text NOT NULL, t bigint NOT NULL, vals jsonb NOT NULL)`);
       await client.query(`CREATE INDEX IF NOT EXISTS view_events_kid ON ${s}.view_events (view, kid, t)`);
       await client.query(`CREATE INDEX IF NOT EXISTS view_events_t ON ${s}.view_events (view, t)`);
+      await this.upgrade(client);
       await client.query('COMMIT');
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;
     }
+  }
+
+  /** State made by earlier versions: jsonb columns become text, kept images of old keys move to view_moved. */
+  private async upgrade(client: pg.PoolClient): Promise<void> {
+    const s = this.s;
+    const found = await client.query<{ table_name: string; column_name: string; data_type: string }>(
+      `SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name IN ('view_rows', 'view_groups', 'view_outbox')`,
+      [this.schema],
+    );
+    const type = (t: string, c: string) => found.rows.find((r) => r.table_name === t && r.column_name === c)?.data_type;
+    if (type('view_rows', 'moved') !== undefined) {
+      await client.query(
+        `INSERT INTO ${s}.view_moved (view, pos, image) SELECT view, pos, moved::text FROM ${s}.view_rows WHERE moved IS NOT NULL AND pos IS NOT NULL ON CONFLICT DO NOTHING`,
+      );
+      await client.query(`ALTER TABLE ${s}.view_rows DROP COLUMN moved`);
+    }
+    for (const [t, c] of TEXT_COLUMNS) {
+      if (type(t, c) === 'jsonb') await client.query(`ALTER TABLE ${s}.${t} ALTER COLUMN ${c} TYPE text USING ${c}::text`);
+    }
+    for (const t of ['view_rows', 'view_groups']) await client.query(`ALTER TABLE ${s}.${t} SET (fillfactor = ${FILLFACTOR})`);
   }
 
   /**
@@ -174,59 +220,73 @@ export class StateStore {
     );
   }
 
-  /** Locks the images of these primary keys (creating placeholders, so a key new to both of two transactions is locked too). */
+  /**
+   * Locks the stored images of these primary keys (sorted). A key not stored yet is not locked:
+   * saveRows inserts it, and finds out there when another transaction stored it first.
+   */
   async lockRows(client: pg.PoolClient, view: string, pks: readonly string[]): Promise<Map<string, StoredRow>> {
     const sorted = [...new Set(pks)].sort();
     if (sorted.length === 0) return new Map();
-    await client.query(
-      `INSERT INTO ${this.s}.view_rows (view, pk) SELECT $1, k FROM unnest($2::text[]) AS u(k) ON CONFLICT DO NOTHING`,
-      [view, sorted],
-    );
-    const res = await client.query<{ pk: string; pos: string | null; image: Row | null }>(
+    const res = await client.query<{ pk: string; pos: string | null; image: string | null }>(
       `SELECT pk, pos, image FROM ${this.s}.view_rows WHERE view = $1 AND pk = ANY($2::text[]) ORDER BY pk COLLATE "C" FOR UPDATE`,
       [view, sorted],
     );
-    return new Map(res.rows.map((r) => [r.pk, { pos: r.pos, image: r.image }]));
+    return new Map(res.rows.map((r) => [r.pk, { pos: r.pos, image: parseJson<Row>(r.image) }]));
   }
 
   /** Every stored image of the view, locked: a truncate retracts them all. */
   async lockAllRows(client: pg.PoolClient, view: string): Promise<Map<string, StoredRow>> {
-    const res = await client.query<{ pk: string; pos: string | null; image: Row | null }>(
+    const res = await client.query<{ pk: string; pos: string | null; image: string | null }>(
       `SELECT pk, pos, image FROM ${this.s}.view_rows WHERE view = $1 ORDER BY pk COLLATE "C" FOR UPDATE`,
       [view],
     );
-    return new Map(res.rows.map((r) => [r.pk, { pos: r.pos, image: r.image }]));
+    return new Map(res.rows.map((r) => [r.pk, { pos: r.pos, image: parseJson<Row>(r.image) }]));
   }
 
-  async saveRows(client: pg.PoolClient, view: string, rows: ReadonlyMap<string, StoredRow>): Promise<void> {
+  /**
+   * Rewrites the locked images and inserts the new ones, in one statement. A key new to this
+   * transaction that another one stored meanwhile (one primary key on two partitions at once) was
+   * read as absent: its contributions are wrong, so the whole transaction must be retried (RowRaceError).
+   */
+  async saveRows(client: pg.PoolClient, view: string, rows: ReadonlyMap<string, RowWrite>): Promise<void> {
     if (rows.size === 0) return;
     const pks: string[] = [];
     const poss: (string | null)[] = [];
     const images: (string | null)[] = [];
-    const moved: (string | null)[] = [];
+    const existed: boolean[] = [];
+    const moved: { pos: string; image: string }[] = [];
+    let fresh = 0;
     for (const [pk, r] of rows) {
       pks.push(pk);
       poss.push(r.pos);
       images.push(r.image === null ? null : toJson(r.image));
-      moved.push(r.moved ? toJson(r.moved) : null);
+      existed.push(r.existed);
+      if (!r.existed) fresh++;
+      if (r.moved && r.pos !== null) moved.push({ pos: r.pos, image: toJson(r.moved) });
     }
+    const res = await client.query<{ inserted: string }>(
+      `WITH u AS (SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::boolean[]) AS u(pk, pos, image, existed)),
+         up AS (UPDATE ${this.s}.view_rows v SET pos = u.pos, image = u.image FROM u WHERE u.existed AND v.view = $1 AND v.pk = u.pk),
+         ins AS (INSERT INTO ${this.s}.view_rows (view, pk, pos, image) SELECT $1, pk, pos, image FROM u WHERE NOT u.existed
+                 ON CONFLICT DO NOTHING RETURNING 1)
+       SELECT count(*)::text AS inserted FROM ins`,
+      [view, pks, poss, images, existed],
+    );
+    if (Number(res.rows[0]?.inserted ?? 0) < fresh) throw new RowRaceError(view);
+    if (moved.length === 0) return;
     await client.query(
-      `UPDATE ${this.s}.view_rows v SET pos = u.pos, image = u.image::jsonb, moved = u.moved::jsonb
-       FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS u(pk, pos, image, moved) WHERE v.view = $1 AND v.pk = u.pk`,
-      [view, pks, poss, images, moved],
+      `INSERT INTO ${this.s}.view_moved (view, pos, image) SELECT $1, p, i FROM unnest($2::text[], $3::text[]) AS u(p, i) ON CONFLICT DO NOTHING`,
+      [view, moved.map((m) => m.pos), moved.map((m) => m.image)],
     );
   }
 
   /**
    * The image the old key of a primary-key change left at this position; undefined when that delete
-   * is not applied yet. Read without a lock: the row is deleted and its `moved` never changes again.
+   * is not applied yet. Read without a lock: it never changes once written.
    */
   async movedImage(client: pg.PoolClient, view: string, pos: string): Promise<Row | undefined> {
-    const res = await client.query<{ moved: Row }>(`SELECT moved FROM ${this.s}.view_rows WHERE view = $1 AND pos = $2 AND moved IS NOT NULL`, [
-      view,
-      pos,
-    ]);
-    return res.rows[0]?.moved;
+    const res = await client.query<{ image: string }>(`SELECT image FROM ${this.s}.view_moved WHERE view = $1 AND pos = $2`, [view, pos]);
+    return parseJson<Row>(res.rows[0]?.image ?? null) ?? undefined;
   }
 
   /** Locks the groups (sorted; placeholders for new ones) and returns their state. */
@@ -235,7 +295,7 @@ export class StateStore {
     if (sorted.length === 0) return new Map();
     await client.query(
       `INSERT INTO ${this.s}.view_groups (view, gid, gkey, rows, state)
-       SELECT $1, g, 'null'::jsonb, 0, '{}'::jsonb FROM unnest($2::text[]) AS u(g) ON CONFLICT DO NOTHING`,
+       SELECT $1, g, 'null'::jsonb, 0, '{}' FROM unnest($2::text[]) AS u(g) ON CONFLICT DO NOTHING`,
       [view, sorted],
     );
     const res = await client.query<GroupRow>(
@@ -389,7 +449,7 @@ export class StateStore {
     const live = groups.map((g) => (g.rows > 0 ? g : { ...g, rows: 0, state: {}, fired: false, trigger: null }));
     if (live.length > 0) {
       await client.query(
-        `UPDATE ${this.s}.view_groups v SET gkey = u.k::jsonb, rows = u.n, state = u.s::jsonb, window_end = u.e, fired = u.f,
+        `UPDATE ${this.s}.view_groups v SET gkey = u.k::jsonb, rows = u.n, state = u.s, window_end = u.e, fired = u.f,
            kid = COALESCE(u.kid, v.kid), window_start = COALESCE(u.ws, v.window_start), trigger_state = u.tr::jsonb
          FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::boolean[], $8::text[], $9::bigint[], $10::text[])
            AS u(g, k, n, s, e, f, kid, ws, tr)
@@ -422,7 +482,7 @@ export class StateStore {
 
   async addToOutbox(client: pg.PoolClient, view: string, payloads: readonly unknown[]): Promise<void> {
     if (payloads.length === 0) return;
-    await client.query(`INSERT INTO ${this.s}.view_outbox (view, payload) SELECT $1, p::jsonb FROM unnest($2::text[]) AS u(p)`, [
+    await client.query(`INSERT INTO ${this.s}.view_outbox (view, payload) SELECT $1, p FROM unnest($2::text[]) AS u(p)`, [
       view,
       payloads.map(toJson),
     ]);
@@ -430,11 +490,11 @@ export class StateStore {
 
   /** The oldest outbox entries nobody else is delivering, locked until the transaction ends. */
   async claimOutbox(client: pg.PoolClient, view: string, limit: number): Promise<OutboxEntry[]> {
-    const res = await client.query<{ id: string; payload: unknown }>(
+    const res = await client.query<{ id: string; payload: string }>(
       `SELECT id::text, payload FROM ${this.s}.view_outbox WHERE view = $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`,
       [view, limit],
     );
-    return res.rows;
+    return res.rows.map((r) => ({ id: r.id, payload: JSON.parse(r.payload) as unknown }));
   }
 
   async deleteOutbox(client: pg.PoolClient, ids: readonly string[]): Promise<void> {
@@ -456,7 +516,7 @@ export class StateStore {
       view,
       keys.map((k, i) => ({ op: 'd', key: Object.fromEntries(keyColumns.map((c) => [c, k[c] ?? null])), after: null, version: versions[i]!.toString(), tsMs: now, columns: undefined })),
     );
-    for (const t of ['view_offsets', 'view_rows', 'view_groups', 'view_truncates', 'view_watermarks', 'view_keys', 'view_events']) {
+    for (const t of ['view_offsets', 'view_rows', 'view_moved', 'view_groups', 'view_truncates', 'view_watermarks', 'view_keys', 'view_events']) {
       await client.query(`DELETE FROM ${this.s}.${t} WHERE view = $1`, [view]);
     }
     // A merged view keeps a truncate position per input table (view@table).
@@ -489,7 +549,7 @@ interface GroupRow {
   readonly gid: string;
   readonly gkey: Row | null;
   readonly rows: string;
-  readonly state: Record<string, JsonValue>;
+  readonly state: string;
   readonly fired: boolean;
   readonly trigger_state: TriggerState | null;
 }
@@ -497,7 +557,7 @@ interface GroupRow {
 function storedGroup(r: GroupRow): StoredGroup | null {
   return r.gkey === null || Number(r.rows) === 0
     ? null
-    : { key: r.gkey, rows: Number(r.rows), state: r.state, fired: r.fired, trigger: r.trigger_state ?? null };
+    : { key: r.gkey, rows: Number(r.rows), state: JSON.parse(r.state) as Record<string, JsonValue>, fired: r.fired, trigger: r.trigger_state ?? null };
 }
 
 export interface ViewSummary {

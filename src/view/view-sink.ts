@@ -6,6 +6,7 @@ import type { ChangeEvent, ColumnSchema } from '../model/change-event.ts';
 import { position } from '../model/position.ts';
 import { OK, once, type Sink, type SinkResult } from '../sink/sink.ts';
 import { advanceTime, applyBatch, type HeartbeatTick, type ResultPayload } from './apply-batch.ts';
+import { RowRaceError } from './core/errors.ts';
 import type { StateStore } from './state-store.ts';
 import type { ViewPlan } from './view-plan.ts';
 
@@ -57,6 +58,20 @@ export function resultEvent(plan: ViewPlan, p: ResultPayload): ChangeEvent {
     kafka: { topic: `view:${plan.name}`, partition: 0, offset: p.version, timestamp: p.tsMs },
     columns: p.columns,
   };
+}
+
+/** Attempts of a transaction that a RowRaceError rolled back, before the pipeline's own retry takes over. */
+const RACE_ATTEMPTS = 5;
+
+/** Runs a state transaction again when it lost a race for a new row (the other transaction's row is stored now). */
+async function retryingRaces<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!(err instanceof RowRaceError) || attempt >= RACE_ATTEMPTS) throw err;
+    }
+  }
 }
 
 function sinkError(name: string, err: unknown): SinkError {
@@ -151,7 +166,7 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
   async function write(batch: readonly ChangeEvent[]): Promise<readonly SinkResult[]> {
     const t0 = performance.now();
     for (const e of batch) if (e.columns) inputColumns = e.columns;
-    const outcome = await inTransaction((client) => applyBatch(client, store, plan, batch, inputColumns));
+    const outcome = await retryingRaces(() => inTransaction((client) => applyBatch(client, store, plan, batch, inputColumns)));
     events.emit('view.applied', {
       view: plan.name,
       applied: outcome.applied,

@@ -285,6 +285,28 @@ describe('view state in PostgreSQL', () => {
     await b.close();
   });
 
+  it('a row new to two transactions at once (one primary key on two partitions) is counted once', async () => {
+    const out = recorder();
+    const a = makeView(SUM_BY_CUSTOMER, out);
+    const b = createViewSink({ plan: a.plan, pool, store, output: out, events, logger });
+    await a.sink.start();
+    await b.start();
+    // Each round: a create of a new key on partition 0 and an update of the same key on partition 1,
+    // written at once: whichever transaction stores the key second read it as absent and must start over.
+    for (let i = 0; i < 30; i++) {
+      const results = await Promise.all([
+        a.sink.write([change('c', { id: 1000 + i }, { id: 1000 + i, customer: 'r', amount: '1' }, 20_000 + 2 * i, { partition: 0 })]),
+        b.write([change('u', { id: 1000 + i }, { id: 1000 + i, customer: 'r', amount: '2' }, 20_001 + 2 * i, { partition: 1 })]),
+      ]);
+      expect(results.flat(), `round ${i}`).toEqual([OK, OK]);
+    }
+    const rows = await pool.query<{ n: string }>(`SELECT count(*)::text AS n FROM "${schema}".view_rows WHERE view = $1`, [a.plan.name]);
+    expect(rows.rows[0]?.n).toBe('30');
+    expect(live(out)).toEqual({ '{"customer":"r"}': { customer: 'r', n: 30, total: '60', top: '2' } });
+    await a.sink.close();
+    await b.close();
+  });
+
   it('a stream counts every occurrence once, with no retractions', async () => {
     const { sink, out } = makeView({ from: { stream: 'public.orders' }, group_by: ['customer'], aggregations: { n: { fn: 'count' } } });
     await sink.start();

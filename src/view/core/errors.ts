@@ -34,6 +34,17 @@ export class ViewSpecError extends CdcError {
   }
 }
 
+/**
+ * A row new to this transaction was stored by another one meanwhile (one primary key on two
+ * partitions at once): the transaction read it as absent, so it is rolled back and run again.
+ */
+export class RowRaceError extends CdcError {
+  override readonly stage = 'view';
+  constructor(view: string) {
+    super(`view ${view}: a row first seen by this transaction was stored by another one meanwhile`, { code: 'VIEW_ROW_RACE', retriable: true });
+  }
+}
+
 /** 'a string', 'an object', 'null'…: what was received, for messages. */
 export function describeType(value: unknown): string {
   if (value === null) return 'null';
