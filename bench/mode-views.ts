@@ -4,6 +4,7 @@
  * - `noop`: the table routed to a no-op sink (the basis of the ratios);
  * - `filter-map`: the same route through a stateless transform chain (filter, rename_fields, drop_fields);
  * - `tumbling-5s`, `hopping-30s-5s`: count, sum and max per 1k-valued group per window of the commit time;
+ * - `session-5m`: the same per session (5 min gap) of the commit time, the table read as a stream;
  * - `group-1k`, `group-100k`, `group-1M`: count, sum and max per group, no window;
  * - `group-1k-pg`: as `group-1k`, with the results written by the PostgreSQL sink instead of a no-op one.
  * Every view keeps its state in its own schema on PostgreSQL; its results leave through the outbox
@@ -36,6 +37,9 @@ function viewFor(variant: ViewsVariant, stateSchema: string): Record<string, unk
       return { ...base, group_by: [GROUP_COLUMNS['1k']], window: { tumbling: '5s' }, event_time: 'commit_time' };
     case 'hopping-30s-5s':
       return { ...base, group_by: [GROUP_COLUMNS['1k']], window: { hopping: { size: '30s', advance: '5s' } }, event_time: 'commit_time' };
+    case 'session-5m':
+      // Session windows read streams: the table's changelog read as occurrences (each change counted once).
+      return { ...base, from: { stream: TABLE }, group_by: [GROUP_COLUMNS['1k']], window: { session: { gap: '5m' } } };
     case 'group-1k':
     case 'group-1k-pg':
       return { ...base, group_by: [GROUP_COLUMNS['1k']] };

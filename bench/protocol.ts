@@ -72,6 +72,7 @@ export type ViewsVariant =
   | 'filter-map'
   | 'tumbling-5s'
   | 'hopping-30s-5s'
+  | 'session-5m'
   | 'group-1k'
   | 'group-100k'
   | 'group-1M'

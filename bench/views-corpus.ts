@@ -132,9 +132,13 @@ export function viewsMessages(seed: number, partitions: number): () => { partiti
   };
 }
 
-/** Live rows at the end of the corpus: what a view's groups must count together (each window apart). */
-export function expectViews(spec: CorpusSpec): { liveRows: number; records: number } {
+/**
+ * Live rows at the end of the corpus: what a table view's groups must count together (each window
+ * apart); occurrences (changes, tombstones not): what a stream view's groups count.
+ */
+export function expectViews(spec: CorpusSpec): { liveRows: number; records: number; occurrences: number } {
   const gen = createViewsGenerator(spec.seed, spec.partitions);
-  for (let i = 0; i < spec.events; i++) gen.next();
-  return { liveRows: gen.liveRows(), records: spec.events };
+  let occurrences = 0;
+  for (let i = 0; i < spec.events; i++) if (gen.next().kind !== 'tombstone') occurrences++;
+  return { liveRows: gen.liveRows(), records: spec.events, occurrences };
 }

@@ -295,11 +295,13 @@ async function loadGroups(
   client: pg.PoolClient,
   store: StateStore,
   plan: ViewPlan,
-  gids: Iterable<string>,
+  contributions: Iterable<Contribution>,
   groups: Map<string, WorkingGroup>,
 ): Promise<void> {
-  const missing = [...new Set(gids)].filter((g) => !groups.has(g));
-  const loaded = await store.lockGroups(client, plan.name, missing);
+  const ends = new Map<string, number | undefined>();
+  for (const c of contributions) if (!groups.has(c.groupId)) ends.set(c.groupId, windowCloseOf(plan, c.groupKey));
+  const missing = [...ends.keys()];
+  const loaded = await store.lockGroups(client, plan.name, missing, ends);
   for (const gid of missing) groups.set(gid, workingGroup(loaded.get(gid) ?? null));
 }
 
@@ -311,7 +313,7 @@ async function applyDeltas(
   groups: Map<string, WorkingGroup>,
   failures: Map<number, CdcError>,
 ): Promise<number> {
-  await loadGroups(client, store, plan, deltas.flatMap((d) => [...d.minus, ...d.plus].map((c) => c.groupId)), groups);
+  await loadGroups(client, store, plan, deltas.flatMap((d) => [...d.minus, ...d.plus]), groups);
   let applied = 0;
   for (const d of deltas) {
     try {
@@ -366,7 +368,7 @@ async function truncate(
   if (keyed) {
     if ((await keyed.apply([{ index, minus, plus: [] }], () => event, failures)) === 0) return 0;
   } else {
-    await loadGroups(client, store, plan, minus.map((c) => c.groupId), groups);
+    await loadGroups(client, store, plan, minus, groups);
     for (const c of minus) contribute(plan, groups.get(c.groupId)!, c, -1);
   }
   await store.saveRows(client, plan.name, cleared);

@@ -67,10 +67,19 @@ export interface GroupWrite {
   readonly trigger?: TriggerState | null | undefined;
 }
 
+/** One outbox row: the results of one batch (up to OUTBOX_ENTRY_RESULTS), in order. */
 export interface OutboxEntry {
   readonly id: string;
-  readonly payload: unknown;
+  readonly results: readonly unknown[];
 }
+
+/**
+ * A batch's results travel as one outbox row (one insert and one delete, not one per result), in
+ * rows of at most this many.
+ */
+const OUTBOX_ENTRY_RESULTS = 5_000;
+/** Outbox rows locked per claim, of which as many are delivered as fit the claim's limit of results. */
+const OUTBOX_CLAIM_ROWS = 64;
 
 const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
 
@@ -93,6 +102,29 @@ const parseJson = <T>(text: string | null): T | null => (text === null ? null : 
 /** Plain JSON for jsonb: int64 beyond 2^53 as decimal text (the aggregations read it exactly). */
 function toJson(value: unknown): string {
   return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+}
+
+/** An outbox row's results, with the column lists they share written once (a batch's results all carry the same). */
+function packEntry(results: readonly unknown[]): string {
+  const columns: unknown[] = [];
+  const packed = results.map((r) => {
+    if (r === null || typeof r !== 'object' || !('columns' in r) || r.columns === undefined) return r;
+    let i = columns.indexOf(r.columns);
+    if (i < 0) i = columns.push(r.columns) - 1;
+    return { ...r, columns: i };
+  });
+  return toJson({ columns, results: packed });
+}
+
+function unpackEntry(parsed: unknown): unknown[] {
+  const entry = parsed as { columns?: unknown; results?: unknown } | null;
+  // A row of an earlier version holds one result.
+  if (entry === null || !Array.isArray(entry.results) || !Array.isArray(entry.columns)) return [parsed];
+  const columns = entry.columns as unknown[];
+  return (entry.results as unknown[]).map((r) => {
+    const c = (r as { columns?: unknown } | null)?.columns;
+    return typeof c === 'number' ? { ...(r as object), columns: columns[c] } : r;
+  });
 }
 
 export class StateStore {
@@ -124,7 +156,10 @@ export class StateStore {
       await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_truncates (
         view text PRIMARY KEY, pos text COLLATE "C" NOT NULL)`);
       await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_outbox (
-        id bigserial PRIMARY KEY, view text NOT NULL, payload text NOT NULL)`);
+        id bigserial PRIMARY KEY, view text NOT NULL, payload text NOT NULL, n integer NOT NULL DEFAULT 1)`);
+      await client.query(`ALTER TABLE ${s}.view_outbox ADD COLUMN IF NOT EXISTS n integer NOT NULL DEFAULT 1`);
+      // An entry is written once and read once: compressing it costs more than the bytes it saves.
+      await client.query(`ALTER TABLE ${s}.view_outbox ALTER COLUMN payload SET STORAGE EXTERNAL`);
       await client.query(`CREATE INDEX IF NOT EXISTS view_outbox_view ON ${s}.view_outbox (view, id)`);
       await client.query(`CREATE SEQUENCE IF NOT EXISTS ${s}.view_versions`);
       // Event time: a clock per input partition, the view's watermark, and which windows have fired (emit: final).
@@ -290,13 +325,19 @@ export class StateStore {
   }
 
   /** Locks the groups (sorted; placeholders for new ones) and returns their state. */
-  async lockGroups(client: pg.PoolClient, view: string, gids: readonly string[]): Promise<Map<string, StoredGroup | null>> {
+  async lockGroups(
+    client: pg.PoolClient,
+    view: string,
+    gids: readonly string[],
+    windowEnds: ReadonlyMap<string, number | undefined> = new Map(),
+  ): Promise<Map<string, StoredGroup | null>> {
     const sorted = [...new Set(gids)].sort();
     if (sorted.length === 0) return new Map();
+    // A placeholder carries its window's end already: saving the group then changes no indexed column (a HOT update).
     await client.query(
-      `INSERT INTO ${this.s}.view_groups (view, gid, gkey, rows, state)
-       SELECT $1, g, 'null'::jsonb, 0, '{}' FROM unnest($2::text[]) AS u(g) ON CONFLICT DO NOTHING`,
-      [view, sorted],
+      `INSERT INTO ${this.s}.view_groups (view, gid, gkey, rows, state, window_end)
+       SELECT $1, g, 'null'::jsonb, 0, '{}', e FROM unnest($2::text[], $3::bigint[]) AS u(g, e) ON CONFLICT DO NOTHING`,
+      [view, sorted, sorted.map((g) => windowEnds.get(g) ?? null)],
     );
     const res = await client.query<GroupRow>(
       `SELECT gid, gkey, rows, state, fired, trigger_state FROM ${this.s}.view_groups WHERE view = $1 AND gid = ANY($2::text[])
@@ -482,19 +523,38 @@ export class StateStore {
 
   async addToOutbox(client: pg.PoolClient, view: string, payloads: readonly unknown[]): Promise<void> {
     if (payloads.length === 0) return;
-    await client.query(`INSERT INTO ${this.s}.view_outbox (view, payload) SELECT $1, p FROM unnest($2::text[]) AS u(p)`, [
+    const chunks: (readonly unknown[])[] = [];
+    for (let k = 0; k < payloads.length; k += OUTBOX_ENTRY_RESULTS) chunks.push(payloads.slice(k, k + OUTBOX_ENTRY_RESULTS));
+    await client.query(`INSERT INTO ${this.s}.view_outbox (view, payload, n) SELECT $1, p, n FROM unnest($2::text[], $3::int[]) AS u(p, n)`, [
       view,
-      payloads.map(toJson),
+      chunks.map(packEntry),
+      chunks.map((c) => c.length),
     ]);
   }
 
-  /** The oldest outbox entries nobody else is delivering, locked until the transaction ends. */
-  async claimOutbox(client: pg.PoolClient, view: string, limit: number): Promise<OutboxEntry[]> {
-    const res = await client.query<{ id: string; payload: string }>(
-      `SELECT id::text, payload FROM ${this.s}.view_outbox WHERE view = $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`,
-      [view, limit],
+  /**
+   * The oldest outbox rows nobody else is delivering, locked until the transaction ends: the first,
+   * and the next ones while their results fit in `limit`. `more` says whether rows were left.
+   */
+  async claimOutbox(client: pg.PoolClient, view: string, limit: number): Promise<{ entries: OutboxEntry[]; more: boolean }> {
+    const heads = await client.query<{ id: string; n: number }>(
+      `SELECT id::text, n FROM ${this.s}.view_outbox WHERE view = $1 ORDER BY id LIMIT ${OUTBOX_CLAIM_ROWS} FOR UPDATE SKIP LOCKED`,
+      [view],
     );
-    return res.rows.map((r) => ({ id: r.id, payload: JSON.parse(r.payload) as unknown }));
+    const ids: string[] = [];
+    let total = 0;
+    for (const h of heads.rows) {
+      if (ids.length > 0 && total + h.n > limit) break;
+      ids.push(h.id);
+      total += h.n;
+    }
+    if (ids.length === 0) return { entries: [], more: false };
+    const res = await client.query<{ id: string; payload: string }>(
+      `SELECT id::text, payload FROM ${this.s}.view_outbox WHERE id = ANY($1::bigint[]) ORDER BY id`,
+      [ids],
+    );
+    const entries = res.rows.map((r) => ({ id: r.id, results: unpackEntry(JSON.parse(r.payload)) }));
+    return { entries, more: heads.rows.length > ids.length || heads.rows.length === OUTBOX_CLAIM_ROWS };
   }
 
   async deleteOutbox(client: pg.PoolClient, ids: readonly string[]): Promise<void> {
@@ -538,7 +598,7 @@ export class StateStore {
         `SELECT ((SELECT count(*) FROM ${this.s}.view_groups WHERE view = $1 AND rows > 0) +
                  (SELECT count(*) FROM ${this.s}.view_keyed_state WHERE view = $1 AND has_result))::text AS n`,
       ),
-      outbox: await one(`SELECT count(*)::text AS n FROM ${this.s}.view_outbox WHERE view = $1`),
+      outbox: await one(`SELECT coalesce(sum(n), 0)::text AS n FROM ${this.s}.view_outbox WHERE view = $1`),
       watermarkMs: await this.watermark(client, view),
       offsets: offsets.rows.map((r) => ({ topic: r.topic, partition: r.kpartition, next: r.next_offset })),
     };

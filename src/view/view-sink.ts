@@ -10,8 +10,8 @@ import { RowRaceError } from './core/errors.ts';
 import type { StateStore } from './state-store.ts';
 import type { ViewPlan } from './view-plan.ts';
 
-/** Outbox entries delivered per output write. */
-const DELIVER_CHUNK = 2_000;
+/** Results delivered per output write (at least one outbox row's). */
+const DELIVER_CHUNK = 5_000;
 /** How often leftovers (a crash between commit and delivery, here or in another instance) are looked for. */
 const RELAY_INTERVAL_MS = 2_000;
 
@@ -124,9 +124,9 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
   async function deliverOnce(): Promise<void> {
     for (;;) {
       const more = await inTransaction(async (client) => {
-        const entries = await store.claimOutbox(client, plan.name, DELIVER_CHUNK);
+        const { entries, more } = await store.claimOutbox(client, plan.name, DELIVER_CHUNK);
         if (entries.length === 0) return false;
-        const payloads = entries.map((e) => e.payload as ResultPayload);
+        const payloads = entries.flatMap((e) => e.results as ResultPayload[]);
         for (const target of [output, deps.late]) {
           if (!target) continue;
           const mine = payloads.filter((p) => (p.target === 'late') === (target === deps.late));
@@ -136,8 +136,8 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
           client,
           entries.map((e) => e.id),
         );
-        events.emit('view.delivered', { view: plan.name, results: entries.length });
-        return entries.length === DELIVER_CHUNK;
+        events.emit('view.delivered', { view: plan.name, results: payloads.length });
+        return more;
       });
       if (!more) return;
     }

@@ -5,6 +5,7 @@ import { OK, type Sink } from '../../src/sink/sink.ts';
 import { viewSchema } from '../../src/view/view-config.ts';
 import { planView, type ViewPlan } from '../../src/view/view-plan.ts';
 import { createViewSink } from '../../src/view/view-sink.ts';
+import { StateStore } from '../../src/view/state-store.ts';
 import { waitUntil } from '../support/kafka.ts';
 import { live, recorder, viewState, type Recorder } from '../support/view-state.ts';
 
@@ -305,6 +306,53 @@ describe('view state in PostgreSQL', () => {
     expect(live(out)).toEqual({ '{"customer":"r"}': { customer: 'r', n: 30, total: '60', top: '2' } });
     await a.sink.close();
     await b.close();
+  });
+
+  it('state written by an earlier version (jsonb columns, kept images in view_rows, one result per outbox row) is upgraded in place', async () => {
+    const old = `${schema}_old`;
+    const q = (t: string) => `"${old}".${t}`;
+    await pool.query(`CREATE SCHEMA "${old}"`);
+    try {
+      await pool.query(`CREATE TABLE ${q('view_rows')} (view text NOT NULL, pk text NOT NULL, pos text COLLATE "C", image jsonb, moved jsonb, PRIMARY KEY (view, pk))`);
+      await pool.query(`CREATE INDEX view_rows_moved ON ${q('view_rows')} (view, pos) WHERE moved IS NOT NULL`);
+      await pool.query(`CREATE TABLE ${q('view_groups')} (view text NOT NULL, gid text NOT NULL, gkey jsonb NOT NULL, rows bigint NOT NULL, state jsonb NOT NULL, PRIMARY KEY (view, gid))`);
+      await pool.query(`CREATE TABLE ${q('view_outbox')} (id bigserial PRIMARY KEY, view text NOT NULL, payload jsonb NOT NULL)`);
+      await pool.query(`INSERT INTO ${q('view_rows')} VALUES ('v', '1', 'p1', NULL, '{"amount": "5"}'), ('v', '2', 'p2', '{"amount": "7"}', NULL)`);
+      await pool.query(`INSERT INTO ${q('view_groups')} VALUES ('v', 'g', '{"customer": "a"}', 1, '{"n": 1}')`);
+      await pool.query(`INSERT INTO ${q('view_outbox')} (view, payload) VALUES ('v', '{"op": "c", "key": {"customer": "a"}, "after": {"customer": "a", "n": 1}, "version": "9", "tsMs": 1}')`);
+      const upgraded = new StateStore(old);
+      const client = await pool.connect();
+      try {
+        await upgraded.ensureSchema(client);
+        await client.query('BEGIN');
+        expect(await upgraded.movedImage(client, 'v', 'p1')).toEqual({ amount: '5' });
+        expect(await upgraded.lockRows(client, 'v', ['1', '2'])).toEqual(
+          new Map([
+            ['1', { pos: 'p1', image: null }],
+            ['2', { pos: 'p2', image: { amount: '7' } }],
+          ]),
+        );
+        expect((await upgraded.lockGroups(client, 'v', ['g'])).get('g')?.state).toEqual({ n: 1 });
+        const claimed = await upgraded.claimOutbox(client, 'v', 100);
+        expect(claimed.entries.map((e) => e.results)).toEqual([[{ op: 'c', key: { customer: 'a' }, after: { customer: 'a', n: 1 }, version: '9', tsMs: 1 }]]);
+        await client.query('ROLLBACK');
+      } finally {
+        client.release();
+      }
+      const types = await pool.query<{ c: string; t: string }>(
+        `SELECT table_name || '.' || column_name AS c, data_type AS t FROM information_schema.columns
+         WHERE table_schema = $1 AND column_name IN ('image', 'moved', 'state', 'payload') AND table_name LIKE 'view\_%' AND table_name <> 'view_keyed_state' ORDER BY 1`,
+        [old],
+      );
+      expect(types.rows).toEqual([
+        { c: 'view_groups.state', t: 'text' },
+        { c: 'view_moved.image', t: 'text' },
+        { c: 'view_outbox.payload', t: 'text' },
+        { c: 'view_rows.image', t: 'text' },
+      ]);
+    } finally {
+      await pool.query(`DROP SCHEMA "${old}" CASCADE`);
+    }
   });
 
   it('a stream counts every occurrence once, with no retractions', async () => {
