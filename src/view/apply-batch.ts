@@ -223,7 +223,7 @@ async function tableDeltas(
       const minus = stored.image === null ? [] : plan.contributions(stored.image, 'retract');
       const plus = image === null ? [] : plan.contributions(image, 'add');
       validate(plan, plus);
-      rejectLate(plan, [...minus, ...plus], watermark, changeTimeMs(plan, event));
+      if (watermark !== null && plan.window) rejectLate(plan, [...minus, ...plus], watermark, changeTimeMs(plan, event));
       // The old key of a primary-key change keeps its image (an empty one when it had none) for the new key's create.
       written.set(pk, { row: { pos, image, moved: event.keyChange === 'old' ? (stored.image ?? {}) : null, existed: rows.has(pk) }, index });
       deltas.push({ index, minus, plus });
@@ -275,7 +275,7 @@ function streamDeltas(
       if (row === null) continue;
       const plus = plan.contributions(plan.image(event, row, null), 'add');
       validate(plan, plus);
-      rejectLate(plan, plus, watermark, changeTimeMs(plan, event));
+      if (watermark !== null && plan.window) rejectLate(plan, plus, watermark, changeTimeMs(plan, event));
       deltas.push({ index, minus: [], plus });
     } catch (err) {
       failures.set(index, asCdcError(plan.name, err));

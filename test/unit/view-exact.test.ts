@@ -30,6 +30,27 @@ describe('exact decimals', () => {
     expect(s(d('-0.001'))).toBe('-0.001');
   });
 
+  it('parses every form of decimal text alike, on the plain-text fast path and off it', () => {
+    const forms: [string, { m: bigint; s: number } | undefined][] = [
+      ['-0.50', { m: -50n, s: 2 }],
+      ['.5', { m: 5n, s: 1 }],
+      ['5.', { m: 5n, s: 0 }],
+      ['007', { m: 7n, s: 0 }],
+      ['999999999999999', { m: 999999999999999n, s: 0 }],
+      ['9999999999999999', { m: 9999999999999999n, s: 0 }],
+      ['12345678901234.56', { m: 1234567890123456n, s: 2 }],
+      ['+5', { m: 5n, s: 0 }],
+      ['1e3', { m: 1000n, s: 0 }],
+      ['1.2.3', undefined],
+      ['-', undefined],
+      ['.', undefined],
+      ['', undefined],
+      ['1 2', undefined],
+      ['--1', undefined],
+    ];
+    for (const [text, want] of forms) expect(parseDecimal(text), text).toEqual(want);
+  });
+
   it('parses the shortest round-trip text of numbers, exponent forms included', () => {
     expect(decimalFromNumber(1e-7)).toEqual({ m: 1n, s: 7 });
     expect(decimalFromNumber(1.5e21)).toEqual({ m: 1500000000000000000000n, s: 0 });
