@@ -30,6 +30,14 @@ type Change = ['orders', 'c' | 'u' | 'd', Order | { id: number }] | ['visits', '
 
 const TOTALS = { group_by: ['customer_id'], aggregations: { n: { fn: 'count' }, revenue: { fn: 'sum', column: 'total' } } };
 const TOTALS_TRUTH = 'SELECT customer_id, count(*)::text AS n, sum(total)::text AS revenue FROM $S.orders GROUP BY 1 ORDER BY 1';
+const HOURLY = {
+  from: { stream: 'public.visits' },
+  event_time: 'at',
+  window: { tumbling: '1h' },
+  emit: 'final',
+  idle_timeout: '300ms',
+  aggregations: { n: { fn: 'count' } },
+};
 const TOTALS_TARGET = 'SELECT customer_id, n::text, revenue::text FROM $T ORDER BY 1';
 
 describe('views writing their PostgreSQL results in the state transaction', () => {
@@ -66,16 +74,9 @@ describe('views writing their PostgreSQL results in the state transaction', () =
         totals: { from: { table: 'public.orders' }, ...TOTALS, to: { sink: 'pg', table: 'public.totals' } },
         totals_fields: { from: { table: 'public.orders' }, ...TOTALS, to: { sink: 'pg_fields', table: 'public.totals' } },
         totals_elsewhere: { from: { table: 'public.orders' }, ...TOTALS, to: { sink: 'elsewhere', table: 'public.totals' } },
-        hourly: {
-          from: { stream: 'public.visits' },
-          event_time: 'at',
-          window: { tumbling: '1h' },
-          emit: 'final',
-          idle_timeout: '300ms',
-          aggregations: { n: { fn: 'count' } },
-          late: { sink: 'pg', table: 'public.hourly_late' },
-          to: { sink: 'pg', table: 'public.hourly' },
-        },
+        hourly: { ...HOURLY, late: { sink: 'pg', table: 'public.hourly_late' }, to: { sink: 'pg', table: 'public.hourly' } },
+        // Through the outbox, the late changes to the output's own sink.
+        hourly_elsewhere: { ...HOURLY, late: { sink: 'elsewhere', table: 'public.hourly_late' }, to: { sink: 'elsewhere', table: 'public.hourly' } },
       },
       log: { level: 'warn' },
     };
@@ -155,6 +156,7 @@ describe('views writing their PostgreSQL results in the state transaction', () =
       totals_fields: { output: 'state transaction' },
       totals_elsewhere: { output: 'outbox' },
       hourly: { output: 'state transaction', late: 'state transaction' },
+      hourly_elsewhere: { output: 'outbox', late: 'outbox' },
     });
     await apply([
       ['orders', 'c', order(1, 'a', '10.50')],
@@ -215,9 +217,9 @@ describe('views writing their PostgreSQL results in the state transaction', () =
 
   it('emit final: a window closed by the relay (idle input) and a late change, both in the state transaction', async () => {
     const visit = (n: number, at: number): Change => ['visits', 'c', { id: n, at }];
-    const hourly = async () => {
-      const exists = (await client.query(`SELECT to_regclass($1) AS t`, [`${q(target)}.hourly`])).rows[0].t !== null;
-      return exists ? (await client.query(`SELECT window_start::text, n::int FROM ${q(target)}.hourly ORDER BY 1`)).rows : [];
+    const hourly = async (db = client) => {
+      const exists = (await db.query(`SELECT to_regclass($1) AS t`, [`${q(target)}.hourly`])).rows[0].t !== null;
+      return exists ? (await db.query(`SELECT window_start::text, n::int FROM ${q(target)}.hourly ORDER BY 1`)).rows : [];
     };
     // Partition 1 first: a partition never read is not in the watermark.
     await apply([visit(4, 0.3 * HOUR)], { partition: 1 });
@@ -233,6 +235,13 @@ describe('views writing their PostgreSQL results in the state transaction', () =
     const late = await client.query(`SELECT kafka_partition::int, kafka_offset::text, window_start::text FROM ${q(target)}.hourly_late`);
     expect(late.rows).toEqual([{ kafka_partition: 0, kafka_offset: '3', window_start: '0' }]);
     expect((await outboxSeen())['hourly']).toBeUndefined();
+    // The same through the outbox to another database, output and late changes by one sink.
+    await waitUntil(async () => (await hourly(other)).length > 0, 10_000, 'the other database to have the window');
+    expect(await hourly(other)).toEqual([{ window_start: '0', n: 3 }]);
+    const lateThere = async () =>
+      (await other.query(`SELECT kafka_partition::int, kafka_offset::text, window_start::text FROM ${q(target)}.hourly_late`).catch(() => ({ rows: [] }))).rows;
+    await waitUntil(async () => (await lateThere()).length > 0, 10_000, 'the other database to have the late change');
+    expect(await lateThere()).toEqual(late.rows);
     expect(failures).toEqual([]);
   });
 });
