@@ -34,6 +34,7 @@ export interface WriterOptions {
 }
 
 type Metas = Map<string, TableMeta>;
+type RowUnit = Extract<Unit, { kind: 'upsert' | 'delete' }>;
 
 /**
  * Where a batch's writes run: a transaction of their own, or (nested) inside a transaction the
@@ -50,11 +51,11 @@ const SCOPE = {
     rollback: 'ROLLBACK TO SAVEPOINT cdc_batch; RELEASE SAVEPOINT cdc_batch',
   },
 } as const;
-type RowUnit = Extract<Unit, { kind: 'upsert' | 'delete' }>;
 
 /**
- * Writes a batch in one transaction (or one savepoint of the caller's, see WriteMode): per target table one INSERT … ON CONFLICT per set of written
- * columns and one DELETE (with its tombstones), truncates in their place. When a statement fails
+ * Writes a batch in one transaction (or under a savepoint of the caller's, see WriteMode): per target
+ * table one INSERT … ON CONFLICT per set of written columns and one DELETE (with its tombstones),
+ * truncates in their place. When a statement fails
  * permanently, the batch is written again with each statement under a savepoint, bisecting the
  * failing ones down to the rows at fault: the good rows commit, each bad one gets its own error.
  */
@@ -161,15 +162,11 @@ export class BatchWriter {
       // caller's transaction they run between a savepoint and its release.
       const text = this.batchText(units, metas);
       if (text === undefined) return;
-      if (text !== null && mode === 'own') {
-        await client.query(text);
-        return;
-      }
       if (text !== null) {
         try {
-          await client.query(`${scope.begin};\n${text};\n${scope.commit}`);
+          await client.query(mode === 'own' ? text : `${scope.begin};\n${text};\n${scope.commit}`);
         } catch (err) {
-          await client.query(scope.rollback).catch(() => undefined);
+          if (mode === 'nested') await client.query(scope.rollback).catch(() => undefined);
           throw err;
         }
         return;

@@ -154,8 +154,8 @@ export class TableCatalog {
       const meta = await this.load(client, need.ref, !(nested && changed));
       const plan = this.plan(meta, need);
       if (meta && !hasDdl(plan)) return { meta, missing: plan.missing };
-      // The DDL ran and still the table does not fit: another object has its name (CREATE TABLE IF NOT EXISTS skips a view).
-      if (attempt > 3) this.fail(`${need.ref.qualified} is not a table this sink can use after creating it: another relation of that name?`, 'PG_TABLE_UNUSABLE');
+      // The DDL ran and still the table does not fit: another relation has its name (CREATE TABLE IF NOT EXISTS skips a view).
+      if (attempt > 3) this.fail(`${need.ref.qualified} is not a table this sink can use: another relation of that name?`, 'PG_TABLE_UNUSABLE');
       try {
         await guarded(client, nested, () => this.apply(client, need, meta, plan, !nested));
         changed = true;
