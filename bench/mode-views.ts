@@ -8,7 +8,8 @@
  * - `group-1k`, `group-100k`, `group-1M`: count, sum and max per group, no window;
  * - `group-1k-pg`: as `group-1k`, with the results written by the PostgreSQL sink instead of a no-op one.
  * Every view keeps its state in its own schema on PostgreSQL; its results leave through the outbox
- * to the output sink (a no-op sink unless the variant says otherwise).
+ * to the output sink (a no-op sink unless the variant says otherwise), except that the PostgreSQL
+ * sink of `group-1k-pg`, on the state's database, writes them inside the state transaction.
  */
 import { fileURLToPath } from 'node:url';
 import { SOURCE_SCHEMA } from './corpus.ts';

@@ -379,7 +379,7 @@ export function viewsMarkdown(r: ViewsReport): string {
     '## Views',
     '',
     `Corpus \`${r.topic}\`: ${r.records} records of one table (\`public.orders\`: creates, updates, some moving rows between groups, deletes with tombstones), ${r.liveRows} live rows at the end. ` +
-      `State in PostgreSQL (a schema per run, dropped afterwards); results through the outbox to the output sink named. p99: open loop at ${Math.round(r.latencyLoad * 100)}% of the row's own figure, append to result committed (the Kafka commit that follows the state transaction and the output's acknowledgement).`,
+      `State in PostgreSQL (a schema per run, dropped afterwards); results through the outbox to the output sink named (the PostgreSQL sink, on the state's database, writes them in the state transaction). p99: open loop at ${Math.round(r.latencyLoad * 100)}% of the row's own figure, append to result committed (the Kafka commit that follows the state transaction and the output's acknowledgement).`,
     '',
     '| row | what | output | events/s | × no-op router | CPU µs/event | groups at the end | p50 / p99 ms at 20% (offered/s) |',
     '| --- | --- | --- | ---: | ---: | ---: | ---: | --- |',

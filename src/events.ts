@@ -90,9 +90,9 @@ export interface RouterEventMap {
   /** A batch of a view's input was applied to its state in one transaction. */
   /** `late`: changes too late for their window (written to the view's late sink, or among `failed`: dead-lettered). */
   'view.applied': { view: string; applied: number; skipped: number; failed: number; late: number; results: number; durationMs: number };
-  /** Results left the view's outbox: the output sink acknowledged them. */
+  /** Results reached their sink: acknowledged out of the view's outbox, or committed with the state transaction that wrote them. */
   'view.delivered': { view: string; results: number };
-  /** The output sink refused a result for good; it was logged with its content and taken out of the outbox. */
+  /** The output sink refused a result for good; it was logged with its content and taken out of the outbox (or left out of the state transaction). */
   'view.result-failed': { view: string; sink: string; error: CdcError };
 }
 

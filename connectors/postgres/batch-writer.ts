@@ -37,8 +37,25 @@ type Metas = Map<string, TableMeta>;
 type RowUnit = Extract<Unit, { kind: 'upsert' | 'delete' }>;
 
 /**
- * Writes a batch in one transaction: per target table one INSERT … ON CONFLICT per set of written
- * columns and one DELETE (with its tombstones), truncates in their place. When a statement fails
+ * Where a batch's writes run: a transaction of their own, or (nested) inside a transaction the
+ * caller holds open, under a savepoint, so that a failure leaves the caller's transaction usable.
+ */
+export type WriteMode = 'own' | 'nested';
+
+/** The statements that open, end and undo a batch's writes in each mode. */
+const SCOPE = {
+  own: { begin: 'BEGIN', commit: 'COMMIT', rollback: 'ROLLBACK' },
+  nested: {
+    begin: 'SAVEPOINT cdc_batch',
+    commit: 'RELEASE SAVEPOINT cdc_batch',
+    rollback: 'ROLLBACK TO SAVEPOINT cdc_batch; RELEASE SAVEPOINT cdc_batch',
+  },
+} as const;
+
+/**
+ * Writes a batch in one transaction (or under a savepoint of the caller's, see WriteMode): per target
+ * table one INSERT … ON CONFLICT per set of written columns and one DELETE (with its tombstones),
+ * truncates in their place. When a statement fails
  * permanently, the batch is written again with each statement under a savepoint, bisecting the
  * failing ones down to the rows at fault: the good rows commit, each bad one gets its own error.
  */
@@ -48,14 +65,14 @@ export class BatchWriter {
   constructor(private readonly options: WriterOptions) {}
 
   /** Throws on failures of the whole batch (transport, or a bug); rows at fault become results. */
-  async write(client: pg.ClientBase, batch: readonly ChangeEvent[]): Promise<SinkResult[]> {
+  async write(client: pg.ClientBase, batch: readonly ChangeEvent[], mode: WriteMode = 'own'): Promise<SinkResult[]> {
     const plan = this.options.planner.plan(batch);
-    let metas = await this.prepare(client, plan);
+    let metas = await this.prepare(client, plan, mode);
     let careful = false;
     for (let attempt = 1; ; attempt++) {
       const units = this.pending(plan.units, metas);
       try {
-        await this.transaction(client, units, metas, careful);
+        await this.transaction(client, units, metas, careful, mode);
         break;
       } catch (err) {
         if (careful || isRetriable(err) || !(err instanceof pg.DatabaseError)) throw err;
@@ -64,7 +81,7 @@ export class BatchWriter {
           this.options.log.info({ sqlstate: sqlState(err) }, 'target table changed; reloading its metadata');
           for (const need of plan.needs.values()) this.options.catalog.invalidate(need.ref);
           for (const ref of plan.truncated.values()) this.options.catalog.invalidate(ref);
-          metas = await this.prepare(client, plan);
+          metas = await this.prepare(client, plan, mode);
           continue;
         }
         this.options.log.debug({ sqlstate: sqlState(err) }, 'batch statement failed; isolating the rows at fault');
@@ -78,12 +95,12 @@ export class BatchWriter {
    * Brings every target table in line with the batch (create, evolve). A table that cannot be used
    * fails its changes; only transport failures throw.
    */
-  private async prepare(client: pg.ClientBase, plan: BatchPlan): Promise<Metas> {
+  private async prepare(client: pg.ClientBase, plan: BatchPlan, mode: WriteMode): Promise<Metas> {
     const metas: Metas = new Map();
     for (const id of [...plan.needs.keys()].sort()) {
       const need = plan.needs.get(id)!;
       try {
-        const { meta, missing } = await this.options.catalog.ensure(client, need);
+        const { meta, missing } = await this.options.catalog.ensure(client, need, mode === 'nested');
         metas.set(id, meta);
         if (missing.size === 0) continue;
         for (const change of need.changes) {
@@ -104,7 +121,7 @@ export class BatchWriter {
     for (const [id, ref] of plan.truncated) {
       const known = metas.get(id);
       try {
-        const meta = known?.truncates ? known : await this.options.catalog.prepareTruncate(client, ref);
+        const meta = known?.truncates ? known : await this.options.catalog.prepareTruncate(client, ref, mode === 'nested');
         if (meta) metas.set(id, meta);
       } catch (err) {
         const { code, message } = tableFailure(err, ref);
@@ -135,27 +152,35 @@ export class BatchWriter {
     return out;
   }
 
-  private async transaction(client: pg.ClientBase, units: readonly Unit[], metas: Metas, careful: boolean): Promise<void> {
+  private async transaction(client: pg.ClientBase, units: readonly Unit[], metas: Metas, careful: boolean, mode: WriteMode): Promise<void> {
     if (units.length === 0) return;
+    const scope = SCOPE[mode];
     if (!careful) {
       // The whole batch in one round trip: node-postgres does not pipeline, so BEGIN, a statement
       // per table and shape, and COMMIT would each wait for a reply and then for a turn of a busy
-      // event loop. Several statements in one simple query run as one implicit transaction.
+      // event loop. Several statements in one simple query run as one implicit transaction; in the
+      // caller's transaction they run between a savepoint and its release.
       const text = this.batchText(units, metas);
+      if (text === undefined) return;
       if (text !== null) {
-        if (text !== undefined) await client.query(text);
+        try {
+          await client.query(mode === 'own' ? text : `${scope.begin};\n${text};\n${scope.commit}`);
+        } catch (err) {
+          if (mode === 'nested') await client.query(scope.rollback).catch(() => undefined);
+          throw err;
+        }
         return;
       }
     }
-    await client.query('BEGIN');
+    await client.query(scope.begin);
     try {
       for (const unit of units) {
         if (careful) await this.isolate(client, unit, unit.kind === 'truncate' ? [] : unit.changes, metas);
         else await this.execute(client, unit, unit.kind === 'truncate' ? [] : unit.changes, metas);
       }
-      await client.query('COMMIT');
+      await client.query(scope.commit);
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
+      await client.query(scope.rollback).catch(() => undefined);
       throw err;
     }
   }

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
 import { SinkError } from '../../src/errors.ts';
+import { postgresDatabase } from '../../src/sink/postgres-database.ts';
 import { defineSink, once, type Sink } from '../../src/sink/sink.ts';
 import { Planner } from './batch-plan.ts';
 import { BatchWriter } from './batch-writer.ts';
@@ -44,6 +45,7 @@ function describeServer(c: Connection): string {
 /**
  * PostgreSQL: batched, idempotent upserts and deletes into tables the sink creates and evolves.
  * Each row carries its source position; tombstones of deletes live in a side table per target.
+ * The same writer also writes inside a transaction a caller holds open on this database (`inTransaction`).
  */
 export const postgresSink = defineSink({
   kind: 'postgres',
@@ -134,6 +136,23 @@ export const postgresSink = defineSink({
           client.removeListener('error', onError);
           client.release(broken);
         }
+      },
+      inTransaction: {
+        database: postgresDatabase({
+          connectionString: config.connection.connection_string,
+          host: config.connection.host,
+          port: config.connection.port,
+          user: config.connection.user,
+          database: config.connection.database,
+        }),
+        async write(client, batch) {
+          if (batch.length === 0) return [];
+          try {
+            return await writer.write(client, batch, 'nested');
+          } catch (err) {
+            throw toSinkError(name, `batch of ${batch.length} records failed in the caller's transaction`, err);
+          }
+        },
       },
       close: once(async () => {
         clearInterval(timer);

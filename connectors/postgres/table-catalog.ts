@@ -111,7 +111,9 @@ const NOTHING: ReadonlySet<string> = new Set();
  * Metadata of the target tables, cached per process, and the DDL that makes a table fit a batch
  * (create, add columns, add the position column and the tombstone table). DDL for one table runs
  * under a per-table lock so that concurrent batches do not race each other; races with other
- * processes are caught by IF NOT EXISTS and a second look.
+ * processes are caught by IF NOT EXISTS and a second look. Inside a caller's transaction (`nested`)
+ * each DDL attempt runs under a savepoint, so that its failure leaves that transaction usable, and
+ * what it changed is not cached: the caller may still roll it back.
  */
 export class TableCatalog {
   private readonly tables = new Map<string, TableMeta>();
@@ -137,22 +139,26 @@ export class TableCatalog {
    * Makes the table fit the batch, as far as the options allow. Throws a TableProblem when
    * it cannot be used at all (missing with auto_create off, no unique index on the key…).
    */
-  async ensure(client: pg.ClientBase, need: TableNeed): Promise<EnsureResult> {
+  async ensure(client: pg.ClientBase, need: TableNeed, nested = false): Promise<EnsureResult> {
     const cached = this.tables.get(need.ref.id);
     if (cached) {
       const plan = this.plan(cached, need);
       if (!hasDdl(plan)) return { meta: cached, missing: plan.missing };
     }
-    return this.serialized(need.ref.id, () => this.ensureLocked(client, need));
+    return this.serialized(need.ref.id, () => this.ensureLocked(client, need, nested));
   }
 
-  private async ensureLocked(client: pg.ClientBase, need: TableNeed): Promise<EnsureResult> {
+  private async ensureLocked(client: pg.ClientBase, need: TableNeed, nested: boolean): Promise<EnsureResult> {
+    let changed = false;
     for (let attempt = 1; ; attempt++) {
-      const meta = await this.load(client, need.ref);
+      const meta = await this.load(client, need.ref, !(nested && changed));
       const plan = this.plan(meta, need);
       if (meta && !hasDdl(plan)) return { meta, missing: plan.missing };
+      // The DDL ran and still the table does not fit: another relation has its name (CREATE TABLE IF NOT EXISTS skips a view).
+      if (attempt > 3) this.fail(`${need.ref.qualified} is not a table this sink can use: another relation of that name?`, 'PG_TABLE_UNUSABLE');
       try {
-        await this.apply(client, need, meta, plan);
+        await guarded(client, nested, () => this.apply(client, need, meta, plan, !nested));
+        changed = true;
       } catch (err) {
         const state = sqlState(err);
         if (attempt < 3 && state && DDL_RACE.has(state)) continue;
@@ -212,7 +218,7 @@ export class TableCatalog {
     };
   }
 
-  private async apply(client: pg.ClientBase, need: TableNeed, meta: TableMeta | undefined, plan: DdlPlan): Promise<void> {
+  private async apply(client: pg.ClientBase, need: TableNeed, meta: TableMeta | undefined, plan: DdlPlan, cache: boolean): Promise<void> {
     const { ref } = need;
     const log = this.options.log;
     const pos = quoteIdent(this.options.positionColumn);
@@ -235,7 +241,7 @@ export class TableCatalog {
     }
     if (plan.createTombstone) {
       // Key types come from the target as it is now (it may have existed with its own types).
-      const current = plan.createTable || !meta ? await this.load(client, ref) : meta;
+      const current = plan.createTable || !meta ? await this.load(client, ref, cache) : meta;
       const keyDefs = need.keyColumns.map((k) => `${quoteIdent(k)} ${current?.columns.get(k)?.type ?? need.typeOf(k)} NOT NULL`);
       await client.query(
         `CREATE TABLE IF NOT EXISTS ${ref.tombstoneQualified} (${keyDefs.join(', ')}, ${pos} text COLLATE "C" NOT NULL, ` +
@@ -255,7 +261,7 @@ export class TableCatalog {
    * bookkeeping is allowed; otherwise a TableProblem that says how. Undefined: nothing to do (no
    * target, and auto_create off: no older change can create one).
    */
-  async prepareTruncate(client: pg.ClientBase, ref: TargetRef): Promise<TableMeta | undefined> {
+  async prepareTruncate(client: pg.ClientBase, ref: TargetRef, nested = false): Promise<TableMeta | undefined> {
     return this.serialized(ref.id, async () => {
       const meta = await this.load(client, ref);
       if (meta?.truncates) return meta;
@@ -266,13 +272,16 @@ export class TableCatalog {
       if (!this.options.autoCreate && !this.options.evolve) {
         this.fail(`truncate watermark table ${ref.truncatesQualified} does not exist and auto_create and evolve are off; run ${ddl}`, 'PG_NO_TRUNCATES_TABLE');
       }
-      if (!meta) await ensureSchema(client, ref.schema);
-      await client.query(ddl);
-      return (await this.load(client, ref)) ?? absent;
+      await guarded(client, nested, async () => {
+        if (!meta) await ensureSchema(client, ref.schema);
+        await client.query(ddl);
+      });
+      return (await this.load(client, ref, !nested)) ?? absent;
     });
   }
 
-  private async load(client: pg.ClientBase, ref: TargetRef): Promise<TableMeta | undefined> {
+  /** `cache` false: what the caller's open transaction sees, which it may still roll back. */
+  private async load(client: pg.ClientBase, ref: TargetRef, cache = true): Promise<TableMeta | undefined> {
     const oid = await relationOid(client, ref.schema, ref.table);
     if (oid === undefined) {
       this.tables.delete(ref.id);
@@ -285,7 +294,7 @@ export class TableCatalog {
     const tombstoneColumns = tombOid === undefined ? undefined : await loadColumns(client, tombOid);
     const truncates = (await relationOid(client, ref.schema, TRUNCATES_TABLE)) !== undefined;
     const meta: TableMeta = { ref, columns, uniqueKeys, tombstoneColumns, truncates };
-    this.tables.set(ref.id, meta);
+    if (cache) this.tables.set(ref.id, meta);
     return meta;
   }
 
@@ -306,6 +315,20 @@ export class TableCatalog {
 
   private fail(message: string, code: string): never {
     throw new TableProblem(message, code);
+  }
+}
+
+/** Runs DDL under a savepoint when in the caller's transaction: a failure must not leave that transaction aborted. */
+async function guarded<T>(client: pg.ClientBase, nested: boolean, fn: () => Promise<T>): Promise<T> {
+  if (!nested) return fn();
+  await client.query('SAVEPOINT cdc_ddl');
+  try {
+    const out = await fn();
+    await client.query('RELEASE SAVEPOINT cdc_ddl');
+    return out;
+  } catch (err) {
+    await client.query('ROLLBACK TO SAVEPOINT cdc_ddl; RELEASE SAVEPOINT cdc_ddl').catch(() => undefined);
+    throw err;
   }
 }
 

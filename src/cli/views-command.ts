@@ -10,6 +10,7 @@ import { isRequestError } from './request-error.ts';
 import { replayExitCode, runReplay } from '../replay/replay.ts';
 import { formatReplaySummary } from './report.ts';
 import { StateStore, type ViewSummary } from '../view/state-store.ts';
+import { viewResultPaths, type ResultPath } from '../view/build-views.ts';
 import { planView } from '../view/view-plan.ts';
 import { parseOptions } from './options.ts';
 
@@ -33,6 +34,8 @@ async function withState<T>(config: Config, fn: (client: pg.PoolClient, store: S
 export interface ViewReport extends Omit<ViewSummary, 'offsets'> {
   readonly input: Record<string, string>;
   readonly to: { readonly sink: string; readonly table: string };
+  /** How its results (and late changes) leave: written in the state transaction, or through the outbox. */
+  readonly results: { readonly output: ResultPath; readonly late?: ResultPath };
   readonly watermark: string | null;
   readonly offsets: readonly (ViewSummary['offsets'][number] & { readonly lag: number | null })[];
 }
@@ -66,6 +69,7 @@ export async function viewReports(config: Config): Promise<Record<string, ViewRe
     return out;
   });
   const ends = await endOffsets(config, [...summaries.values()].flatMap((x) => x.offsets.map((y) => y.topic)));
+  const paths = viewResultPaths(config, createLogger({ level: 'error' }));
   const report: Record<string, ViewReport> = {};
   for (const [name, v] of Object.entries(config.views)) {
     const summary = summaries.get(name)!;
@@ -75,7 +79,7 @@ export async function viewReports(config: Config): Promise<Record<string, ViewRe
       return { ...x, lag: end === undefined ? null : Number(end > BigInt(x.next) ? end - BigInt(x.next) : 0n) };
     });
     const watermark = summary.watermarkMs === null ? null : new Date(summary.watermarkMs).toISOString();
-    report[name] = { input: { [v.mode]: v.input }, to: v.output, ...summary, offsets, watermark };
+    report[name] = { input: { [v.mode]: v.input }, to: v.output, results: paths[name]!, ...summary, offsets, watermark };
   }
   return report;
 }
@@ -95,7 +99,7 @@ export function registerViewsCommand(program: Command): void {
 
   views
     .command('list')
-    .description('each view: its input, rows and groups held, results waiting in the outbox, input offsets applied')
+    .description('each view: its input, how its results leave (state transaction or outbox), rows and groups held, results waiting in the outbox, input offsets applied')
     .requiredOption('-c, --config <file>', 'config file (YAML or JSON)')
     .option('--json', 'one JSON object on stdout')
     .action(async (raw: Record<string, unknown>) => {
@@ -109,7 +113,8 @@ export function registerViewsCommand(program: Command): void {
       for (const [name, r] of Object.entries(report)) {
         const offsets = r.offsets.map((x) => `${x.topic}/${x.partition}@${x.next} (lag ${x.lag ?? '?'})`).join(' ') || 'none applied yet';
         const watermark = r.watermark === null ? '' : `  watermark ${r.watermark}`;
-        process.stdout.write(`${name} -> ${r.to.sink}:${r.to.table}  rows ${r.rows}  groups ${r.groups}  outbox ${r.outbox}${watermark}  offsets ${offsets}\n`);
+        const late = r.results.late ? `, late via ${r.results.late}` : '';
+        process.stdout.write(`${name} -> ${r.to.sink}:${r.to.table} (via ${r.results.output}${late})  rows ${r.rows}  groups ${r.groups}  outbox ${r.outbox}${watermark}  offsets ${offsets}\n`);
       }
     });
 

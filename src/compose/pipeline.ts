@@ -54,8 +54,8 @@ export async function buildPipeline(
   options: { logger: Logger; events: RouterEvents; onFailure?: FailureHandler },
 ): Promise<Pipeline> {
   const { logger, events } = options;
-  const { sinks, wrap } = buildSinks(config, { logger, events });
-  const views = buildViews(config, { sinks, events, logger, wrap });
+  const { sinks, wrap, inTransaction } = buildSinks(config, { logger, events });
+  const views = buildViews(config, { sinks, events, logger, wrap, inTransaction });
   const closeAll = async (list: readonly Sink[]) => {
     const results = await Promise.allSettled(list.map((s) => s.close()));
     for (const r of results) if (r.status === 'rejected') logger.error({ err: r.reason }, 'sink close failed');

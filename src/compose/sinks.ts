@@ -3,7 +3,7 @@ import type { Config, SinkSpec } from '../config/load.ts';
 import type { RouterEvents } from '../events.ts';
 import { withCircuitBreaker } from '../sink/circuit-breaker.ts';
 import { withRateLimit } from '../sink/rate-limiter.ts';
-import type { Sink } from '../sink/sink.ts';
+import type { InTransactionWriter, Sink } from '../sink/sink.ts';
 import { withWriteCombining } from '../sink/write-combiner.ts';
 
 /** How far a sink is throttled: the sink block's `rate_limit` and `max_in_flight`. */
@@ -14,6 +14,11 @@ export interface BuiltSinks {
   readonly sinks: ReadonlyMap<string, Sink>;
   /** The same wrapping for a sink built elsewhere (a view). */
   readonly wrap: (sink: Sink, limits?: SinkLimits) => Sink;
+  /**
+   * The sinks that can also write inside a caller's transaction on their database, by name (the
+   * wrappers hide it: such a write is the caller's transaction, not a call on the sink's store).
+   */
+  readonly inTransaction: ReadonlyMap<string, InTransactionWriter>;
 }
 
 /**
@@ -36,6 +41,11 @@ export function buildSinks(config: Config, deps: { readonly logger: Logger; read
       logger,
     );
   const sinks = new Map<string, Sink>();
-  for (const spec of config.sinks) sinks.set(spec.name, wrap(spec.factory.create(spec.name, spec.config, { logger }), spec));
-  return { sinks, wrap };
+  const inTransaction = new Map<string, InTransactionWriter>();
+  for (const spec of config.sinks) {
+    const sink = spec.factory.create(spec.name, spec.config, { logger });
+    sinks.set(spec.name, wrap(sink, spec));
+    if (sink.inTransaction) inTransaction.set(spec.name, sink.inTransaction);
+  }
+  return { sinks, wrap, inTransaction };
 }

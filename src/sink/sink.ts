@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { CdcError } from '../errors.ts';
@@ -22,6 +23,21 @@ export interface Sink {
   start(): Promise<void>;
   write(batch: readonly ChangeEvent[]): Promise<readonly SinkResult[]>;
   close(): Promise<void>;
+  /** A PostgreSQL sink can also write inside a transaction someone else holds open on its database. */
+  readonly inTransaction?: InTransactionWriter;
+}
+
+/**
+ * Writes into a transaction the caller opened on the sink's own database (a view's state
+ * transaction), so that the writes commit or roll back with the caller's. Results as `Sink.write`;
+ * the caller's transaction stays usable after per-record failures (the sink uses savepoints). A
+ * rejection (a SinkError) leaves it for the caller to roll back; retriable: the whole transaction is
+ * worth another try.
+ */
+export interface InTransactionWriter {
+  /** The database it writes to, as `postgresDatabase()` (src/sink/postgres-database.ts) names it. */
+  readonly database: string;
+  write(client: pg.ClientBase, batch: readonly ChangeEvent[]): Promise<readonly SinkResult[]>;
 }
 
 export interface SinkContext {

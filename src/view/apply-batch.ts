@@ -17,7 +17,7 @@ import { KEYED_WINDOW_KINDS, rowKeyOf, truncateScope, windowCloseOf, type Contri
 import { workingGroup, type Delta, type WorkingGroup } from './working-group.ts';
 import { advanceClocks, changeTimeMs, rejectLate, watermarkOf } from './event-clock.ts';
 
-/** A result as the outbox keeps it until the output sink has it. */
+/** A result of a state transaction: written in it by its sink, or kept in the outbox until the sink has it. */
 export interface ResultPayload {
   /** Where it goes: the view's output (default), or its late side output. */
   readonly target?: 'late';
@@ -34,6 +34,7 @@ export interface AppliedBatch {
   readonly applied: number;
   /** Input records recognised as already applied by their offset (a redelivery). */
   readonly skipped: number;
+  /** The output's results and the late side output's changes, for the caller to put where they go in the same transaction. */
   readonly results: readonly ResultPayload[];
   /** Records that cannot be applied, by batch index; they changed nothing. */
   readonly failures: ReadonlyMap<number, CdcError>;
@@ -61,7 +62,7 @@ function asCdcError(view: string, err: unknown): CdcError {
  * Applies one batch of a view's input inside the caller's transaction: redeliveries recognised by
  * the offsets stored per partition, stale changes by the positions stored per row; old
  * contributions from the stored image (never from `before`), new ones from the new image; groups
- * updated, results with fresh versions put in the outbox, offsets moved. Nothing is committed here.
+ * updated, results with fresh versions returned, offsets moved. Nothing is committed here.
  */
 export async function applyBatch(
   client: pg.PoolClient,
@@ -149,13 +150,12 @@ export async function applyBatch(
     if (newWatermark !== null && newWatermark !== watermark) await store.saveWatermark(client, view, newWatermark);
   }
   const results = keyed
-    ? await outbox(client, store, plan, await keyed.finish(), batch)
+    ? await keyedResults(client, store, await keyed.finish(), batch)
     : await finishGroups(client, store, plan, groups, inputColumns, batch, newWatermark);
   const late = [...failures].filter((f): f is [number, ViewLateError] => f[1] instanceof ViewLateError);
   if (plan.late && late.length > 0) {
     const versions = await store.nextVersions(client, late.length);
-    const payloads = late.map(([index, error], i) => latePayload(plan, batch[index]!, error, versions[i]!.toString()));
-    await store.addToOutbox(client, view, payloads);
+    results.push(...late.map(([index, error], i) => latePayload(plan, batch[index]!, error, versions[i]!.toString())));
     for (const [index] of late) failures.delete(index);
   }
   await store.saveOffsets(client, view, moved);
@@ -376,14 +376,12 @@ async function truncate(
   return 1;
 }
 
-/** A process view's results, with fresh versions, into the outbox. */
-async function outbox(client: pg.PoolClient, store: StateStore, plan: ViewPlan, drafts: readonly ResultDraft[], batch: readonly ChangeEvent[]): Promise<ResultPayload[]> {
+/** A process view's results, with fresh versions. */
+async function keyedResults(client: pg.PoolClient, store: StateStore, drafts: readonly ResultDraft[], batch: readonly ChangeEvent[]): Promise<ResultPayload[]> {
   const versions = await store.nextVersions(client, drafts.length);
   const last = batch[batch.length - 1];
   const tsMs = last?.source.tsMs ?? last?.kafka.timestamp ?? Date.now();
-  const results = drafts.map((d, i): ResultPayload => ({ ...d, version: versions[i]!.toString(), tsMs, columns: undefined }));
-  await store.addToOutbox(client, plan.name, results);
-  return results;
+  return drafts.map((d, i): ResultPayload => ({ ...d, version: versions[i]!.toString(), tsMs, columns: undefined }));
 }
 
 /** The group's key in the plan's column order, whatever order jsonb gave it back in. */
@@ -469,7 +467,7 @@ async function fireTriggers(
   return emitted;
 }
 
-/** Results of the groups this batch changed (see emittedGroups), with fresh versions, into the outbox. */
+/** Results of the groups this batch changed (see emittedGroups), with fresh versions. */
 async function finishGroups(
   client: pg.PoolClient,
   store: StateStore,
@@ -499,13 +497,11 @@ async function finishGroups(
   const columns = plan.resultColumns(inputColumns);
   const last = batch[batch.length - 1];
   const tsMs = last?.source.tsMs ?? last?.kafka.timestamp ?? Date.now();
-  const results = emitted.map(([, g], i): ResultPayload => {
+  return emitted.map(([, g], i): ResultPayload => {
     const version = versions[i]!.toString();
     if (g.rows <= 0) return { op: 'd', key: resultKey(plan, g), after: null, version, tsMs, columns };
     return { op: g.existed ? 'u' : 'c', key: resultKey(plan, g), after: resultRow(plan, g), version, tsMs, columns };
   });
-  await store.addToOutbox(client, plan.name, results);
-  return results;
 }
 
 /** A Debezium heartbeat of the connector writing the topics `<topicPrefix>.*`, with those partitions' end offsets fetched after it was read. */
@@ -540,7 +536,8 @@ async function beatClocks(client: pg.PoolClient, store: StateStore, plan: ViewPl
  * Time moves without input too: a partition read to its end and idle stops holding the watermark
  * back, and a Debezium heartbeat moves the partitions it vouches for. Run now and then (the
  * relay's tick) and on each heartbeat: moves the watermark from the stored clocks and, with emit:
- * final or a time trigger, writes the windows it closed. Returns the results put in the outbox.
+ * final or a time trigger, emits the windows it closed. Returns their results, for the caller to put
+ * where they go in the same transaction.
  */
 export async function advanceTime(
   client: pg.PoolClient,
@@ -548,14 +545,14 @@ export async function advanceTime(
   plan: ViewPlan,
   inputColumns: readonly ColumnSchema[] | undefined,
   beat?: HeartbeatTick,
-): Promise<number> {
-  if (!plan.window) return 0;
+): Promise<ResultPayload[]> {
+  if (!plan.window) return [];
   const previous = await store.watermark(client, plan.name);
   const stored = await store.clocks(client, plan.name);
   const moved = beat ? await beatClocks(client, store, plan, stored, beat) : new Map<string, PartitionClock>();
   const watermark = watermarkOf(plan, stored, moved, previous, Date.now());
-  if (watermark === null) return 0;
+  if (watermark === null) return [];
   if (watermark !== previous) await store.saveWatermark(client, plan.name, watermark);
-  if (plan.time.emit !== 'final' && plan.trigger?.kind !== 'time') return 0;
-  return (await finishGroups(client, store, plan, new Map(), inputColumns, [], watermark)).length;
+  if (plan.time.emit !== 'final' && plan.trigger?.kind !== 'time') return [];
+  return finishGroups(client, store, plan, new Map(), inputColumns, [], watermark);
 }

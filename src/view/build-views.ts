@@ -3,7 +3,8 @@ import pg from 'pg';
 import type { Config } from '../config/load.ts';
 import type { RouterEventMap, RouterEvents } from '../events.ts';
 import { connectGroupAdmin, type GroupAdmin } from '../consume/group-admin.ts';
-import { once, type Sink } from '../sink/sink.ts';
+import { postgresDatabase } from '../sink/postgres-database.ts';
+import { once, type InTransactionWriter, type Sink } from '../sink/sink.ts';
 import { createViewSink, type ViewSink } from './view-sink.ts';
 import { partitionKey, StateStore } from './state-store.ts';
 import { planView, type ViewPlan } from './view-plan.ts';
@@ -23,13 +24,42 @@ export interface EndOffsets {
   close?(): Promise<void>;
 }
 
+/** Where a view's results (or its late changes) go: written in the state transaction, or through the outbox. */
+export type ResultPath = 'state transaction' | 'outbox';
+
+/**
+ * The sink's writer into the state transaction, when it has one and writes to the state's database
+ * (server, database and role alike); otherwise its results go through the outbox.
+ */
+export function inStateWriter(config: Config, writer: InTransactionWriter | undefined): InTransactionWriter | undefined {
+  if (!config.state || !writer) return undefined;
+  return writer.database === postgresDatabase({ connectionString: config.state.connection_string }) ? writer : undefined;
+}
+
+/** Each view's result paths, from the sinks as the config declares them (built, never started). */
+export function viewResultPaths(config: Config, logger: Logger): Record<string, { output: ResultPath; late?: ResultPath }> {
+  const writers = new Map(config.sinks.map((spec) => [spec.name, spec.factory.create(spec.name, spec.config, { logger }).inTransaction]));
+  const path = (sink: string): ResultPath => (inStateWriter(config, writers.get(sink)) ? 'state transaction' : 'outbox');
+  return Object.fromEntries(
+    Object.entries(config.views).map(([name, v]) => [name, { output: path(v.output.sink), ...(v.late ? { late: path(v.late.sink) } : {}) }]),
+  );
+}
+
 /**
  * The views of the config, each a sink of its input table writing its results to its output sink.
- * `wrap` gives a view the pipeline's write path around a sink (write combining, circuit breaker).
+ * `wrap` gives a view the pipeline's write path around a sink (write combining, circuit breaker);
+ * `inTransaction` are the sinks' writers into a caller's transaction (see inStateWriter).
  */
 export function buildViews(
   config: Config,
-  deps: { sinks: ReadonlyMap<string, Sink>; events: RouterEvents; logger: Logger; wrap: (sink: Sink) => Sink; endOffsets?: EndOffsets },
+  deps: {
+    sinks: ReadonlyMap<string, Sink>;
+    events: RouterEvents;
+    logger: Logger;
+    wrap: (sink: Sink) => Sink;
+    inTransaction?: ReadonlyMap<string, InTransactionWriter>;
+    endOffsets?: EndOffsets;
+  },
 ): Views {
   const entries = Object.entries(config.views);
   if (entries.length === 0 || !config.state) return { byTable: new Map(), sinks: [], plans: [], close: () => Promise.resolve() };
@@ -47,7 +77,16 @@ export function buildViews(
     if (!output) throw new RangeError(`view ${name} names unknown sink ${plan.output.sink}`);
     const late = plan.late ? deps.sinks.get(plan.late.sink) : undefined;
     if (plan.late && !late) throw new RangeError(`view ${name} names unknown late sink ${plan.late.sink}`);
-    const viewSink = createViewSink({ plan, pool, store, output, late, events: deps.events, logger: deps.logger });
+    const inState = {
+      output: inStateWriter(config, deps.inTransaction?.get(plan.output.sink)),
+      late: plan.late ? inStateWriter(config, deps.inTransaction?.get(plan.late.sink)) : undefined,
+    };
+    const path = (w: InTransactionWriter | undefined): ResultPath => (w ? 'state transaction' : 'outbox');
+    deps.logger.info(
+      { component: 'view', view: name, output: { sink: plan.output.sink, path: path(inState.output) }, late: plan.late && { sink: plan.late.sink, path: path(inState.late) } },
+      'view results path',
+    );
+    const viewSink = createViewSink({ plan, pool, store, output, late, inState, events: deps.events, logger: deps.logger });
     const sink = deps.wrap(viewSink);
     if (plan.window) viewSinks.push(viewSink);
     plans.push(plan);

@@ -4,7 +4,7 @@ import { CdcError, SinkError, errorMessage } from '../errors.ts';
 import type { RouterEvents } from '../events.ts';
 import type { ChangeEvent, ColumnSchema } from '../model/change-event.ts';
 import { position } from '../model/position.ts';
-import { OK, once, type Sink, type SinkResult } from '../sink/sink.ts';
+import { OK, once, type InTransactionWriter, type Sink, type SinkResult } from '../sink/sink.ts';
 import { advanceTime, applyBatch, type HeartbeatTick, type ResultPayload } from './apply-batch.ts';
 import { RowRaceError } from './core/errors.ts';
 import type { StateStore } from './state-store.ts';
@@ -23,6 +23,11 @@ export interface ViewSinkDeps {
   readonly output: Sink;
   /** The sink of late changes (`late.sink`); without one they are dead-lettered. */
   readonly late?: Sink | undefined;
+  /**
+   * The writers of the output and late sinks that write into the state transaction itself (a
+   * PostgreSQL sink on the state's database): their results skip the outbox.
+   */
+  readonly inState?: { readonly output?: InTransactionWriter | undefined; readonly late?: InTransactionWriter | undefined };
   readonly events: RouterEvents;
   readonly logger: Logger;
 }
@@ -86,9 +91,10 @@ function sinkError(name: string, err: unknown): SinkError {
 
 /**
  * A view as the pipeline sees it: a sink of its input table. A write applies the batch to the state
- * in one transaction (results into the outbox in the same transaction), then delivers the outbox to
- * the output sink. A crash after the commit leaves the results in the outbox: the next write, or the
- * relay of any instance, delivers them; the output's stale-write guard makes a second delivery harmless.
+ * in one transaction; in the same transaction its results are written by their sink when that sink
+ * writes into the state's database (`inState`), else put in the outbox, delivered to the sink after
+ * the commit. A crash after the commit leaves the results in the outbox: the next write, or the relay
+ * of any instance, delivers them; the output's stale-write guard makes a second delivery harmless.
  */
 export interface ViewSink extends Sink {
   /** A Debezium heartbeat: moves the clocks of the partitions it vouches for, then the watermark (see advanceTime). */
@@ -102,6 +108,13 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
   let inputColumns: readonly ColumnSchema[] | undefined;
   let relay: NodeJS.Timeout | undefined;
   let draining: Promise<void> | undefined;
+  // By target, not by sink: the late side output may name the output's own sink.
+  const routes = [
+    { late: false, sink: output, inState: deps.inState?.output },
+    { late: true, sink: deps.late, inState: deps.inState?.late },
+  ] as const;
+  // Without one, the outbox holds only leftovers (of a reset, of an earlier config): the relay's ticks deliver them.
+  const usesOutbox = routes.some((r) => r.sink && !r.inState);
 
   async function inTransaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await pool.connect().catch((err: unknown) => {
@@ -127,10 +140,9 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
         const { entries, more } = await store.claimOutbox(client, plan.name, DELIVER_CHUNK);
         if (entries.length === 0) return false;
         const payloads = entries.flatMap((e) => e.results as ResultPayload[]);
-        for (const target of [output, deps.late]) {
-          if (!target) continue;
-          const mine = payloads.filter((p) => (p.target === 'late') === (target === deps.late));
-          if (mine.length > 0) await deliverTo(target, mine);
+        for (const { sink, late } of routes) {
+          const mine = payloads.filter((p) => (p.target === 'late') === late);
+          if (sink && mine.length > 0) await deliverTo(sink, mine);
         }
         await store.deleteOutbox(
           client,
@@ -143,8 +155,11 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
     }
   }
 
-  /** One sink's share of a claimed chunk; a retriable failure rolls the claim back (delivered again later, harmlessly). */
-  async function deliverTo(target: Sink, payloads: readonly ResultPayload[]): Promise<void> {
+  /**
+   * One sink's share of results (of a claimed chunk, or of a state transaction); a retriable failure
+   * throws, rolling back the transaction they are in (the claim: delivered again later, harmlessly).
+   */
+  async function deliverTo(target: Pick<Sink, 'name' | 'write'>, payloads: readonly ResultPayload[]): Promise<void> {
     const results = await target.write(payloads.map((p) => resultEvent(plan, p)));
     const retry = results.find((r): r is Extract<SinkResult, { ok: false }> => !r.ok && r.error.retriable);
     if (retry) throw retry.error;
@@ -154,6 +169,32 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
       log.error({ sink: target.name, result: payloads[i], err: r.error }, 'view result refused by its output sink');
       events.emit('view.result-failed', { view: plan.name, sink: target.name, error: r.error });
     });
+  }
+
+  /**
+   * Puts a state transaction's results where they go, in that transaction: written by a sink that
+   * writes into it, the rest into the outbox. Returns how many of each.
+   */
+  async function putResults(client: pg.PoolClient, payloads: readonly ResultPayload[]): Promise<{ written: number; queued: number }> {
+    const queued: ResultPayload[] = [];
+    let written = 0;
+    for (const route of routes) {
+      const mine = payloads.filter((p) => (p.target === 'late') === route.late);
+      const writer = route.inState;
+      if (!writer || !route.sink) queued.push(...mine);
+      else if (mine.length > 0) {
+        await deliverTo({ name: route.sink.name, write: (batch) => writer.write(client, batch) }, mine);
+        written += mine.length;
+      }
+    }
+    await store.addToOutbox(client, plan.name, queued);
+    return { written, queued: queued.length };
+  }
+
+  /** Moves the watermark (see advanceTime) and puts the results of the windows it closed where they go, in one transaction. */
+  async function advance(beat?: HeartbeatTick): Promise<void> {
+    const { written } = await inTransaction(async (client) => putResults(client, await advanceTime(client, store, plan, inputColumns, beat)));
+    if (written > 0) events.emit('view.delivered', { view: plan.name, results: written });
   }
 
   function deliver(): Promise<void> {
@@ -166,7 +207,12 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
   async function write(batch: readonly ChangeEvent[]): Promise<readonly SinkResult[]> {
     const t0 = performance.now();
     for (const e of batch) if (e.columns) inputColumns = e.columns;
-    const outcome = await retryingRaces(() => inTransaction((client) => applyBatch(client, store, plan, batch, inputColumns)));
+    const outcome = await retryingRaces(() =>
+      inTransaction(async (client) => {
+        const applied = await applyBatch(client, store, plan, batch, inputColumns);
+        return { ...applied, ...(await putResults(client, applied.results)) };
+      }),
+    );
     events.emit('view.applied', {
       view: plan.name,
       applied: outcome.applied,
@@ -176,9 +222,12 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
       results: outcome.results.length,
       durationMs: performance.now() - t0,
     });
-    // A delivery already under way may have claimed part of this batch's results: wait for it, then deliver the rest.
-    await draining?.catch(() => undefined);
-    await deliver();
+    if (outcome.written > 0) events.emit('view.delivered', { view: plan.name, results: outcome.written });
+    if (usesOutbox) {
+      // A delivery already under way may have claimed part of this batch's results: wait for it, then deliver the rest.
+      await draining?.catch(() => undefined);
+      await deliver();
+    }
     return batch.map((_, i): SinkResult => {
       const error = outcome.failures.get(i);
       return error ? { ok: false, error } : OK;
@@ -196,7 +245,7 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
         client.release();
       }
       const tick = () =>
-        void (plan.window ? inTransaction((client) => advanceTime(client, store, plan, inputColumns)) : Promise.resolve(0))
+        void (plan.window ? advance() : Promise.resolve())
           .then(() => deliver())
           .catch((err: unknown) => log.warn({ err }, 'view watermark or outbox delivery failed; retried on the next write or tick'));
       tick();
@@ -206,8 +255,8 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
     write,
     async heartbeat(beat) {
       if (!plan.window) return;
-      await inTransaction((client) => advanceTime(client, store, plan, inputColumns, beat));
-      await deliver();
+      await advance(beat);
+      if (usesOutbox) await deliver();
     },
     close: once(async () => {
       if (relay) clearInterval(relay);

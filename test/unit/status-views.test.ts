@@ -5,6 +5,7 @@ import { viewLag, type ViewReport } from '../../src/cli/views-command.ts';
 const report = (offsets: { lag: number | null }[], watermark: string | null): ViewReport => ({
   input: { stream: 'public.visits' },
   to: { sink: 'pg', table: 'public.sessions' },
+  results: { output: 'outbox' },
   rows: 0,
   groups: 4,
   outbox: 1,
