@@ -133,6 +133,9 @@ function unpackEntry(parsed: unknown): unknown[] {
   });
 }
 
+/** Runs of ensureSchema a deadlock may end before the error goes up. */
+const SCHEMA_ATTEMPTS = 5;
+
 export class StateStore {
   readonly s: string;
   private readonly schema: string;
@@ -142,8 +145,22 @@ export class StateStore {
     this.s = q(schema);
   }
 
-  /** Creates the state tables; an advisory lock keeps two instances starting together from racing. */
+  /**
+   * Creates the state tables; an advisory lock keeps two instances starting together from racing.
+   * Its DDL locks tables that running instances' batches lock too, in another order: PostgreSQL may
+   * end it as a deadlock's victim (40P01), and then it runs again rather than stop the router.
+   */
   async ensureSchema(client: pg.PoolClient): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.createSchema(client);
+      } catch (err) {
+        if ((err as { code?: unknown } | null)?.code !== '40P01' || attempt >= SCHEMA_ATTEMPTS) throw err;
+      }
+    }
+  }
+
+  private async createSchema(client: pg.PoolClient): Promise<void> {
     const s = this.s;
     await client.query('BEGIN');
     try {

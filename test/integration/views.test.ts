@@ -304,6 +304,11 @@ describe('views end to end: Debezium → cdc-router views (PostgreSQL state) →
     expect(placeholders).toBeGreaterThan(100);
     const counts = await db.client.query<{ n: string }>('SELECT count(*)::text AS n FROM orders');
     expect(Number(counts.rows[0]?.n)).toBeGreaterThan(100);
+    // Every instance ran to the end: one that died (say at startup) left the work to the others, and
+    // waiting for its exit below would never end.
+    for (const r of running) {
+      expect(r.exitCode === null && r.signalCode === null, `router ${r.pid} exited early (code ${r.exitCode})\n${routers.log().slice(-6000)}`).toBe(true);
+    }
     // Stopped cleanly (SIGTERM: drain, commit, leave the group), so that the group is idle for `views reset`.
     for (const r of running) {
       const exited = new Promise((resolve) => r.once('exit', resolve));
