@@ -63,6 +63,7 @@ function asCdcError(view: string, err: unknown): CdcError {
  * the offsets stored per partition, stale changes by the positions stored per row; old
  * contributions from the stored image (never from `before`), new ones from the new image; groups
  * updated, results with fresh versions returned, offsets moved. Nothing is committed here.
+ * `waiting`: input partitions with records still to read (see watermarkOf).
  */
 export async function applyBatch(
   client: pg.PoolClient,
@@ -70,6 +71,7 @@ export async function applyBatch(
   plan: ViewPlan,
   batch: readonly ChangeEvent[],
   inputColumns: readonly ColumnSchema[] | undefined,
+  waiting: ReadonlySet<string> = new Set(),
 ): Promise<AppliedBatch> {
   const view = plan.name;
   const failures = new Map<number, CdcError>();
@@ -146,7 +148,7 @@ export async function applyBatch(
     const read = fresh.filter((f) => !held.has(partitionOf(f.event)) || BigInt(f.event.kafka.offset) < held.get(partitionOf(f.event))!.offset);
     const clocks = advanceClocks(plan, stored, read.map((f) => ({ event: f.event, applied: !failures.has(f.index) })), now);
     await store.saveClocks(client, view, clocks);
-    newWatermark = watermarkOf(plan, stored, clocks, watermark, now);
+    newWatermark = watermarkOf(plan, stored, clocks, watermark, now, waiting);
     if (newWatermark !== null && newWatermark !== watermark) await store.saveWatermark(client, view, newWatermark);
   }
   const results = keyed
@@ -545,12 +547,13 @@ export async function advanceTime(
   plan: ViewPlan,
   inputColumns: readonly ColumnSchema[] | undefined,
   beat?: HeartbeatTick,
+  waiting: ReadonlySet<string> = new Set(),
 ): Promise<ResultPayload[]> {
   if (!plan.window) return [];
   const previous = await store.watermark(client, plan.name);
   const stored = await store.clocks(client, plan.name);
   const moved = beat ? await beatClocks(client, store, plan, stored, beat) : new Map<string, PartitionClock>();
-  const watermark = watermarkOf(plan, stored, moved, previous, Date.now());
+  const watermark = watermarkOf(plan, stored, moved, previous, Date.now(), waiting);
   if (watermark === null) return [];
   if (watermark !== previous) await store.saveWatermark(client, plan.name, watermark);
   if (plan.time.emit !== 'final' && plan.trigger?.kind !== 'time') return [];

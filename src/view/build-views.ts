@@ -1,10 +1,13 @@
 import type { Logger } from 'pino';
 import pg from 'pg';
 import type { Config } from '../config/load.ts';
+import type { KafkaConfig } from '../config/schema.ts';
 import type { RouterEventMap, RouterEvents } from '../events.ts';
-import { connectGroupAdmin, type GroupAdmin } from '../consume/group-admin.ts';
+import { configuredTopics, connectGroupAdmin, type GroupAdmin } from '../consume/group-admin.ts';
+import { partitionLag } from '../metrics/partition-lag.ts';
 import { postgresDatabase } from '../sink/postgres-database.ts';
 import { once, type InTransactionWriter, type Sink } from '../sink/sink.ts';
+import type { InputLags } from './unread-inputs.ts';
 import { createViewSink, type ViewSink } from './view-sink.ts';
 import { partitionKey, StateStore } from './state-store.ts';
 import { planView, type ViewPlan } from './view-plan.ts';
@@ -71,6 +74,7 @@ export function buildViews(
   const sinks: Sink[] = [];
   const plans: ViewPlan[] = [];
   const viewSinks: ViewSink[] = [];
+  const admin = lazyAdmin(config, deps.logger);
   for (const [name, viewConfig] of entries) {
     const plan = planView(name, viewConfig);
     const output = deps.sinks.get(plan.output.sink);
@@ -86,20 +90,22 @@ export function buildViews(
       { component: 'view', view: name, output: { sink: plan.output.sink, path: path(inState.output) }, late: plan.late && { sink: plan.late.sink, path: path(inState.late) } },
       'view results path',
     );
-    const viewSink = createViewSink({ plan, pool, store, output, late, inState, events: deps.events, logger: deps.logger });
+    const inputLags = kafkaInputLags(config.kafka, admin.get, plan.inputs);
+    const viewSink = createViewSink({ plan, pool, store, output, late, inState, events: deps.events, logger: deps.logger, inputLags });
     const sink = deps.wrap(viewSink);
     if (plan.window) viewSinks.push(viewSink);
     plans.push(plan);
     sinks.push(sink);
     for (const table of plan.inputs) byTable.set(table, [...(byTable.get(table) ?? []), sink]);
   }
-  const stopBeats = followHeartbeats(config, viewSinks, deps);
+  const stopBeats = followHeartbeats(config, viewSinks, { ...deps, endOffsets: deps.endOffsets ?? kafkaEndOffsets(admin.get) });
   return {
     byTable,
     sinks,
     plans,
     close: once(async () => {
       await stopBeats().catch((err: unknown) => deps.logger.warn({ err, component: 'view' }, 'view heartbeat admin close failed'));
+      await admin.close().catch((err: unknown) => deps.logger.warn({ err, component: 'view' }, 'view Kafka admin close failed'));
       await pool.end();
     }),
   };
@@ -114,11 +120,11 @@ export function buildViews(
 function followHeartbeats(
   config: Config,
   viewSinks: readonly ViewSink[],
-  deps: { events: RouterEvents; logger: Logger; endOffsets?: EndOffsets },
+  deps: { events: RouterEvents; logger: Logger; endOffsets: EndOffsets },
 ): () => Promise<void> {
   const prefix = `${config.decode.heartbeat_topic_prefix}.`;
   if (viewSinks.length === 0 || !(config.kafka.topics ?? []).some((t) => t.startsWith(prefix))) return () => Promise.resolve();
-  const endOffsets = deps.endOffsets ?? kafkaEndOffsets(config, deps.logger);
+  const { endOffsets } = deps;
   let busy: Promise<void> | undefined;
   const onSkipped = (e: RouterEventMap['record.skipped']) => {
     if (e.reason !== 'heartbeat' || e.heartbeatMs === undefined || !e.topic.startsWith(prefix) || busy) return;
@@ -143,20 +149,50 @@ function followHeartbeats(
   };
 }
 
-function kafkaEndOffsets(config: Config, logger: Logger): EndOffsets {
+/** One Kafka admin for the views (heartbeats' end offsets, input lags), connected on first use. */
+function lazyAdmin(config: Config, logger: Logger): { get: () => Promise<GroupAdmin>; close: () => Promise<void> } {
   let admin: Promise<GroupAdmin> | undefined;
-  const ends: EndOffsets = async (topics) => {
-    admin ??= connectGroupAdmin(config.kafka, logger).catch((err: unknown) => {
-      admin = undefined;
-      throw err;
-    });
-    const a = await admin;
+  return {
+    get: () =>
+      (admin ??= connectGroupAdmin(config.kafka, logger).catch((err: unknown) => {
+        admin = undefined;
+        throw err;
+      })),
+    close: async () => {
+      if (admin) await (await admin).close();
+    },
+  };
+}
+
+function kafkaEndOffsets(admin: () => Promise<GroupAdmin>): EndOffsets {
+  return async (topics) => {
+    const a = await admin();
     const out = new Map<string, bigint>();
     for (const topic of topics) for (const b of await a.bounds(topic)) out.set(partitionKey(topic, b.partition), b.high);
     return out;
   };
-  ends.close = async () => {
-    if (admin) await (await admin).close();
+}
+
+/**
+ * The records the group has still to read per partition of a view's input topics: the consumed
+ * topics carrying its tables (Debezium's `<prefix>.<schema>.<table>`) and the topics it has read,
+ * by partitionKey (undefined: unknown, see partitionLag). Several admin round trips: the view sink
+ * asks it in the background (see cachedUnreadInputs), never per write.
+ */
+export function kafkaInputLags(kafka: KafkaConfig, admin: () => Promise<GroupAdmin>, tables: readonly string[]): InputLags {
+  return async (topicsRead) => {
+    const a = await admin();
+    // A topic not created yet has no partition to wait for.
+    const existing = await a.topics();
+    const inputs = configuredTopics(kafka, existing).filter((t) => tables.some((table) => t.endsWith(`.${table}`)));
+    const topics = new Set([...inputs, ...topicsRead].filter((t) => existing.includes(t)));
+    const out = new Map<string, bigint | undefined>();
+    for (const topic of topics) {
+      const committed = await a.committed(kafka.group_id, topic);
+      for (const b of await a.bounds(topic)) {
+        out.set(partitionKey(topic, b.partition), partitionLag({ low: b.low, end: b.high }, committed.get(b.partition), kafka.from_beginning));
+      }
+    }
+    return out;
   };
-  return ends;
 }

@@ -56,17 +56,23 @@ export function advanceClocks(
   return clocks;
 }
 
-/** The view's watermark over every partition's clock (this batch's moved ones included). */
+/**
+ * The view's watermark over every partition's clock (this batch's moved ones included). `waiting`:
+ * partitions of the input topics with records still to read; one the view has never read has no
+ * clock yet and holds the watermark back (its records may be older than any time seen).
+ */
 export function watermarkOf(
   plan: ViewPlan,
   stored: ReadonlyMap<string, JsonValue>,
   moved: ReadonlyMap<string, PartitionClock>,
   previousMs: number | null,
   nowMs: number,
+  waiting: ReadonlySet<string> = new Set(),
 ): number | null {
   const all = new Map<string, PartitionClock>();
   for (const [p, c] of stored) all.set(p, c as unknown as PartitionClock);
   for (const [p, c] of moved) all.set(p, c);
+  for (const p of waiting) if (!all.has(p)) all.set(p, newPartitionClock(nowMs));
   return viewWatermark(
     [...all.values()],
     { outOfOrdernessMs: plan.time.outOfOrdernessMs, idleTimeoutMs: plan.time.idleTimeoutMs, previousMs },

@@ -8,6 +8,7 @@ import { OK, once, type InTransactionWriter, type Sink, type SinkResult } from '
 import { advanceTime, applyBatch, type HeartbeatTick, type ResultPayload } from './apply-batch.ts';
 import { RowRaceError } from './core/errors.ts';
 import type { StateStore } from './state-store.ts';
+import { cachedUnreadInputs, type InputLags } from './unread-inputs.ts';
 import type { ViewPlan } from './view-plan.ts';
 
 /** Results delivered per output write (at least one outbox row's). */
@@ -30,6 +31,8 @@ export interface ViewSinkDeps {
   readonly inState?: { readonly output?: InTransactionWriter | undefined; readonly late?: InTransactionWriter | undefined };
   readonly events: RouterEvents;
   readonly logger: Logger;
+  /** For a windowed view: the group's lag per partition of its input topics, looked up off the write path (see cachedUnreadInputs); without it only partitions read count. */
+  readonly inputLags?: InputLags | undefined;
 }
 
 /** The key of a late change in its side output: where it was read. */
@@ -115,6 +118,10 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
   ] as const;
   // Without one, the outbox holds only leftovers (of a reset, of an earlier config): the relay's ticks deliver them.
   const usesOutbox = routes.some((r) => r.sink && !r.inState);
+  const topicsRead = new Set<string>();
+  const unreadInputs = plan.window && deps.inputLags ? cachedUnreadInputs(deps.inputLags, { logger: log }) : undefined;
+  /** Input partitions with records still to read (as last looked up): those the view never read hold its watermark back. */
+  const waiting = (): Promise<ReadonlySet<string>> => unreadInputs?.waiting(topicsRead) ?? Promise.resolve(new Set());
 
   async function inTransaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await pool.connect().catch((err: unknown) => {
@@ -193,7 +200,8 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
 
   /** Moves the watermark (see advanceTime) and puts the results of the windows it closed where they go, in one transaction. */
   async function advance(beat?: HeartbeatTick): Promise<void> {
-    const { written } = await inTransaction(async (client) => putResults(client, await advanceTime(client, store, plan, inputColumns, beat)));
+    const unread = await waiting();
+    const { written } = await inTransaction(async (client) => putResults(client, await advanceTime(client, store, plan, inputColumns, beat, unread)));
     if (written > 0) events.emit('view.delivered', { view: plan.name, results: written });
   }
 
@@ -206,10 +214,14 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
 
   async function write(batch: readonly ChangeEvent[]): Promise<readonly SinkResult[]> {
     const t0 = performance.now();
-    for (const e of batch) if (e.columns) inputColumns = e.columns;
+    for (const e of batch) {
+      if (e.columns) inputColumns = e.columns;
+      topicsRead.add(e.kafka.topic);
+    }
+    const unread = await waiting();
     const outcome = await retryingRaces(() =>
       inTransaction(async (client) => {
-        const applied = await applyBatch(client, store, plan, batch, inputColumns);
+        const applied = await applyBatch(client, store, plan, batch, inputColumns, unread);
         return { ...applied, ...(await putResults(client, applied.results)) };
       }),
     );
@@ -260,6 +272,7 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
     },
     close: once(async () => {
       if (relay) clearInterval(relay);
+      unreadInputs?.close();
       await draining?.catch(() => undefined);
     }),
   };

@@ -1,11 +1,17 @@
+import { kafkaSchema } from '../../src/config/schema.ts';
+import { connectGroupAdmin } from '../../src/consume/group-admin.ts';
+import { kafkaInputLags } from '../../src/view/build-views.ts';
+import { partitionKey } from '../../src/view/state-store.ts';
 import { describe, expect, it } from 'vitest';
 import type { ChangeEvent, Row } from '../../src/model/change-event.ts';
 import { position } from '../../src/model/position.ts';
 import type { Sink } from '../../src/sink/sink.ts';
 import { viewSchema } from '../../src/view/view-config.ts';
 import { planView } from '../../src/view/view-plan.ts';
+import { LAG_TIMEOUT_MS, LAG_TTL_MS } from '../../src/view/unread-inputs.ts';
 import { createViewSink, type ViewSink } from '../../src/view/view-sink.ts';
 import { seededRandom } from '../support/random.ts';
+import { BROKER, kafkaFixture, uniqueName } from '../support/kafka.ts';
 import { live, recorder, viewState, type Recorder } from '../support/view-state.ts';
 import { slidingTruth, sessionTruth, type Visit } from '../support/window-truth.ts';
 
@@ -43,7 +49,7 @@ const MIN = 60_000;
 const AGGREGATIONS = { n: { fn: 'count' }, total: { fn: 'sum', column: 'amount' } };
 
 describe('session, sliding and global windows with PostgreSQL state', () => {
-  const { pool, store, events, logger } = viewState('view_windows', 6);
+  const { pool, schema, store, events, logger } = viewState('view_windows', 6);
   let n = 0;
 
   function makeView(config: Record<string, unknown>, output = recorder(), late?: Recorder, name = `w${n++}`): { sink: Sink; out: Recorder } {
@@ -181,6 +187,184 @@ describe('session, sliding and global windows with PostgreSQL state', () => {
     });
     // Partition 1 has records still unread (end beyond what was applied): the heartbeat must not make them late.
     expect(await run(BigInt(offsets.get(1)! + 5))).toEqual({});
+  });
+
+  it('a partition of the input topic the view has never read, with records waiting in Kafka, holds the watermark: the window closes once they are read', async () => {
+    const kafka = await kafkaFixture();
+    const kafkaConfig = kafkaSchema.parse({ brokers: [BROKER], group_id: uniqueName('view-unread'), topics: [`${uniqueName('shop')}.public.visits`] });
+    const topic = kafkaConfig.topics![0]!;
+    const admin = await connectGroupAdmin(kafkaConfig, logger);
+    try {
+      await kafka.createTopic(topic, 2);
+      const at = (v: Visit, partition: number, offset: number): ChangeEvent => {
+        const e = visit(v, partition);
+        return { ...e, kafka: { ...e.kafka, topic, offset: String(offset), highWatermark: String(offset + 1) } };
+      };
+      // Partition 1's changes are in Kafka first (older event times); the view reads partition 0 first.
+      const p1: Visit[] = [
+        { id: 601, user: 'a', at: 2_000, amount: 1 },
+        { id: 602, user: 'a', at: 4_000, amount: 1 },
+        { id: 603, user: 'a', at: 26_000, amount: 1 },
+      ];
+      const p0: Visit[] = [
+        { id: 604, user: 'a', at: 1_000, amount: 1 },
+        { id: 605, user: 'a', at: 25_000, amount: 1 },
+      ];
+      for (const [partition, visits] of [[1, p1], [0, p0]] as const) {
+        await kafka.producer.send({ topic, messages: visits.map((v) => ({ key: String(v.id), value: JSON.stringify(v), partition })) });
+      }
+      const name = `w${n++}`;
+      const plan = planView(
+        name,
+        viewSchema.parse({
+          from: { stream: 'public.visits' },
+          window: { tumbling: '10s' },
+          event_time: 'at',
+          emit: 'final',
+          grace: '0ms',
+          aggregations: { n: { fn: 'count' } },
+          to: { sink: 'out', table: 'public.results' },
+        }),
+      );
+      const out = recorder();
+      const inputLags = kafkaInputLags(kafkaConfig, () => Promise.resolve(admin), plan.inputs);
+      const sink = createViewSink({ plan, pool, store, output: out, events, logger, inputLags });
+      await sink.start();
+      const stored = async () => (await pool.query<{ w: string }>(`SELECT watermark_ms::text AS w FROM "${schema}".view_watermarks WHERE view = $1`, [name])).rows[0]?.w ?? null;
+
+      const first = await sink.write(p0.map((v, i) => at(v, 0, i)));
+      expect(first.map((r) => r.ok)).toEqual([true, true]);
+      // Partition 0 alone is at 25 s, but partition 1 has three records unread: no window closes.
+      expect(live(out)).toEqual({});
+      expect(await stored()).toBeNull();
+      // A heartbeat moves partition 0 (applied to its end) to 60 s; partition 1 still holds.
+      const ends = new Map([...(await kafka.endOffsets(topic))].map(([p, end]) => [partitionKey(topic, p), end]));
+      expect(ends.get(partitionKey(topic, 0))).toBe(BigInt(p0.length));
+      await (sink as ViewSink).heartbeat({ topicPrefix: topic.split('.')[0]!, tsMs: 60_000, ends });
+      expect(live(out)).toEqual({});
+      expect(await stored()).toBeNull();
+
+      const second = await sink.write(p1.map((v, i) => at(v, 1, i)));
+      // None of partition 1's changes is late, and the window holds every change in it.
+      expect(second.map((r) => r.ok)).toEqual([true, true, true]);
+      const all = [...p0, ...p1];
+      // Partition 0 at the heartbeat's 60 s, partition 1 at its latest change: the watermark is partition 1's.
+      expect(await stored()).toBe(String(Math.max(...p1.map((v) => v.at))));
+      expect(live(out)).toEqual({
+        [JSON.stringify({ window_start: 0, window_end: 10_000 })]: { window_start: 0, window_end: 10_000, n: all.filter((v) => v.at < 10_000).length },
+      });
+      await sink.close();
+    } finally {
+      await admin.close();
+      await kafka.close();
+    }
+  });
+
+  /** A tumbling 10 s count over the visits, final results: its watermark decides what is written. */
+  const finalCounts = (name: string) =>
+    planView(
+      name,
+      viewSchema.parse({
+        from: { stream: 'public.visits' },
+        window: { tumbling: '10s' },
+        event_time: 'at',
+        emit: 'final',
+        grace: '0ms',
+        aggregations: { n: { fn: 'count' } },
+        to: { sink: 'out', table: 'public.results' },
+      }),
+    );
+  const storedWatermark = async (name: string) =>
+    (await pool.query<{ w: string }>(`SELECT watermark_ms::text AS w FROM "${schema}".view_watermarks WHERE view = $1`, [name])).rows[0]?.w ?? null;
+  const onTopic = (topic: string, v: Visit, partition: number, offset: number): ChangeEvent => {
+    const e = visit(v, partition);
+    return { ...e, kafka: { ...e.kafka, topic, offset: String(offset), highWatermark: String(offset + 1) } };
+  };
+
+  it('with the Kafka admin out of reach, writes neither fail nor wait for it and the watermark holds; once it answers, the watermark moves without another write', async () => {
+    const topic = `${uniqueName('shop')}.public.visits`;
+    const reachable = kafkaSchema.parse({ brokers: [BROKER], group_id: uniqueName('view-unread'), topics: [topic] });
+    // Nothing listens on port 1: kafkajs retries the connection for seconds, then gives up.
+    const unreachable = kafkaSchema.parse({ ...reachable, brokers: ['127.0.0.1:1'], connection_timeout_ms: 500 });
+    let up = false;
+    const admin = await connectGroupAdmin(reachable, logger);
+    const lookups: Promise<unknown>[] = [];
+    const settled = new WeakSet<Promise<unknown>>();
+    const name = `w${n++}`;
+    const plan = finalCounts(name);
+    const lags = kafkaInputLags(reachable, () => (up ? Promise.resolve(admin) : connectGroupAdmin(unreachable, logger)), plan.inputs);
+    const inputLags = (read: readonly string[]) => {
+      const lookup = lags(read);
+      lookups.push(lookup);
+      void lookup.catch(() => undefined).finally(() => settled.add(lookup));
+      return lookup;
+    };
+    const out = recorder();
+    const sink = createViewSink({ plan, pool, store, output: out, events, logger, inputLags });
+    try {
+      await sink.start();
+      const t0 = performance.now();
+      const first = await sink.write([onTopic(topic, { id: 701, user: 'a', at: 1_000, amount: 1 }, 0, 0), onTopic(topic, { id: 702, user: 'a', at: 25_000, amount: 1 }, 0, 1)]);
+      const firstMs = performance.now() - t0;
+      expect(first.map((r) => r.ok)).toEqual([true, true]);
+      // Waited at most the lookup timeout (the first answer), not for kafkajs's retries.
+      expect(firstMs).toBeLessThan(LAG_TIMEOUT_MS + 2_000);
+      expect(lookups.length).toBeGreaterThanOrEqual(1);
+      expect(settled.has(lookups[0]!)).toBe(false);
+      // One partition at 25 s, alone as far as anyone knows: were the lags known, [0, 10 s) would close.
+      expect(await storedWatermark(name)).toBeNull();
+      expect(live(out)).toEqual({});
+      // Later writes do not wait for the lookup still under way either, nor start others beside it.
+      for (let i = 0; i < 5; i++) {
+        const r = await sink.write([onTopic(topic, { id: 710 + i, user: 'a', at: 25_000, amount: 1 }, 0, 2 + i)]);
+        expect(r.map((x) => x.ok)).toEqual([true]);
+      }
+      expect(settled.has(lookups[0]!)).toBe(false);
+      expect(lookups).toHaveLength(1);
+      expect(await storedWatermark(name)).toBeNull();
+
+      // The admin answers again: the relay's tick looks the lags up and moves the watermark.
+      up = true;
+      await Promise.allSettled(lookups);
+      const deadline = Date.now() + 20_000;
+      while ((await storedWatermark(name)) === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      expect(await storedWatermark(name)).toBe('25000');
+      expect(live(out)).toEqual({ [JSON.stringify({ window_start: 0, window_end: 10_000 })]: { window_start: 0, window_end: 10_000, n: 1 } });
+    } finally {
+      await sink.close();
+      await Promise.allSettled(lookups);
+      await admin.close();
+    }
+  });
+
+  it('asks the Kafka admin for the input lags at most once per LAG_TTL_MS, not once per write', async () => {
+    const kafka = await kafkaFixture();
+    const kafkaConfig = kafkaSchema.parse({ brokers: [BROKER], group_id: uniqueName('view-unread'), topics: [`${uniqueName('shop')}.public.visits`] });
+    const topic = kafkaConfig.topics![0]!;
+    const admin = await connectGroupAdmin(kafkaConfig, logger);
+    const name = `w${n++}`;
+    const plan = finalCounts(name);
+    const lags = kafkaInputLags(kafkaConfig, () => Promise.resolve(admin), plan.inputs);
+    let lookups = 0;
+    const sink = createViewSink({ plan, pool, store, output: recorder(), events, logger, inputLags: (read) => (lookups++, lags(read)) });
+    try {
+      await kafka.createTopic(topic, 2);
+      await sink.start();
+      const t0 = Date.now();
+      const writes = 30;
+      for (let i = 0; i < writes; i++) {
+        const r = await sink.write([onTopic(topic, { id: 800 + i, user: 'a', at: 1_000 * i, amount: 1 }, i % 2, Math.floor(i / 2))]);
+        expect(r.map((x) => x.ok)).toEqual([true]);
+      }
+      const elapsed = Date.now() - t0;
+      // The first lookup (at start), then one each time the last answer is LAG_TTL_MS old.
+      expect(lookups).toBeLessThanOrEqual(1 + Math.ceil(elapsed / LAG_TTL_MS));
+      expect(lookups).toBeLessThan(writes);
+    } finally {
+      await sink.close();
+      await admin.close();
+      await kafka.close();
+    }
   });
 
   it('a late change goes to the named late sink with its reason, window and watermark; without one it fails with stage view', async () => {

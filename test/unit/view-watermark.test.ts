@@ -9,6 +9,11 @@ import {
   viewWatermark,
 } from '../../src/view/core/watermark.ts';
 import { isLate } from '../../src/view/core/windows.ts';
+import { watermarkOf } from '../../src/view/event-clock.ts';
+import { partitionKey } from '../../src/view/state-store.ts';
+import { UNKNOWN_INPUTS } from '../../src/view/unread-inputs.ts';
+import { viewSchema } from '../../src/view/view-config.ts';
+import { planView } from '../../src/view/view-plan.ts';
 
 const live = { snapshot: false };
 const snap = { snapshot: true };
@@ -120,5 +125,38 @@ describe('view watermark', () => {
     expect(isLate(9_999, wm, 0, spec)).toBe(true); // window [9000, 10000) closed
     expect(isLate(9_999, wm, 51, spec)).toBe(false); // ... but open with 51 ms grace (closes at 10_000 + 51)
     expect(isLate(9_999, wm, 50, spec)).toBe(true);
+  });
+});
+
+describe('a view watermark over its input partitions', () => {
+  const plan = planView(
+    'w',
+    viewSchema.parse({
+      from: { stream: 'public.visits' },
+      window: { tumbling: '10s' },
+      event_time: 'at',
+      emit: 'final',
+      idle_timeout: '10s',
+      aggregations: { n: { fn: 'count' } },
+      to: { sink: 'out', table: 'public.results' },
+    }),
+  );
+  const p0 = partitionKey('shop.public.visits', 0);
+  const p1 = partitionKey('shop.public.visits', 1);
+  const read = new Map([[p0, setCaughtUp(clockAt([25_000], 0), true)]]);
+
+  it('is held back by a partition with records waiting that it has never read, however long it waits', () => {
+    expect(watermarkOf(plan, new Map(), read, null, 0)).toBe(25_000);
+    expect(watermarkOf(plan, new Map(), read, null, 0, new Set([p1]))).toBeNull();
+    expect(watermarkOf(plan, new Map(), read, 5_000, 60_000, new Set([p1]))).toBe(5_000);
+  });
+
+  it('is held back while the input lags are unknown (UNKNOWN_INPUTS), and never goes back', () => {
+    expect(watermarkOf(plan, new Map(), read, null, 0, new Set([UNKNOWN_INPUTS]))).toBeNull();
+    expect(watermarkOf(plan, new Map(), read, 5_000, 60_000, new Set([UNKNOWN_INPUTS]))).toBe(5_000);
+  });
+
+  it('is not held back by a waiting partition that has a clock: its clock counts', () => {
+    expect(watermarkOf(plan, new Map(), read, null, 0, new Set([p0]))).toBe(25_000);
   });
 });
