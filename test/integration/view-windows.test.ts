@@ -214,23 +214,12 @@ describe('session, sliding and global windows with PostgreSQL state', () => {
         await kafka.producer.send({ topic, messages: visits.map((v) => ({ key: String(v.id), value: JSON.stringify(v), partition })) });
       }
       const name = `w${n++}`;
-      const plan = planView(
-        name,
-        viewSchema.parse({
-          from: { stream: 'public.visits' },
-          window: { tumbling: '10s' },
-          event_time: 'at',
-          emit: 'final',
-          grace: '0ms',
-          aggregations: { n: { fn: 'count' } },
-          to: { sink: 'out', table: 'public.results' },
-        }),
-      );
+      const plan = finalCounts(name);
       const out = recorder();
       const inputLags = kafkaInputLags(kafkaConfig, () => Promise.resolve(admin), plan.inputs);
       const sink = createViewSink({ plan, pool, store, output: out, events, logger, inputLags });
       await sink.start();
-      const stored = async () => (await pool.query<{ w: string }>(`SELECT watermark_ms::text AS w FROM "${schema}".view_watermarks WHERE view = $1`, [name])).rows[0]?.w ?? null;
+      const stored = () => storedWatermark(name);
 
       const first = await sink.write(p0.map((v, i) => at(v, 0, i)));
       expect(first.map((r) => r.ok)).toEqual([true, true]);
