@@ -39,10 +39,12 @@ export function inStateWriter(config: Config, writer: InTransactionWriter | unde
   return writer.database === postgresDatabase({ connectionString: config.state.connection_string }) ? writer : undefined;
 }
 
+const resultPath = (writer: InTransactionWriter | undefined): ResultPath => (writer ? 'state transaction' : 'outbox');
+
 /** Each view's result paths, from the sinks as the config declares them (built, never started). */
 export function viewResultPaths(config: Config, logger: Logger): Record<string, { output: ResultPath; late?: ResultPath }> {
   const writers = new Map(config.sinks.map((spec) => [spec.name, spec.factory.create(spec.name, spec.config, { logger }).inTransaction]));
-  const path = (sink: string): ResultPath => (inStateWriter(config, writers.get(sink)) ? 'state transaction' : 'outbox');
+  const path = (sink: string): ResultPath => resultPath(inStateWriter(config, writers.get(sink)));
   return Object.fromEntries(
     Object.entries(config.views).map(([name, v]) => [name, { output: path(v.output.sink), ...(v.late ? { late: path(v.late.sink) } : {}) }]),
   );
@@ -85,9 +87,8 @@ export function buildViews(
       output: inStateWriter(config, deps.inTransaction?.get(plan.output.sink)),
       late: plan.late ? inStateWriter(config, deps.inTransaction?.get(plan.late.sink)) : undefined,
     };
-    const path = (w: InTransactionWriter | undefined): ResultPath => (w ? 'state transaction' : 'outbox');
     deps.logger.info(
-      { component: 'view', view: name, output: { sink: plan.output.sink, path: path(inState.output) }, late: plan.late && { sink: plan.late.sink, path: path(inState.late) } },
+      { component: 'view', view: name, output: { sink: plan.output.sink, path: resultPath(inState.output) }, late: plan.late && { sink: plan.late.sink, path: resultPath(inState.late) } },
       'view results path',
     );
     const inputLags = kafkaInputLags(config.kafka, admin.get, plan.inputs);

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Row } from '../model/change-event.ts';
 import type { StoredKeyedState } from './keyed-state.ts';
+import { jsonWithBigints } from '../model/serialize.ts';
 
 /**
  * The keyed state of `process` views in PostgreSQL, beside the rest of the view state (state-store.ts)
@@ -20,9 +21,7 @@ export interface KeyWrite extends StoredKey {
   readonly expiresAt: number | null | undefined;
 }
 
-function toJson(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
-}
+const toJson = jsonWithBigints;
 
 /** `s` is the quoted schema of the StateStore. */
 export async function ensureKeyedStateSchema(client: pg.PoolClient, s: string): Promise<void> {

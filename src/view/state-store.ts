@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Row } from '../model/change-event.ts';
+import { jsonWithBigints } from '../model/serialize.ts';
 import type { JsonValue } from './core/aggregation.ts';
 import { ensureKeyedStateSchema, KeyedStateStore } from './keyed-state-store.ts';
 import type { TriggerState } from './core/trigger.ts';
@@ -99,16 +100,8 @@ const FILLFACTOR = 80;
 
 const parseJson = <T>(text: string | null): T | null => (text === null ? null : (JSON.parse(text) as T));
 
-/** Plain JSON for jsonb: int64 beyond 2^53 as decimal text (the aggregations read it exactly). */
-function toJson(value: unknown): string {
-  // Without a replacer first: calling one per value makes JSON.stringify several times slower, and bigints are rare.
-  try {
-    return JSON.stringify(value);
-  } catch (err) {
-    if (!(err instanceof TypeError)) throw err;
-  }
-  return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
-}
+/** Stored JSON: int64 beyond 2^53 as decimal text (the aggregations read it exactly). */
+const toJson = jsonWithBigints;
 
 /** An outbox row's results, with the column lists they share written once (a batch's results all carry the same). */
 function packEntry(results: readonly unknown[]): string {
