@@ -15,7 +15,7 @@ import type { JsonValue } from './core/aggregation.ts';
 import { heartbeat, setCaughtUp, type PartitionClock } from './core/watermark.ts';
 import { KEYED_WINDOW_KINDS, rowKeyOf, truncateScope, windowCloseOf, type Contribution, type ViewPlan } from './view-plan.ts';
 import { workingGroup, type Delta, type WorkingGroup } from './working-group.ts';
-import { advanceClocks, changeTimeMs, rejectLate, watermarkOf } from './event-clock.ts';
+import { advanceClocks, rejectLate, watermarkOf } from './event-clock.ts';
 
 /** A result of a state transaction: written in it by its sink, or kept in the outbox until the sink has it. */
 export interface ResultPayload {
@@ -225,7 +225,7 @@ async function tableDeltas(
       const minus = stored.image === null ? [] : plan.contributions(stored.image, 'retract');
       const plus = image === null ? [] : plan.contributions(image, 'add');
       validate(plan, plus);
-      if (watermark !== null && plan.window) rejectLate(plan, [...minus, ...plus], watermark, changeTimeMs(plan, event));
+      rejectLate(plan, event, watermark, minus, plus);
       // The old key of a primary-key change keeps its image (an empty one when it had none) for the new key's create.
       written.set(pk, { row: { pos, image, moved: event.keyChange === 'old' ? (stored.image ?? {}) : null, existed: rows.has(pk) }, index });
       deltas.push({ index, minus, plus });
@@ -277,7 +277,7 @@ function streamDeltas(
       if (row === null) continue;
       const plus = plan.contributions(plan.image(event, row, null), 'add');
       validate(plan, plus);
-      if (watermark !== null && plan.window) rejectLate(plan, plus, watermark, changeTimeMs(plan, event));
+      rejectLate(plan, event, watermark, plus);
       deltas.push({ index, minus: [], plus });
     } catch (err) {
       failures.set(index, asCdcError(plan.name, err));

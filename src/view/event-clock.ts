@@ -24,11 +24,12 @@ export function changeTimeMs(plan: ViewPlan, event: ChangeEvent): number | undef
  * A change that would add to or retract from a window the watermark has closed (end + grace) is
  * late: it changes nothing and goes to the dead-letter queue, saying which window and watermark.
  */
-export function rejectLate(plan: ViewPlan, contributions: readonly Contribution[], watermarkMs: number | null, eventMs: number | undefined): void {
+export function rejectLate(plan: ViewPlan, event: ChangeEvent, watermarkMs: number | null, ...contributions: (readonly Contribution[])[]): void {
   if (watermarkMs === null || !plan.window) return;
-  for (const c of contributions) {
+  for (const c of contributions.flat()) {
     if (c.window && windowClosed(c.window, watermarkMs, plan.time.graceMs, plan.window.kind)) {
-      const error = lateChangeError(eventMs ?? c.window.start, plan.window, watermarkMs, plan.time.graceMs, c.window);
+      // The change's time only names it in the error: worked out here, not for every change.
+      const error = lateChangeError(changeTimeMs(plan, event) ?? c.window.start, plan.window, watermarkMs, plan.time.graceMs, c.window);
       throw new ViewLateError(`view ${plan.name}, group ${JSON.stringify(c.groupKey)}: ${error.message}`, error.eventMs, watermarkMs, c.window);
     }
   }
