@@ -118,12 +118,14 @@ export async function applyBatch(
       continue;
     }
     const segment = fresh.slice(start, i);
-    const { deltas, rows } = await tableDeltas(client, store, plan, segment, failures, held, watermark);
+    const { deltas, rows, stored } = await tableDeltas(client, store, plan, segment, failures, held, watermark);
+    // Images are saved before any group is locked: a row belongs to one partition, a group to every
+    // transaction, so groups stay locked (until the commit) for group work only.
+    await store.saveRows(client, plan.name, new Map([...rows].map(([k, r]) => [k, { ...r.row, moved: null }])));
     applied += keyed
       ? await keyed.apply(deltas, (index) => batch[index]!, failures)
       : await applyDeltas(client, store, plan, deltas, groups, failures);
-    // A change whose apply failed leaves its row's image and position as they were.
-    await store.saveRows(client, plan.name, new Map([...rows].filter(([, r]) => !failures.has(r.index)).map(([k, r]) => [k, r.row])));
+    await settleRows(client, store, plan, rows, stored, failures);
     segmentRows = new Set(repeat ? [pk!] : []);
     if (repeat) {
       start = i;
@@ -191,9 +193,9 @@ async function tableDeltas(
   failures: Map<number, CdcError>,
   held: Held,
   watermark: number | null,
-): Promise<{ deltas: Delta[]; rows: Map<string, { row: RowWrite; index: number }> }> {
+): Promise<{ deltas: Delta[]; rows: Map<string, { row: RowWrite; index: number }>; stored: ReadonlyMap<string, StoredRow> }> {
   const written = new Map<string, { row: RowWrite; index: number }>();
-  if (segment.length === 0) return { deltas: [], rows: written };
+  if (segment.length === 0) return { deltas: [], rows: written, stored: new Map() };
   const rows = await store.lockRows(
     client,
     plan.name,
@@ -234,8 +236,29 @@ async function tableDeltas(
       else failures.set(index, asCdcError(plan.name, err));
     }
   }
-  // Saved by the caller once the deltas are applied, without the rows of changes that failed there.
-  return { deltas, rows: written };
+  // Saved by the caller; those of changes that fail when applied are put back (settleRows).
+  return { deltas, rows: written, stored: rows };
+}
+
+/**
+ * After a segment's deltas are applied: a row whose change failed there gets its stored image and
+ * position back (or none, as it had), and old keys of primary-key changes that did apply keep their image.
+ */
+async function settleRows(
+  client: pg.PoolClient,
+  store: StateStore,
+  plan: ViewPlan,
+  rows: ReadonlyMap<string, { row: RowWrite; index: number }>,
+  stored: ReadonlyMap<string, StoredRow>,
+  failures: ReadonlyMap<number, CdcError>,
+): Promise<void> {
+  const settled = new Map<string, RowWrite>();
+  for (const [pk, { row, index }] of rows) {
+    const before = stored.get(pk);
+    if (failures.has(index)) settled.set(pk, { pos: before?.pos ?? null, image: before?.image ?? null, existed: true });
+    else if (row.moved) settled.set(pk, { ...row, existed: true });
+  }
+  await store.saveRows(client, plan.name, settled);
 }
 
 /**

@@ -5,6 +5,7 @@ import type { JsonValue } from './core/aggregation.ts';
 import { ensureKeyedStateSchema, KeyedStateStore } from './keyed-state-store.ts';
 import type { TriggerState } from './core/trigger.ts';
 import { RowRaceError } from './core/errors.ts';
+import { GroupCache } from './group-cache.ts';
 
 /**
  * View state in PostgreSQL: row images, group aggregates, the input offsets applied per partition,
@@ -132,6 +133,8 @@ const SCHEMA_ATTEMPTS = 5;
 export class StateStore {
   readonly s: string;
   private readonly schema: string;
+  /** Group states this process committed (see GroupCache): the view sink tells it when a transaction ends. */
+  readonly groupCache = new GroupCache();
 
   constructor(schema: string) {
     this.schema = schema;
@@ -189,6 +192,8 @@ export class StateStore {
       await client.query(`ALTER TABLE ${s}.view_groups ADD COLUMN IF NOT EXISTS kid text`);
       await client.query(`ALTER TABLE ${s}.view_groups ADD COLUMN IF NOT EXISTS window_start bigint`);
       await client.query(`ALTER TABLE ${s}.view_groups ADD COLUMN IF NOT EXISTS trigger_state jsonb`);
+      // The transaction that last wrote a group (see GroupCache).
+      await client.query(`ALTER TABLE ${s}.view_groups ADD COLUMN IF NOT EXISTS rev bigint NOT NULL DEFAULT 0`);
       await client.query(`CREATE INDEX IF NOT EXISTS view_groups_kid ON ${s}.view_groups (view, kid, window_start) WHERE kid IS NOT NULL`);
       await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_keys (view text NOT NULL, kid text NOT NULL, PRIMARY KEY (view, kid))`);
       await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_events (
@@ -340,7 +345,10 @@ export class StateStore {
     return parseJson<Row>(res.rows[0]?.image ?? null) ?? undefined;
   }
 
-  /** Locks the groups (sorted; placeholders for new ones) and returns their state. */
+  /**
+   * Locks the groups (sorted; placeholders for new ones) and returns their state. A group whose
+   * stored revision is the one this process last committed comes from the cache, unread.
+   */
   async lockGroups(
     client: pg.PoolClient,
     view: string,
@@ -349,18 +357,40 @@ export class StateStore {
   ): Promise<Map<string, StoredGroup | null>> {
     const sorted = [...new Set(gids)].sort();
     if (sorted.length === 0) return new Map();
-    // A placeholder carries its window's end already: saving the group then changes no indexed column (a HOT update).
+    const cached = sorted.map((g) => this.groupCache.get(view, g));
+    await this.placeholders(
+      client,
+      view,
+      sorted.filter((_, i) => cached[i] === undefined),
+      windowEnds,
+    );
+    // Taken now: a transaction committing meanwhile may replace or evict them.
+    const known = new Map(sorted.flatMap((g, i) => (cached[i] ? [[g, cached[i]] as const] : [])));
+    const res = await client.query<GroupRow & { hit: boolean }>(
+      `SELECT g.gid, g.rev = c.rev AS hit, CASE WHEN g.rev = c.rev THEN NULL ELSE g.gkey END AS gkey, g.rows,
+              CASE WHEN g.rev = c.rev THEN NULL ELSE g.state END AS state, g.fired, CASE WHEN g.rev = c.rev THEN NULL ELSE g.trigger_state END AS trigger_state
+       FROM ${this.s}.view_groups g LEFT JOIN unnest($3::text[], $4::bigint[]) AS c(gid, rev) ON c.gid = g.gid
+       WHERE g.view = $1 AND g.gid = ANY($2::text[]) ORDER BY g.gid COLLATE "C" FOR UPDATE OF g`,
+      [view, sorted, [...known.keys()], [...known.values()].map((c) => c.rev)],
+    );
+    const out = new Map(res.rows.map((r) => [r.gid, r.hit ? (known.get(r.gid)?.group ?? null) : storedGroup(r)]));
+    // A cached group whose row is gone (the view was reset meanwhile): a placeholder now, locked after the rest.
+    const gone = sorted.filter((g) => !out.has(g));
+    if (gone.length > 0) {
+      this.groupCache.forget(view);
+      for (const [gid, g] of await this.lockGroups(client, view, gone, windowEnds)) out.set(gid, g);
+    }
+    return out;
+  }
+
+  /** A placeholder carries its window's end already: saving the group then changes no indexed column (a HOT update). */
+  private async placeholders(client: pg.PoolClient, view: string, gids: readonly string[], windowEnds: ReadonlyMap<string, number | undefined>): Promise<void> {
+    if (gids.length === 0) return;
     await client.query(
       `INSERT INTO ${this.s}.view_groups (view, gid, gkey, rows, state, window_end)
        SELECT $1, g, 'null'::jsonb, 0, '{}', e FROM unnest($2::text[], $3::bigint[]) AS u(g, e) ON CONFLICT DO NOTHING`,
-      [view, sorted, sorted.map((g) => windowEnds.get(g) ?? null)],
+      [view, gids, gids.map((g) => windowEnds.get(g) ?? null)],
     );
-    const res = await client.query<GroupRow>(
-      `SELECT gid, gkey, rows, state, fired, trigger_state FROM ${this.s}.view_groups WHERE view = $1 AND gid = ANY($2::text[])
-       ORDER BY gid COLLATE "C" FOR UPDATE`,
-      [view, sorted],
-    );
-    return new Map(res.rows.map((r) => [r.gid, storedGroup(r)]));
   }
 
   /** emit: final: groups of windows that ended by the watermark and have not fired, locked (others' locked ones are theirs). */
@@ -504,27 +534,34 @@ export class StateStore {
    */
   async saveGroups(client: pg.PoolClient, view: string, groups: readonly GroupWrite[]): Promise<void> {
     const live = groups.map((g) => (g.rows > 0 ? g : { ...g, rows: 0, state: {}, fired: false, trigger: null }));
-    if (live.length > 0) {
-      await client.query(
-        `UPDATE ${this.s}.view_groups v SET gkey = u.k::jsonb, rows = u.n, state = u.s, window_end = u.e, fired = u.f,
-           kid = COALESCE(u.kid, v.kid), window_start = COALESCE(u.ws, v.window_start), trigger_state = u.tr::jsonb
+    if (live.length === 0) return;
+    const res = await client.query<{ rev: string }>(
+      `WITH up AS (
+         UPDATE ${this.s}.view_groups v SET gkey = u.k::jsonb, rows = u.n, state = u.s, window_end = u.e, fired = u.f,
+           kid = COALESCE(u.kid, v.kid), window_start = COALESCE(u.ws, v.window_start), trigger_state = u.tr::jsonb, rev = txid_current()
          FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::boolean[], $8::text[], $9::bigint[], $10::text[])
            AS u(g, k, n, s, e, f, kid, ws, tr)
-         WHERE v.view = $1 AND v.gid = u.g`,
-        [
-          view,
-          live.map((g) => g.gid),
-          live.map((g) => toJson(g.key)),
-          live.map((g) => g.rows),
-          live.map((g) => toJson(g.state)),
-          live.map((g) => g.windowEnd ?? null),
-          live.map((g) => g.fired),
-          live.map((g) => g.kid ?? null),
-          live.map((g) => g.windowStart ?? null),
-          live.map((g) => (g.trigger ? toJson(g.trigger) : null)),
-        ],
-      );
-    }
+         WHERE v.view = $1 AND v.gid = u.g)
+       SELECT txid_current()::text AS rev`,
+      [
+        view,
+        live.map((g) => g.gid),
+        live.map((g) => toJson(g.key)),
+        live.map((g) => g.rows),
+        live.map((g) => toJson(g.state)),
+        live.map((g) => g.windowEnd ?? null),
+        live.map((g) => g.fired),
+        live.map((g) => g.kid ?? null),
+        live.map((g) => g.windowStart ?? null),
+        live.map((g) => (g.trigger ? toJson(g.trigger) : null)),
+      ],
+    );
+    const saved = live.map((g) => ({
+      gid: g.gid,
+      // The key as read back (an int64 beyond 2^53 as text), so a cached group is what a read would give.
+      group: g.rows > 0 ? { key: JSON.parse(toJson(g.key)) as Row, rows: g.rows, state: g.state, fired: g.fired, trigger: g.trigger ?? null } : null,
+    }));
+    this.groupCache.saved(client, view, res.rows[0]!.rev, saved);
   }
 
   /**
@@ -625,7 +662,7 @@ interface GroupRow {
   readonly gid: string;
   readonly gkey: Row | null;
   readonly rows: string;
-  readonly state: string;
+  readonly state: string | null;
   readonly fired: boolean;
   readonly trigger_state: TriggerState | null;
 }
@@ -633,7 +670,7 @@ interface GroupRow {
 function storedGroup(r: GroupRow): StoredGroup | null {
   return r.gkey === null || Number(r.rows) === 0
     ? null
-    : { key: r.gkey, rows: Number(r.rows), state: JSON.parse(r.state) as Record<string, JsonValue>, fired: r.fired, trigger: r.trigger_state ?? null };
+    : { key: r.gkey, rows: Number(r.rows), state: parseJson<Record<string, JsonValue>>(r.state) ?? {}, fired: r.fired, trigger: r.trigger_state ?? null };
 }
 
 export interface ViewSummary {

@@ -128,11 +128,14 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
       throw sinkError(name, err);
     });
     try {
+      store.groupCache.discard(client);
       await client.query('BEGIN');
       const out = await fn(client);
       await client.query('COMMIT');
+      store.groupCache.committed(client);
       return out;
     } catch (err) {
+      store.groupCache.discard(client);
       await client.query('ROLLBACK').catch(() => undefined);
       throw err instanceof CdcError ? err : sinkError(name, err);
     } finally {

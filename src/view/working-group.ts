@@ -23,7 +23,8 @@ export interface WorkingGroup {
 
 export function workingGroup(stored: StoredGroup | null): WorkingGroup {
   return stored
-    ? { key: stored.key, rows: stored.rows, state: stored.state, existed: true, touched: false, fired: stored.fired, changes: 0, trigger: stored.trigger }
+    ? // The state record is the batch's own (a cached group's is shared); aggregation states are replaced, never changed.
+      { key: stored.key, rows: stored.rows, state: { ...stored.state }, existed: true, touched: false, fired: stored.fired, changes: 0, trigger: stored.trigger }
     : { key: {}, rows: 0, state: {}, existed: false, touched: false, fired: false, changes: 0, trigger: null };
 }
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { SinkError } from '../../src/errors.ts';
 import { UNAVAILABLE, type ChangeEvent, type Op, type Row } from '../../src/model/change-event.ts';
 import { position } from '../../src/model/position.ts';
 import { OK, type Sink } from '../../src/sink/sink.ts';
@@ -284,6 +285,62 @@ describe('view state in PostgreSQL', () => {
     expect(live(out)).toEqual({ '{"customer":"g"}': { customer: 'g', n: 1, total: '1', top: '1' } });
     await a.sink.close();
     await b.close();
+  });
+
+  it('a group state cached by one instance is read again once another instance, a rolled-back transaction or a reset changed it', async () => {
+    const out = recorder();
+    const a = makeView(SUM_BY_CUSTOMER, out);
+    // Another process: a store, and so a group cache, of its own on the same state.
+    const b = createViewSink({ plan: a.plan, pool, store: new StateStore(schema), output: out, events, logger });
+    let failWrites = 0;
+    const failing = {
+      database: 'test',
+      write: (_client: unknown, batch: readonly ChangeEvent[]) =>
+        failWrites-- > 0 ? Promise.reject(new SinkError('out', 'down for the test', { code: 'DOWN', retriable: true })) : out.write(batch),
+    };
+    const c = createViewSink({ plan: a.plan, pool, store, output: out, events, logger, inState: { output: failing } });
+    await Promise.all([a.sink.start(), b.start(), c.start()]);
+    const amounts = new Map<number, { customer: string; amount: number }>();
+    const expected = () => {
+      const by = new Map<string, { customer: string; n: number; total: number; top: number }>();
+      for (const { customer, amount } of amounts.values()) {
+        const g = by.get(customer) ?? { customer, n: 0, total: 0, top: -Infinity };
+        by.set(customer, { customer, n: g.n + 1, total: g.total + amount, top: Math.max(g.top, amount) });
+      }
+      return Object.fromEntries([...by.values()].map((g) => [JSON.stringify({ customer: g.customer }), { ...g, total: String(g.total), top: String(g.top) }]));
+    };
+    let lsn = 30_000;
+    const round = (partition: number, ids: readonly number[], amount: (id: number) => number) =>
+      ids.map((id) => {
+        const row = { customer: `k${id % 3}`, amount: amount(id) };
+        const op = amounts.has(id) ? 'u' : 'c';
+        amounts.set(id, row);
+        return change(op, { id }, { id, customer: row.customer, amount: String(row.amount) }, lsn++, { partition });
+      });
+    // Alternating instances on the same groups: each one's cached state is outdated by the other's write.
+    for (let i = 0; i < 6; i++) {
+      const writer = i % 2 === 0 ? a.sink : b;
+      await writer.write(round(i % 2, [i * 10, i * 10 + 1, i * 10 + 2, i % 2], (id) => id + i * 100));
+      expect(live(out), `round ${i}`).toEqual(expected());
+    }
+    // A transaction that saved groups and then rolled back: its states must not be taken as stored.
+    failWrites = 1;
+    const retried = round(0, [3, 4, 5], (id) => id + 1_000);
+    await expect(c.write(retried)).rejects.toThrow(/down for the test/);
+    await c.write(retried);
+    await a.sink.write(round(0, [3, 6], (id) => id + 2_000));
+    expect(live(out)).toEqual(expected());
+    // A reset by the other process deletes the rows a cached state belongs to.
+    const client = await pool.connect();
+    try {
+      await new StateStore(schema).resetView(client, a.plan.name, a.plan.keyColumns);
+    } finally {
+      client.release();
+    }
+    amounts.clear();
+    await a.sink.write(round(2, [100, 101], (id) => id));
+    expect(Object.fromEntries(Object.entries(live(out)).filter(([k]) => k !== JSON.stringify({ customer: 'k0' })))).toEqual(expected());
+    await Promise.all([a.sink.close(), b.close(), c.close()]);
   });
 
   it('a row new to two transactions at once (one primary key on two partitions) is counted once', async () => {

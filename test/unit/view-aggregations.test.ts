@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { AggValue, AggregationKind, Aggregator, JsonValue } from '../../src/view/core/aggregation.ts';
 import { AGGREGATIONS, aggregate, createAggregator } from '../../src/view/core/aggregations/index.ts';
+import { codePointCompare, compareKeys } from '../../src/view/core/aggregations/value-order.ts';
 import { ViewInputError, ViewSpecError } from '../../src/view/core/errors.ts';
 import { type Decimal, compare, deserializeDecimal, divide, toDecimal, toDecimalString } from '../../src/view/core/exact.ts';
 import { type Random, seededRandom as seeded } from '../support/random.ts';
@@ -217,6 +218,23 @@ describe('min and max', () => {
     expect(resultOf('min', ['\uFFFD', '😀'], { strings: 'text' })).toBe('\uFFFD');
     expect(resultOf('max', [false, true])).toBe(true);
     expect(resultOf('min', ['2026-01-02T00:00:00.000', '2025-12-31T23:59:59.999'])).toBe('2025-12-31T23:59:59.999');
+  });
+
+  it('orders decimal text exactly by value: leading and trailing zeros, signs, zeros of either sign', () => {
+    const r = seeded(11);
+    const digits = (n: number) => Array.from({ length: n }, () => String(r.int(0, 9))).join('');
+    const decimal = () => {
+      const int = '0'.repeat(r.int(0, 2)) + digits(r.int(1, 4));
+      const frac = r.int(0, 2) === 0 ? '' : `.${digits(r.int(1, 4))}${'0'.repeat(r.int(0, 2))}`;
+      return `${r.int(0, 1) === 0 ? '-' : ''}${int}${frac}`;
+    };
+    for (let i = 0; i < 20_000; i++) {
+      const a = decimal();
+      const b = r.int(0, 9) === 0 ? a.replace(/^-/, '') : decimal();
+      const exact = compare(toDecimal(a, 'a'), toDecimal(b, 'b'));
+      const got = Math.sign(compareKeys(`d:${a}`, `d:${b}`));
+      expect([a, b, got]).toEqual([a, b, exact !== 0 ? exact : Math.sign(codePointCompare(`d:${a}`, `d:${b}`))]);
+    }
   });
 
   it('refuses objects and NaN with VIEW_NOT_COMPARABLE', () => {

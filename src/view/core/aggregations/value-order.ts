@@ -87,6 +87,48 @@ export function codePointCompare(a: string, b: string): number {
   return a.length - b.length;
 }
 
+/** Plain decimal text without an exponent, as the decoder writes Connect decimals. */
+const PLAIN_DECIMAL = /^(-?)(\d+)(?:\.(\d+))?$/;
+
+/**
+ * Two plain decimal texts by value, digit by digit: a multiset's binary search compares a value
+ * with a dozen others, and parsing both into bigints each time was most of a min or max's cost.
+ * Undefined when either is not plain (an exponent): the exact comparison decides.
+ */
+function comparePlainDecimals(a: string, b: string): number | undefined {
+  const x = PLAIN_DECIMAL.exec(a);
+  const y = PLAIN_DECIMAL.exec(b);
+  if (!x || !y) return undefined;
+  const [, sx = '', ix = '', fx = ''] = x;
+  const [, sy = '', iy = '', fy = ''] = y;
+  const mx = magnitude(ix, fx);
+  const my = magnitude(iy, fy);
+  // A zero compares as zero whatever its sign ('-0.00' = '0').
+  const negX = sx === '-' && mx.some;
+  const negY = sy === '-' && my.some;
+  if (negX !== negY) return negX ? -1 : 1;
+  const byMagnitude = compareMagnitudes(mx, my);
+  return negX ? -byMagnitude : byMagnitude;
+}
+
+function magnitude(int: string, frac: string): { int: string; frac: string; some: boolean } {
+  let i = 0;
+  while (i < int.length - 1 && int[i] === '0') i++;
+  let f = frac.length;
+  while (f > 0 && frac[f - 1] === '0') f--;
+  const digits = int.slice(i);
+  const fraction = frac.slice(0, f);
+  return { int: digits, frac: fraction, some: digits !== '0' || fraction.length > 0 };
+}
+
+function compareMagnitudes(a: { int: string; frac: string }, b: { int: string; frac: string }): number {
+  if (a.int.length !== b.int.length) return a.int.length < b.int.length ? -1 : 1;
+  if (a.int !== b.int) return a.int < b.int ? -1 : 1;
+  // Trailing zeros are gone: the shorter fraction that is a prefix of the other is the smaller.
+  if (a.frac === b.frac) return 0;
+  return a.frac < b.frac ? -1 : 1;
+}
+
 /**
  * Total order of keys. Numbers, bigints and decimal text compare by exact value; text by code
  * point (PostgreSQL's COLLATE "C"). Equal values of different forms ('1.0', '1.00', 1) are
@@ -98,7 +140,9 @@ export function compareKeys(a: ValueKey, b: ValueKey): number {
   if (ra !== rb) return ra - rb;
   if (ra === 1) {
     const byValue =
-      a[0] === 'n' && b[0] === 'n' ? Math.sign(Number(a.slice(2)) - Number(b.slice(2))) : compare(numericOf(a), numericOf(b));
+      a[0] === 'n' && b[0] === 'n'
+        ? Math.sign(Number(a.slice(2)) - Number(b.slice(2)))
+        : ((a[0] === 'd' && b[0] === 'd' ? comparePlainDecimals(a.slice(2), b.slice(2)) : undefined) ?? compare(numericOf(a), numericOf(b)));
     if (byValue !== 0) return byValue;
   }
   return codePointCompare(a, b);
