@@ -339,31 +339,81 @@ async function applyDeltas(
   failures: Map<number, CdcError>,
 ): Promise<number> {
   await loadGroups(client, store, plan, deltas.flatMap((d) => [...d.minus, ...d.plus]), groups);
+  if (applyAtOnce(plan, deltas, groups) === undefined) {
+    countChanges(deltas, groups);
+    return deltas.length;
+  }
+  // A change throws: one delta at a time, each all or nothing, so that only the records at fault fail.
   let applied = 0;
   for (const d of deltas) {
-    try {
-      for (const c of d.minus) contribute(plan, groups.get(c.groupId)!, c, -1);
-      for (const c of d.plus) contribute(plan, groups.get(c.groupId)!, c, 1);
-      for (const gid of new Set([...d.minus, ...d.plus].map((c) => c.groupId))) groups.get(gid)!.changes++;
+    const err = applyAtOnce(plan, [d], groups);
+    if (err !== undefined) failures.set(d.index, asCdcError(plan.name, err));
+    else {
+      countChanges([d], groups);
       applied++;
-    } catch (err) {
-      failures.set(d.index, asCdcError(plan.name, err));
     }
   }
   return applied;
 }
 
-function contribute(plan: ViewPlan, g: WorkingGroup, c: Contribution, sign: 1 | -1): void {
-  if (g.rows === 0 && sign === 1) {
-    g.key = c.groupKey;
-    g.state = Object.fromEntries(plan.aggregations.map((a) => [a.name, a.aggregator.init()]));
+/** Input changes per group (a global window's count trigger counts them). */
+function countChanges(deltas: readonly Delta[], groups: Map<string, WorkingGroup>): void {
+  for (const d of deltas) for (const gid of new Set([...d.minus, ...d.plus].map((c) => c.groupId))) groups.get(gid)!.changes++;
+}
+
+/**
+ * The deltas applied group by group, each aggregation taking a group's changes at once (see
+ * Aggregator.applyAll): the same states as applying them change by change, for a copy per group
+ * and batch instead of per change. All or nothing: when a change throws, the groups stay as they
+ * were and the error is returned.
+ */
+function applyAtOnce(plan: ViewPlan, deltas: readonly Delta[], groups: Map<string, WorkingGroup>): unknown {
+  const byGroup = new Map<string, { c: Contribution; sign: 1 | -1 }[]>();
+  const add = (c: Contribution, sign: 1 | -1) => {
+    let list = byGroup.get(c.groupId);
+    if (!list) byGroup.set(c.groupId, (list = []));
+    list.push({ c, sign });
+  };
+  for (const d of deltas) {
+    for (const c of d.minus) add(c, -1);
+    for (const c of d.plus) add(c, 1);
   }
-  plan.aggregations.forEach((a, i) => {
-    const s = g.state[a.name] ?? a.aggregator.init();
-    g.state[a.name] = sign === 1 ? a.aggregator.add(s, c.values[i]) : a.aggregator.subtract(s, c.values[i]);
-  });
-  g.rows += sign;
-  g.touched = true;
+  const next = new Map<string, Pick<WorkingGroup, 'key' | 'rows' | 'state'>>();
+  try {
+    for (const [gid, list] of byGroup) next.set(gid, foldGroup(plan, groups.get(gid)!, list));
+  } catch (err) {
+    return err ?? new Error('aggregation threw');
+  }
+  for (const [gid, n] of next) Object.assign(groups.get(gid)!, n, { touched: true });
+  return undefined;
+}
+
+/** One group's changes in order, into a new state record; a group that empties and gets a row again starts from init (its key too). */
+function foldGroup(plan: ViewPlan, g: WorkingGroup, list: readonly { c: Contribution; sign: 1 | -1 }[]): Pick<WorkingGroup, 'key' | 'rows' | 'state'> {
+  let { key, rows } = g;
+  let state = { ...g.state };
+  let run: { c: Contribution; sign: 1 | -1 }[] = [];
+  const flush = () => {
+    plan.aggregations.forEach((a, i) => {
+      const s = state[a.name] ?? a.aggregator.init();
+      const agg = a.aggregator;
+      state[a.name] = agg.applyAll
+        ? agg.applyAll(s, run.map((r) => [r.c.values[i], r.sign] as const))
+        : run.reduce((acc, r) => (r.sign === 1 ? agg.add(acc, r.c.values[i]) : agg.subtract(acc, r.c.values[i])), s);
+    });
+    run = [];
+  };
+  for (const item of list) {
+    if (rows === 0 && item.sign === 1) {
+      flush();
+      key = item.c.groupKey;
+      state = Object.fromEntries(plan.aggregations.map((a) => [a.name, a.aggregator.init()]));
+    }
+    run.push(item);
+    rows += item.sign;
+  }
+  flush();
+  return { key, rows, state };
 }
 
 /** Truncate: every row stored before it is retracted; rows newer than it (another partition's) stay. */
@@ -394,7 +444,8 @@ async function truncate(
     if ((await keyed.apply([{ index, minus, plus: [] }], () => event, failures)) === 0) return 0;
   } else {
     await loadGroups(client, store, plan, minus, groups);
-    for (const c of minus) contribute(plan, groups.get(c.groupId)!, c, -1);
+    const err = applyAtOnce(plan, [{ index, minus, plus: [] }], groups);
+    if (err !== undefined) throw asCdcError(plan.name, err);
   }
   await store.saveRows(client, plan.name, cleared);
   await store.saveTruncate(client, scope, pos);

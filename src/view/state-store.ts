@@ -127,6 +127,12 @@ function unpackEntry(parsed: unknown): unknown[] {
   });
 }
 
+/**
+ * The state tables' layout: bumped with every change to createSchema or upgrade. A start on a
+ * schema already at it runs no DDL, so it takes no lock that running instances' batches wait for.
+ */
+const STATE_SCHEMA_VERSION = 1;
+
 /** Runs of ensureSchema a deadlock may end before the error goes up. */
 const SCHEMA_ATTEMPTS = 5;
 
@@ -147,6 +153,7 @@ export class StateStore {
    * end it as a deadlock's victim (40P01), and then it runs again rather than stop the router.
    */
   async ensureSchema(client: pg.PoolClient): Promise<void> {
+    if ((await this.schemaVersion(client)) === STATE_SCHEMA_VERSION) return;
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.createSchema(client);
@@ -154,6 +161,14 @@ export class StateStore {
         if ((err as { code?: unknown } | null)?.code !== '40P01' || attempt >= SCHEMA_ATTEMPTS) throw err;
       }
     }
+  }
+
+  /** The layout version recorded in the schema; 0 before there is one (a new schema, or one made before versions were kept). */
+  private async schemaVersion(client: pg.PoolClient): Promise<number> {
+    const table = await client.query<{ t: string | null }>(`SELECT to_regclass($1)::text AS t`, [`${this.s}.view_schema`]);
+    if (table.rows[0]?.t === null || table.rows[0]?.t === undefined) return 0;
+    const res = await client.query<{ version: number }>(`SELECT version FROM ${this.s}.view_schema`);
+    return res.rows[0]?.version ?? 0;
   }
 
   private async createSchema(client: pg.PoolClient): Promise<void> {
@@ -201,6 +216,9 @@ export class StateStore {
       await client.query(`CREATE INDEX IF NOT EXISTS view_events_kid ON ${s}.view_events (view, kid, t)`);
       await client.query(`CREATE INDEX IF NOT EXISTS view_events_t ON ${s}.view_events (view, t)`);
       await this.upgrade(client);
+      await client.query(`CREATE TABLE IF NOT EXISTS ${s}.view_schema (version integer NOT NULL)`);
+      await client.query(`DELETE FROM ${s}.view_schema`);
+      await client.query(`INSERT INTO ${s}.view_schema (version) VALUES ($1)`, [STATE_SCHEMA_VERSION]);
       await client.query('COMMIT');
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);

@@ -10,7 +10,26 @@ import { viewState } from '../support/view-state.ts';
 describe('view state schema while another instance writes', () => {
   const { pool, schema, store } = viewState('view_state_startup', 4);
 
+  it('a start on a schema already at its version runs no DDL: it does not wait for a running batch', async () => {
+    const batch = await pool.connect();
+    const starting = await pool.connect();
+    try {
+      // What a running batch holds; any DDL on these tables would wait for its commit.
+      await batch.query('BEGIN');
+      for (const t of ['view_offsets', 'view_rows', 'view_groups', 'view_outbox']) await batch.query(`LOCK TABLE "${schema}".${t} IN ROW EXCLUSIVE MODE`);
+      await starting.query(`SET statement_timeout = '2s'`);
+      await expect(store.ensureSchema(starting)).resolves.toBeUndefined();
+    } finally {
+      await batch.query('ROLLBACK');
+      await starting.query('RESET statement_timeout');
+      batch.release();
+      starting.release();
+    }
+  });
+
   it('ensureSchema survives a deadlock with a running batch transaction: it is run again, and the batch commits', async () => {
+    // A schema of an earlier layout (no version recorded): the start runs the DDL.
+    await pool.query(`DELETE FROM "${schema}".view_schema`);
     const batch = await pool.connect();
     const starting = await pool.connect();
     const startingPid = Number((await starting.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid);

@@ -4,6 +4,8 @@ import { UNAVAILABLE, type ChangeEvent, type Op, type Row } from '../../src/mode
 import { position } from '../../src/model/position.ts';
 import { OK, type Sink } from '../../src/sink/sink.ts';
 import { viewSchema } from '../../src/view/view-config.ts';
+import type { JsonValue } from '../../src/view/core/aggregation.ts';
+import { ViewInputError } from '../../src/view/core/errors.ts';
 import { planView, type ViewPlan } from '../../src/view/view-plan.ts';
 import { createViewSink } from '../../src/view/view-sink.ts';
 import { StateStore } from '../../src/view/state-store.ts';
@@ -124,6 +126,62 @@ describe('view state in PostgreSQL', () => {
     expect(results.map((r) => r.ok)).toEqual([true, false, true]);
     expect(results[1]).toMatchObject({ ok: false, error: { stage: 'view', retriable: false } });
     expect(live(out)).toEqual({ '{"customer":"a"}': { customer: 'a', n: 2, total: '5', top: '4' } });
+    await sink.close();
+  });
+
+  it('a batch applied group by group equals one applied change by change: a group emptied and refilled, and an apply that throws fails just its record', async () => {
+    const planned = makeView(SUM_BY_CUSTOMER).plan;
+    // A sum whose subtract of 13 throws (validate() only tries adds): the batch falls back to one change at a time.
+    const plan: ViewPlan = {
+      ...planned,
+      aggregations: planned.aggregations.map((a) =>
+        a.name !== 'total'
+          ? a
+          : {
+              ...a,
+              aggregator: {
+                ...a.aggregator,
+                subtract: (st: JsonValue, v: unknown) => {
+                  if (v === '13') throw new ViewInputError('VIEW_INPUT', 'thirteen cannot leave');
+                  return a.aggregator.subtract(st, v);
+                },
+              },
+            },
+      ),
+    };
+    const out = recorder();
+    const sink = createViewSink({ plan, pool, store, output: out, events, logger });
+    await sink.start();
+    await sink.write([
+      change('c', { id: 1 }, { id: 1, customer: 'a', amount: '5' }, 500),
+      change('c', { id: 2 }, { id: 2, customer: 'b', amount: '13' }, 501),
+      change('c', { id: 3 }, { id: 3, customer: 'b', amount: '2' }, 502),
+    ]);
+    // a: its only row leaves and a new one comes, in one batch; then more changes to every group.
+    const ok = await sink.write([
+      change('d', { id: 1 }, null, 503),
+      change('c', { id: 4 }, { id: 4, customer: 'a', amount: '7' }, 504),
+      change('u', { id: 4 }, { id: 4, customer: 'a', amount: '8' }, 505),
+      change('c', { id: 5 }, { id: 5, customer: 'b', amount: '1' }, 506),
+    ]);
+    expect(ok.map((r) => r.ok)).toEqual([true, true, true, true]);
+    expect(live(out)).toEqual({
+      '{"customer":"a"}': { customer: 'a', n: 1, total: '8', top: '8' },
+      '{"customer":"b"}': { customer: 'b', n: 3, total: '16', top: '13' },
+    });
+    const results = await sink.write([
+      change('u', { id: 3 }, { id: 3, customer: 'a', amount: '3' }, 507),
+      change('u', { id: 2 }, { id: 2, customer: 'a', amount: '20' }, 508),
+      change('c', { id: 6 }, { id: 6, customer: 'b', amount: '4' }, 509),
+    ]);
+    expect(results.map((r) => r.ok)).toEqual([true, false, true]);
+    expect(results[1]).toMatchObject({ ok: false, error: { stage: 'view', message: expect.stringMatching(/thirteen cannot leave/) } });
+    // Row 2 keeps its image (13 in b), as if its change never came.
+    expect(live(out)).toEqual({
+      '{"customer":"a"}': { customer: 'a', n: 2, total: '11', top: '8' },
+      '{"customer":"b"}': { customer: 'b', n: 3, total: '18', top: '13' },
+    });
+    await sink.write([change('u', { id: 2 }, { id: 2, customer: 'b', amount: '6' }, 510)]).catch(() => undefined);
     await sink.close();
   });
 

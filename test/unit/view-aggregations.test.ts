@@ -244,6 +244,35 @@ describe('min and max', () => {
   });
 });
 
+describe('changes applied at once (applyAll)', () => {
+  it('min, max and count_distinct give the state of applying the changes one by one, input unchanged; a bad subtract throws', () => {
+    const mixed: Gen = (r) => r.pick([smallInt, int64, decimalText, double, text])(r);
+    for (const kind of ['min', 'max', 'count_distinct'] as const) {
+      const agg = createAggregator(kind);
+      expect(agg.applyAll, kind).toBeTypeOf('function');
+      for (let seed = 1; seed <= 20; seed++) {
+        const r = seeded(seed * 31 + kind.length);
+        const present: unknown[] = Array.from({ length: r.int(0, 30) }, () => withNulls(mixed)(r));
+        const start = viaJson(fold(agg, present));
+        const before = JSON.stringify(start);
+        const changes: [unknown, 1 | -1][] = [];
+        for (let i = 0; i < r.int(1, 60); i++) {
+          if (present.length > 0 && r.next() < 0.45) changes.push([present.splice(r.int(0, present.length - 1), 1)[0], -1]);
+          else {
+            const v = withNulls(mixed)(r);
+            present.push(v);
+            changes.push([v, 1]);
+          }
+        }
+        const oneByOne = changes.reduce((st, [v, d]) => (d === 1 ? agg.add(st, v) : agg.subtract(st, v)), start);
+        expect(agg.applyAll!(start, changes), `${kind} seed ${seed}`).toEqual(oneByOne);
+        expect(JSON.stringify(start)).toBe(before);
+      }
+      expect(() => agg.applyAll!(agg.init(), [[1, 1], [2, -1]])).toThrow(expect.objectContaining({ code: 'VIEW_NOT_ADDED' }));
+    }
+  });
+});
+
 describe('count_distinct', () => {
   it('counts distinct non-null values under retractions', () => {
     const small: Gen = (r) => r.pick([1, 2, 3, '1.0', '2.00', 3n, null, 4]);

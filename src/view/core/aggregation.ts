@@ -20,6 +20,11 @@ export interface Aggregator<S, T extends AggValue = AggValue> {
   subtract(state: S, value: unknown): S;
   result(state: S): T;
   /**
+   * Optional: the state after these changes (1: add, -1: subtract), exactly as applying them one
+   * by one. For states costly to copy (a min or max keeps every value): one copy per batch, not per change.
+   */
+  applyAll?(state: S, changes: readonly (readonly [value: unknown, delta: 1 | -1])[]): S;
+  /**
    * The state of the union of two groups' values, for session windows that merge (Kafka Streams'
    * Merger). Every built-in has it; a custom aggregation without it cannot feed session windows.
    */

@@ -1,5 +1,5 @@
 import type { Aggregator } from '../aggregation.ts';
-import { type Counted, countedApply, countedMerge } from './counted.ts';
+import { type Counted, countedApply, countedApplyAll, countedMerge } from './counted.ts';
 import { type StringMode, equalityKey, valueKey } from './value-order.ts';
 
 /** Each distinct non-null value with how many rows hold it. */
@@ -24,6 +24,17 @@ export function createCountDistinct(options: { readonly strings?: StringMode } =
     init: () => ({ values: [] }),
     add: (state, value) => apply(state, value, 1),
     subtract: (state, value) => apply(state, value, -1),
+    applyAll: (state, changes) => ({
+      values: countedApplyAll(
+        state.values,
+        changes.map(([value, delta]) => {
+          const key = valueKey(value, strings, 'count_distinct');
+          return [key === null ? null : equalityKey(key), delta] as const;
+        }),
+        codePointOrder,
+        'count_distinct',
+      ),
+    }),
     result: (state) => state.values.length,
     merge: (a, b) => ({ values: countedMerge(a.values, b.values, codePointOrder) }),
   };

@@ -16,6 +16,32 @@ function search(list: Counted, key: string, order: (a: string, b: string) => num
   return [lo, false];
 }
 
+/**
+ * A new multiset with every change applied in order (as countedApply one after the other), copying
+ * the input once rather than once per change: a group's min or max takes a batch's changes at once.
+ */
+export function countedApplyAll(
+  list: Counted,
+  changes: readonly (readonly [key: string | null, delta: 1 | -1])[],
+  order: (a: string, b: string) => number,
+  what: string,
+): Counted {
+  const out = list.slice();
+  for (const [key, delta] of changes) {
+    if (key === null) continue;
+    const [i, found] = search(out, key, order);
+    if (found) {
+      const count = (out[i] as [string, number])[1] + delta;
+      if (count === 0) out.splice(i, 1);
+      else out[i] = [key, count];
+    } else {
+      if (delta < 0) throw new ViewInputError('VIEW_NOT_ADDED', `${what}: subtract of a value that was never added`);
+      out.splice(i, 0, [key, 1]);
+    }
+  }
+  return out;
+}
+
 /** A new multiset with `key` added (delta 1) or removed once (delta -1); the input is not changed. */
 export function countedApply(
   list: Counted,

@@ -1,5 +1,5 @@
 import type { Aggregator } from '../aggregation.ts';
-import { type Counted, countedApply, countedMerge } from './counted.ts';
+import { type Counted, countedApply, countedApplyAll, countedMerge } from './counted.ts';
 import { type StringMode, compareKeys, keyValue, valueKey } from './value-order.ts';
 
 /** Every non-null value with its count, in value order: retracting the extreme falls back to the next. */
@@ -17,6 +17,14 @@ export function createExtremum(kind: 'min' | 'max', strings: StringMode): Aggreg
     init: () => ({ values: [] }),
     add: (state, value) => apply(state, value, 1),
     subtract: (state, value) => apply(state, value, -1),
+    applyAll: (state, changes) => ({
+      values: countedApplyAll(
+        state.values,
+        changes.map(([value, delta]) => [valueKey(value, strings, kind), delta] as const),
+        compareKeys,
+        kind,
+      ),
+    }),
     result: (state) => {
       const entry = kind === 'min' ? state.values[0] : state.values.at(-1);
       return entry ? keyValue(entry[0]) : null;
