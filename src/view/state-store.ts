@@ -592,15 +592,16 @@ export class StateStore {
     return res.rows.map((r) => BigInt(r.v));
   }
 
-  async addToOutbox(client: pg.PoolClient, view: string, payloads: readonly unknown[]): Promise<void> {
-    if (payloads.length === 0) return;
+  /** Returns the ids of the outbox rows written. */
+  async addToOutbox(client: pg.PoolClient, view: string, payloads: readonly unknown[]): Promise<string[]> {
+    if (payloads.length === 0) return [];
     const chunks: (readonly unknown[])[] = [];
     for (let k = 0; k < payloads.length; k += OUTBOX_ENTRY_RESULTS) chunks.push(payloads.slice(k, k + OUTBOX_ENTRY_RESULTS));
-    await client.query(`INSERT INTO ${this.s}.view_outbox (view, payload, n) SELECT $1, p, n FROM unnest($2::text[], $3::int[]) AS u(p, n)`, [
-      view,
-      chunks.map(packEntry),
-      chunks.map((c) => c.length),
-    ]);
+    const res = await client.query<{ id: string }>(
+      `INSERT INTO ${this.s}.view_outbox (view, payload, n) SELECT $1, p, n FROM unnest($2::text[], $3::int[]) AS u(p, n) RETURNING id::text`,
+      [view, chunks.map(packEntry), chunks.map((c) => c.length)],
+    );
+    return res.rows.map((r) => r.id);
   }
 
   /**
@@ -628,7 +629,7 @@ export class StateStore {
     return { entries, more: heads.rows.length > ids.length || heads.rows.length === OUTBOX_CLAIM_ROWS };
   }
 
-  async deleteOutbox(client: pg.PoolClient, ids: readonly string[]): Promise<void> {
+  async deleteOutbox(client: pg.ClientBase | pg.Pool, ids: readonly string[]): Promise<void> {
     if (ids.length > 0) await client.query(`DELETE FROM ${this.s}.view_outbox WHERE id = ANY($1::bigint[])`, [ids]);
   }
 

@@ -68,6 +68,12 @@ export function resultEvent(plan: ViewPlan, p: ResultPayload): ChangeEvent {
   };
 }
 
+/** A state transaction's outbox entries and the results in them. */
+interface Queued {
+  readonly ids: readonly string[];
+  readonly payloads: readonly ResultPayload[];
+}
+
 /** Attempts of a transaction that a RowRaceError rolled back, before the pipeline's own retry takes over. */
 const RACE_ATTEMPTS = 5;
 
@@ -119,6 +125,8 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
   // Without one, the outbox holds only leftovers (of a reset, of an earlier config): the relay's ticks deliver them.
   const usesOutbox = routes.some((r) => r.sink && !r.inState);
   const topicsRead = new Set<string>();
+  /** Outbox entries may be waiting (at start: a crash before; after an output failure): delivery takes the claiming path until it found none. */
+  let leftovers = true;
   const unreadInputs = plan.window && deps.inputLags ? cachedUnreadInputs(deps.inputLags, { logger: log }) : undefined;
   /** Input partitions with records still to read (as last looked up): those the view never read hold its watermark back. */
   const waiting = (): Promise<ReadonlySet<string>> => unreadInputs?.waiting(topicsRead) ?? Promise.resolve(new Set());
@@ -145,15 +153,23 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
 
   /** Delivers the outbox oldest first; entries stay locked (and are deleted) only once the output acknowledged them. */
   async function deliverOnce(): Promise<void> {
+    // Cleared before the claim: a failure during it, or of a transaction's own delivery, sets it again.
+    leftovers = false;
+    try {
+      await claimAndDeliver();
+    } catch (err) {
+      leftovers = true;
+      throw err;
+    }
+  }
+
+  async function claimAndDeliver(): Promise<void> {
     for (;;) {
       const more = await inTransaction(async (client) => {
         const { entries, more } = await store.claimOutbox(client, plan.name, DELIVER_CHUNK);
         if (entries.length === 0) return false;
         const payloads = entries.flatMap((e) => e.results as ResultPayload[]);
-        for (const { sink, late } of routes) {
-          const mine = payloads.filter((p) => (p.target === 'late') === late);
-          if (sink && mine.length > 0) await deliverTo(sink, mine);
-        }
+        await deliverAll(payloads);
         await store.deleteOutbox(
           client,
           entries.map((e) => e.id),
@@ -162,6 +178,14 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
         return more;
       });
       if (!more) return;
+    }
+  }
+
+  /** Outbox results to the sinks they are for (each target's own). */
+  async function deliverAll(payloads: readonly ResultPayload[]): Promise<void> {
+    for (const { sink, late } of routes) {
+      const mine = payloads.filter((p) => (p.target === 'late') === late);
+      if (sink && mine.length > 0) await deliverTo(sink, mine);
     }
   }
 
@@ -185,7 +209,7 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
    * Puts a state transaction's results where they go, in that transaction: written by a sink that
    * writes into it, the rest into the outbox. Returns how many of each.
    */
-  async function putResults(client: pg.PoolClient, payloads: readonly ResultPayload[]): Promise<{ written: number; queued: number }> {
+  async function putResults(client: pg.PoolClient, payloads: readonly ResultPayload[]): Promise<{ written: number; queued: number; entries: Queued }> {
     const queued: ResultPayload[] = [];
     let written = 0;
     for (const route of routes) {
@@ -197,8 +221,30 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
         written += mine.length;
       }
     }
-    await store.addToOutbox(client, plan.name, queued);
-    return { written, queued: queued.length };
+    const ids = await store.addToOutbox(client, plan.name, queued);
+    return { written, queued: queued.length, entries: { ids, payloads: queued } };
+  }
+
+  /**
+   * After its commit: a transaction's own outbox entries, delivered from memory and deleted (no
+   * second transaction to claim them and read them back). A relay claiming them meanwhile delivers
+   * them twice, which the output's stale-write guard makes harmless. When the output fails, the
+   * entries stay, and the claiming path delivers them and any other leftovers from then on.
+   */
+  async function deliverOwn(entries: Queued): Promise<void> {
+    if (entries.ids.length === 0) return;
+    try {
+      await deliverAll(entries.payloads);
+    } catch (err) {
+      leftovers = true;
+      throw err instanceof CdcError ? err : sinkError(name, err);
+    }
+    events.emit('view.delivered', { view: plan.name, results: entries.payloads.length });
+    await store.deleteOutbox(pool, entries.ids).catch((err: unknown) => {
+      // Delivered: a second delivery of what stays is harmless.
+      leftovers = true;
+      log.warn({ err }, 'view outbox entries delivered but not deleted; delivered again later');
+    });
   }
 
   /** Moves the watermark (see advanceTime) and puts the results of the windows it closed where they go, in one transaction. */
@@ -239,9 +285,11 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
     });
     if (outcome.written > 0) events.emit('view.delivered', { view: plan.name, results: outcome.written });
     if (usesOutbox) {
-      // A delivery already under way may have claimed part of this batch's results: wait for it, then deliver the rest.
-      await draining?.catch(() => undefined);
-      await deliver();
+      if (leftovers) {
+        // A delivery already under way may have claimed part of this batch's results: wait for it, then deliver the rest.
+        await draining?.catch(() => undefined);
+        await deliver();
+      } else await deliverOwn(outcome.entries);
     }
     return batch.map((_, i): SinkResult => {
       const error = outcome.failures.get(i);
