@@ -141,6 +141,8 @@ export class StateStore {
   private readonly schema: string;
   /** Group states this process committed (see GroupCache): the view sink tells it when a transaction ends. */
   readonly groupCache = new GroupCache();
+  /** Offset rows (view, topic, partition) this process saw: their placeholder insert is skipped. */
+  private readonly offsetRows = new Set<string>();
 
   constructor(schema: string) {
     this.schema = schema;
@@ -256,18 +258,34 @@ export class StateStore {
     partitions: readonly { topic: string; partition: number }[],
   ): Promise<Map<string, bigint>> {
     const sorted = [...partitions].sort((a, b) => (a.topic === b.topic ? a.partition - b.partition : a.topic < b.topic ? -1 : 1));
-    const topics = sorted.map((p) => p.topic);
-    const parts = sorted.map((p) => p.partition);
+    const id = (p: { topic: string; partition: number }) => `${view}\u0000${partitionKey(p.topic, p.partition)}`;
+    // A partition's row, once seen, stays (only a reset deletes it, and then the select misses it).
+    const unseen = sorted.filter((p) => !this.offsetRows.has(id(p)));
+    if (unseen.length > 0) await this.offsetPlaceholders(client, view, unseen);
+    const found = await this.selectOffsets(client, view, sorted);
+    const gone = sorted.filter((p) => !found.has(partitionKey(p.topic, p.partition)));
+    if (gone.length > 0) {
+      await this.offsetPlaceholders(client, view, gone);
+      for (const [k, o] of await this.selectOffsets(client, view, gone)) found.set(k, o);
+    }
+    for (const p of sorted) this.offsetRows.add(id(p));
+    return found;
+  }
+
+  private async offsetPlaceholders(client: pg.PoolClient, view: string, partitions: readonly { topic: string; partition: number }[]): Promise<void> {
     await client.query(
       `INSERT INTO ${this.s}.view_offsets (view, topic, kpartition, next_offset)
        SELECT $1, t, p, 0 FROM unnest($2::text[], $3::int[]) AS u(t, p) ON CONFLICT DO NOTHING`,
-      [view, topics, parts],
+      [view, partitions.map((p) => p.topic), partitions.map((p) => p.partition)],
     );
+  }
+
+  private async selectOffsets(client: pg.PoolClient, view: string, sorted: readonly { topic: string; partition: number }[]): Promise<Map<string, bigint>> {
     const res = await client.query<{ topic: string; kpartition: number; next_offset: string }>(
       `SELECT topic, kpartition, next_offset FROM ${this.s}.view_offsets
        WHERE view = $1 AND (topic, kpartition) IN (SELECT * FROM unnest($2::text[], $3::int[]))
        ORDER BY topic, kpartition FOR UPDATE`,
-      [view, topics, parts],
+      [view, sorted.map((p) => p.topic), sorted.map((p) => p.partition)],
     );
     return new Map(res.rows.map((r) => [partitionKey(r.topic, r.kpartition), BigInt(r.next_offset)]));
   }

@@ -345,7 +345,7 @@ describe('view state in PostgreSQL', () => {
     await b.close();
   });
 
-  it('a group state cached by one instance is read again once another instance, a rolled-back transaction or a reset changed it', async () => {
+  it('a group state (and an offset row) kept by one instance is read again once another instance, a rolled-back transaction or a reset changed it', async () => {
     const out = recorder();
     const a = makeView(SUM_BY_CUSTOMER, out);
     // Another process: a store, and so a group cache, of its own on the same state.
@@ -396,7 +396,8 @@ describe('view state in PostgreSQL', () => {
       client.release();
     }
     amounts.clear();
-    await a.sink.write(round(2, [100, 101], (id) => id));
+    // Partition 0 again: its offset row, seen by this process before, is gone too.
+    await a.sink.write(round(0, [100, 101], (id) => id));
     expect(Object.fromEntries(Object.entries(live(out)).filter(([k]) => k !== JSON.stringify({ customer: 'k0' })))).toEqual(expected());
     await Promise.all([a.sink.close(), b.close(), c.close()]);
   });
