@@ -50,17 +50,7 @@ export function countedApply(
   order: (a: string, b: string) => number,
   what: string,
 ): Counted {
-  const [i, found] = search(list, key, order);
-  const out = list.slice();
-  if (found) {
-    const count = (out[i] as [string, number])[1] + delta;
-    if (count === 0) out.splice(i, 1);
-    else out[i] = [key, count];
-    return out;
-  }
-  if (delta < 0) throw new ViewInputError('VIEW_NOT_ADDED', `${what}: subtract of a value that was never added`);
-  out.splice(i, 0, [key, 1]);
-  return out;
+  return countedApplyAll(list, [[key, delta]], order, what);
 }
 
 /** The union of two multisets (counts added), in the same order. */
