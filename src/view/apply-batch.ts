@@ -153,16 +153,21 @@ export async function applyBatch(
     newWatermark = watermarkOf(plan, stored, clocks, watermark, now, waiting);
     if (newWatermark !== null && newWatermark !== watermark) await store.saveWatermark(client, view, newWatermark);
   }
-  const results = keyed
-    ? await keyedResults(client, store, await keyed.finish(), batch)
-    : await finishGroups(client, store, plan, groups, inputColumns, batch, newWatermark);
   const late = [...failures].filter((f): f is [number, ViewLateError] => f[1] instanceof ViewLateError);
+  const lateVersions = plan.late ? late.length : 0;
+  let results: ResultPayload[];
+  let versions: readonly bigint[];
+  if (keyed) {
+    results = await keyedResults(client, store, await keyed.finish(), batch);
+    versions = await store.nextVersions(client, lateVersions);
+    await store.saveOffsets(client, view, moved);
+  } else {
+    ({ results, versions } = await finishGroups(client, store, plan, groups, inputColumns, batch, newWatermark, { offsets: moved, versions: lateVersions }));
+  }
   if (plan.late && late.length > 0) {
-    const versions = await store.nextVersions(client, late.length);
     results.push(...late.map(([index, error], i) => latePayload(plan, batch[index]!, error, versions[i]!.toString())));
     for (const [index] of late) failures.delete(index);
   }
-  await store.saveOffsets(client, view, moved);
   return { applied, skipped: batch.length - fresh.length, results, failures, late: late.length };
 }
 
@@ -196,15 +201,15 @@ async function tableDeltas(
 ): Promise<{ deltas: Delta[]; rows: Map<string, { row: RowWrite; index: number }>; stored: ReadonlyMap<string, StoredRow> }> {
   const written = new Map<string, { row: RowWrite; index: number }>();
   if (segment.length === 0) return { deltas: [], rows: written, stored: new Map() };
-  const rows = await store.lockRows(
+  const tables = [...new Set(segment.map((s) => s.event.table.id))];
+  const locked = await store.lockRowsOf(
     client,
     plan.name,
     segment.map((s) => rowKeyOf(plan, s.event, keyString(s.event.key))),
+    tables.map((table) => truncateScope(plan, table)),
   );
-  const truncates = new Map<string, string | null>();
-  for (const table of new Set(segment.map((s) => s.event.table.id))) {
-    truncates.set(table, await store.truncatePosition(client, truncateScope(plan, table)));
-  }
+  const rows = locked.rows;
+  const truncates = new Map<string, string | null>(tables.map((table) => [table, locked.truncates.get(truncateScope(plan, table)) ?? null]));
   const changed = (pk: string) => written.get(pk)?.row ?? rows.get(pk);
   const deltas: Delta[] = [];
   for (const { index, event } of segment) {
@@ -543,7 +548,11 @@ async function fireTriggers(
   return emitted;
 }
 
-/** Results of the groups this batch changed (see emittedGroups), with fresh versions. */
+/**
+ * Results of the groups this batch changed (see emittedGroups), with fresh versions. `extra`: the
+ * partitions' next offsets to save with the groups, and how many more versions to take after the
+ * results' (returned as `versions`).
+ */
 async function finishGroups(
   client: pg.PoolClient,
   store: StateStore,
@@ -552,7 +561,8 @@ async function finishGroups(
   inputColumns: readonly ColumnSchema[] | undefined,
   batch: readonly ChangeEvent[],
   watermarkMs: number | null,
-): Promise<ResultPayload[]> {
+  extra: { readonly offsets?: ReadonlyMap<string, bigint>; readonly versions?: number } = {},
+): Promise<{ results: ResultPayload[]; versions: readonly bigint[] }> {
   const emitted = await emittedGroups(client, store, plan, groups, watermarkMs);
   const written = new Set(emitted.map(([, g]) => g));
   const writes: GroupWrite[] = [...groups]
@@ -568,16 +578,16 @@ async function finishGroups(
       windowStart: g.windowStart,
       trigger: g.trigger,
     }));
-  await store.saveGroups(client, plan.name, writes);
-  const versions = await store.nextVersions(client, emitted.length);
+  const versions = await store.saveGroups(client, plan.name, writes, { offsets: extra.offsets, versions: emitted.length + (extra.versions ?? 0) });
   const columns = plan.resultColumns(inputColumns);
   const last = batch[batch.length - 1];
   const tsMs = last?.source.tsMs ?? last?.kafka.timestamp ?? Date.now();
-  return emitted.map(([, g], i): ResultPayload => {
+  const results = emitted.map(([, g], i): ResultPayload => {
     const version = versions[i]!.toString();
     if (g.rows <= 0) return { op: 'd', key: resultKey(plan, g), after: null, version, tsMs, columns };
     return { op: g.existed ? 'u' : 'c', key: resultKey(plan, g), after: resultRow(plan, g), version, tsMs, columns };
   });
+  return { results, versions: versions.slice(emitted.length) };
 }
 
 /** A Debezium heartbeat of the connector writing the topics `<topicPrefix>.*`, with those partitions' end offsets fetched after it was read. */
@@ -631,5 +641,5 @@ export async function advanceTime(
   if (watermark === null) return [];
   if (watermark !== previous) await store.saveWatermark(client, plan.name, watermark);
   if (plan.time.emit !== 'final' && plan.trigger?.kind !== 'time') return [];
-  return finishGroups(client, store, plan, new Map(), inputColumns, [], watermark);
+  return (await finishGroups(client, store, plan, new Map(), inputColumns, [], watermark)).results;
 }

@@ -317,13 +317,36 @@ export class StateStore {
    * saveRows inserts it, and finds out there when another transaction stored it first.
    */
   async lockRows(client: pg.PoolClient, view: string, pks: readonly string[]): Promise<Map<string, StoredRow>> {
+    return (await this.lockRowsOf(client, view, pks, [])).rows;
+  }
+
+  /**
+   * lockRows, and in the same statement the truncate positions of these scopes (see
+   * truncatePosition; a scope never truncated is absent).
+   */
+  async lockRowsOf(
+    client: pg.PoolClient,
+    view: string,
+    pks: readonly string[],
+    truncateScopes: readonly string[],
+  ): Promise<{ rows: Map<string, StoredRow>; truncates: Map<string, string> }> {
     const sorted = [...new Set(pks)].sort();
-    if (sorted.length === 0) return new Map();
-    const res = await client.query<{ pk: string; pos: string | null; image: string | null }>(
-      `SELECT pk, pos, image FROM ${this.s}.view_rows WHERE view = $1 AND pk = ANY($2::text[]) ORDER BY pk COLLATE "C" FOR UPDATE`,
-      [view, sorted],
+    if (sorted.length === 0 && truncateScopes.length === 0) return { rows: new Map(), truncates: new Map() };
+    // One row per stored image, then one per truncated scope (pk null): FOR UPDATE cannot take a UNION.
+    const res = await client.query<{ pk: string | null; pos: string | null; image: string | null; scope: string | null }>(
+      `WITH locked AS (
+         SELECT pk, pos, image FROM ${this.s}.view_rows WHERE view = $1 AND pk = ANY($2::text[]) ORDER BY pk COLLATE "C" FOR UPDATE)
+       SELECT pk, pos, image, NULL::text AS scope FROM locked
+       UNION ALL SELECT NULL, pos, NULL, view FROM ${this.s}.view_truncates WHERE view = ANY($3::text[])`,
+      [view, sorted, truncateScopes],
     );
-    return new Map(res.rows.map((r) => [r.pk, { pos: r.pos, image: parseJson<Row>(r.image) }]));
+    const rows = new Map<string, StoredRow>();
+    const truncates = new Map<string, string>();
+    for (const r of res.rows) {
+      if (r.scope !== null) truncates.set(r.scope, r.pos!);
+      else rows.set(r.pk!, { pos: r.pos, image: parseJson<Row>(r.image) });
+    }
+    return { rows, truncates };
   }
 
   /** Every stored image of the view, locked: a truncate retracts them all. */
@@ -566,19 +589,33 @@ export class StateStore {
 
   /**
    * Writes group states. A group with no rows left keeps its row (rows 0, read as absent): deleting
-   * it would let a transaction waiting on its lock find no row and lose its contributions.
+   * it would let a transaction waiting on its lock find no row and lose its contributions. In the
+   * same statement (one round trip less each while the groups are locked): `versions` fresh result
+   * versions (see nextVersions; the groups are locked by now) and the partitions' next `offsets`
+   * (see saveOffsets). Returns the versions.
    */
-  async saveGroups(client: pg.PoolClient, view: string, groups: readonly GroupWrite[]): Promise<void> {
+  async saveGroups(
+    client: pg.PoolClient,
+    view: string,
+    groups: readonly GroupWrite[],
+    extra: { readonly versions?: number; readonly offsets?: ReadonlyMap<string, bigint> } = {},
+  ): Promise<bigint[]> {
     const live = groups.map((g) => (g.rows > 0 ? g : { ...g, rows: 0, state: {}, fired: false, trigger: null }));
-    if (live.length === 0) return;
-    const res = await client.query<{ rev: string }>(
+    const offsets = [...(extra.offsets ?? [])].map(([k, o]) => ({ ...splitPartitionKey(k), o: o.toString() }));
+    const versions = extra.versions ?? 0;
+    if (live.length === 0 && offsets.length === 0 && versions === 0) return [];
+    const res = await client.query<{ rev: string; versions: string[] }>(
       `WITH up AS (
          UPDATE ${this.s}.view_groups v SET gkey = u.k::jsonb, rows = u.n, state = u.s, window_end = u.e, fired = u.f,
            kid = COALESCE(u.kid, v.kid), window_start = COALESCE(u.ws, v.window_start), trigger_state = u.tr::jsonb, rev = txid_current()
          FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::boolean[], $8::text[], $9::bigint[], $10::text[])
            AS u(g, k, n, s, e, f, kid, ws, tr)
-         WHERE v.view = $1 AND v.gid = u.g)
-       SELECT txid_current()::text AS rev`,
+         WHERE v.view = $1 AND v.gid = u.g),
+       off AS (
+         UPDATE ${this.s}.view_offsets v SET next_offset = o.o FROM unnest($11::text[], $12::int[], $13::bigint[]) AS o(t, p, o)
+         WHERE v.view = $1 AND v.topic = o.t AND v.kpartition = o.p AND v.next_offset < o.o)
+       SELECT txid_current()::text AS rev,
+         ARRAY(SELECT nextval('${this.s}.view_versions')::text FROM generate_series(1, $14::int)) AS versions`,
       [
         view,
         live.map((g) => g.gid),
@@ -590,14 +627,23 @@ export class StateStore {
         live.map((g) => g.kid ?? null),
         live.map((g) => g.windowStart ?? null),
         live.map((g) => (g.trigger ? toJson(g.trigger) : null)),
+        offsets.map((e) => e.topic),
+        offsets.map((e) => e.partition),
+        offsets.map((e) => e.o),
+        versions,
       ],
     );
-    const saved = live.map((g) => ({
-      gid: g.gid,
-      // The key as read back (an int64 beyond 2^53 as text), so a cached group is what a read would give.
-      group: g.rows > 0 ? { key: JSON.parse(toJson(g.key)) as Row, rows: g.rows, state: g.state, fired: g.fired, trigger: g.trigger ?? null } : null,
-    }));
-    this.groupCache.saved(client, view, res.rows[0]!.rev, saved);
+    const row = res.rows[0]!;
+    if (live.length > 0) {
+      const saved = live.map((g) => ({
+        gid: g.gid,
+        // The key as read back (an int64 beyond 2^53 as text), so a cached group is what a read would give.
+        group: g.rows > 0 ? { key: JSON.parse(toJson(g.key)) as Row, rows: g.rows, state: g.state, fired: g.fired, trigger: g.trigger ?? null } : null,
+      }));
+      this.groupCache.saved(client, view, row.rev, saved);
+    }
+    // nextval in generate_series order: ascending, as nextVersions gives them.
+    return row.versions.map((v) => BigInt(v)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   }
 
   /**
@@ -610,14 +656,21 @@ export class StateStore {
     return res.rows.map((r) => BigInt(r.v));
   }
 
-  /** Returns the ids of the outbox rows written. */
-  async addToOutbox(client: pg.PoolClient, view: string, payloads: readonly unknown[]): Promise<string[]> {
-    if (payloads.length === 0) return [];
+  /**
+   * Returns the ids of the outbox rows written. `deliveredIds`: rows delivered earlier, deleted in
+   * the same statement (a round trip and a connection less per write than deleting them apart).
+   */
+  async addToOutbox(client: pg.PoolClient, view: string, payloads: readonly unknown[], deliveredIds: readonly string[] = []): Promise<string[]> {
+    if (payloads.length === 0) {
+      await this.deleteOutbox(client, deliveredIds);
+      return [];
+    }
     const chunks: (readonly unknown[])[] = [];
     for (let k = 0; k < payloads.length; k += OUTBOX_ENTRY_RESULTS) chunks.push(payloads.slice(k, k + OUTBOX_ENTRY_RESULTS));
     const res = await client.query<{ id: string }>(
-      `INSERT INTO ${this.s}.view_outbox (view, payload, n) SELECT $1, p, n FROM unnest($2::text[], $3::int[]) AS u(p, n) RETURNING id::text`,
-      [view, chunks.map(packEntry), chunks.map((c) => c.length)],
+      `WITH gone AS (DELETE FROM ${this.s}.view_outbox WHERE id = ANY($4::bigint[]))
+       INSERT INTO ${this.s}.view_outbox (view, payload, n) SELECT $1, p, n FROM unnest($2::text[], $3::int[]) AS u(p, n) RETURNING id::text`,
+      [view, chunks.map(packEntry), chunks.map((c) => c.length), deliveredIds],
     );
     return res.rows.map((r) => r.id);
   }

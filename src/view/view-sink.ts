@@ -33,6 +33,8 @@ export interface ViewSinkDeps {
   readonly logger: Logger;
   /** For a windowed view: the group's lag per partition of its input topics, looked up off the write path (see cachedUnreadInputs); without it only partitions read count. */
   readonly inputLags?: InputLags | undefined;
+  /** How often the relay looks for leftovers and moves time (default RELAY_INTERVAL_MS). */
+  readonly relayIntervalMs?: number;
 }
 
 /** The key of a late change in its side output: where it was read. */
@@ -127,6 +129,24 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
   const topicsRead = new Set<string>();
   /** Outbox entries may be waiting (at start: a crash before; after an output failure): delivery takes the claiming path until it found none. */
   let leftovers = true;
+  /**
+   * Outbox entries delivered from memory (deliverOwn) and not deleted yet: the next state
+   * transaction deletes them (each id taken by one transaction, given back when it rolls back),
+   * else the relay's tick or close. A crash before leaves them to be delivered again, harmlessly.
+   */
+  let delivered: string[] = [];
+  const takeDelivered = (): string[] => {
+    const ids = delivered;
+    delivered = [];
+    return ids;
+  };
+  async function flushDelivered(): Promise<void> {
+    const ids = takeDelivered();
+    await store.deleteOutbox(pool, ids).catch((err: unknown) => {
+      delivered.push(...ids);
+      log.warn({ err }, 'view outbox entries delivered but not deleted; deleted (or delivered again) later');
+    });
+  }
   const unreadInputs = plan.window && deps.inputLags ? cachedUnreadInputs(deps.inputLags, { logger: log }) : undefined;
   /** Input partitions with records still to read (as last looked up): those the view never read hold its watermark back. */
   const waiting = (): Promise<ReadonlySet<string>> => unreadInputs?.waiting(topicsRead) ?? Promise.resolve(new Set());
@@ -156,6 +176,8 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
     // Cleared before the claim: a failure during it, or of a transaction's own delivery, sets it again.
     leftovers = false;
     try {
+      // Delivered entries out of the outbox first, so the claim does not deliver them again.
+      await flushDelivered();
       await claimAndDeliver();
     } catch (err) {
       leftovers = true;
@@ -209,7 +231,11 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
    * Puts a state transaction's results where they go, in that transaction: written by a sink that
    * writes into it, the rest into the outbox. Returns how many of each.
    */
-  async function putResults(client: pg.PoolClient, payloads: readonly ResultPayload[]): Promise<{ written: number; queued: number; entries: Queued }> {
+  async function putResults(
+    client: pg.PoolClient,
+    payloads: readonly ResultPayload[],
+    deliveredIds: readonly string[] = [],
+  ): Promise<{ written: number; queued: number; entries: Queued }> {
     const queued: ResultPayload[] = [];
     let written = 0;
     for (const route of routes) {
@@ -221,7 +247,7 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
         written += mine.length;
       }
     }
-    const ids = await store.addToOutbox(client, plan.name, queued);
+    const ids = await store.addToOutbox(client, plan.name, queued, deliveredIds);
     return { written, queued: queued.length, entries: { ids, payloads: queued } };
   }
 
@@ -230,6 +256,7 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
    * second transaction to claim them and read them back). A relay claiming them meanwhile delivers
    * them twice, which the output's stale-write guard makes harmless. When the output fails, the
    * entries stay, and the claiming path delivers them and any other leftovers from then on.
+   * Deleted later (see `delivered`).
    */
   async function deliverOwn(entries: Queued): Promise<void> {
     if (entries.ids.length === 0) return;
@@ -240,11 +267,7 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
       throw err instanceof CdcError ? err : sinkError(name, err);
     }
     events.emit('view.delivered', { view: plan.name, results: entries.payloads.length });
-    await store.deleteOutbox(pool, entries.ids).catch((err: unknown) => {
-      // Delivered: a second delivery of what stays is harmless.
-      leftovers = true;
-      log.warn({ err }, 'view outbox entries delivered but not deleted; delivered again later');
-    });
+    delivered.push(...entries.ids);
   }
 
   /** Moves the watermark (see advanceTime) and puts the results of the windows it closed where they go, in one transaction. */
@@ -268,12 +291,16 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
       topicsRead.add(e.kafka.topic);
     }
     const unread = await waiting();
+    const deleting = takeDelivered();
     const outcome = await retryingRaces(() =>
       inTransaction(async (client) => {
         const applied = await applyBatch(client, store, plan, batch, inputColumns, unread);
-        return { ...applied, ...(await putResults(client, applied.results)) };
+        return { ...applied, ...(await putResults(client, applied.results, deleting)) };
       }),
-    );
+    ).catch((err: unknown) => {
+      delivered.push(...deleting);
+      throw err;
+    });
     events.emit('view.applied', {
       view: plan.name,
       applied: outcome.applied,
@@ -312,7 +339,7 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
           .then(() => deliver())
           .catch((err: unknown) => log.warn({ err }, 'view watermark or outbox delivery failed; retried on the next write or tick'));
       tick();
-      relay = setInterval(tick, RELAY_INTERVAL_MS);
+      relay = setInterval(tick, deps.relayIntervalMs ?? RELAY_INTERVAL_MS);
       relay.unref();
     },
     write,
@@ -325,6 +352,7 @@ export function createViewSink(deps: ViewSinkDeps): ViewSink {
       if (relay) clearInterval(relay);
       unreadInputs?.close();
       await draining?.catch(() => undefined);
+      await flushDelivered();
     }),
   };
 }
