@@ -145,19 +145,24 @@ export async function committedOffsets(admin: Admin, group: string, topic: strin
   return new Map((res?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
 }
 
-/** At BENCH_LATENCY_RATE, else at BENCH_LATENCY_LOAD (70%) of `basisPerSec`, the figure of d. */
-export async function latencyRun(ctx: LatencyContext, basisPerSec: number | undefined): Promise<LatencyResult> {
+/**
+ * At BENCH_LATENCY_RATE, else at BENCH_LATENCY_LOAD (70%) of `basisPerSec`, the figure of d.
+ * `subject`: the router, or the latency floor (bench/mode-floor.ts) on a stream of its own.
+ */
+export async function latencyRun(ctx: LatencyContext, basisPerSec: number | undefined, subject: 'router' | 'floor' = 'router'): Promise<LatencyResult> {
   const s = ctx.settings;
   const load = s.latencyRate === undefined ? s.latencyLoad : undefined;
   const rate = s.latencyRate ?? s.latencyLoad * (basisPerSec ?? NaN);
   const counted = Math.max(1, Math.round(rate * (s.latencyWarmupSeconds + s.latencySeconds)));
   const base = { offeredPerSec: rate, basisPerSec, load, seconds: s.latencySeconds, warmupSeconds: s.latencyWarmupSeconds };
-  const topic = `cdc-bench.latency.${ctx.runId}`;
-  const group = `cdc-bench-${ctx.runId}-latency`;
-  const targets = targetsFor(ctx.runId, 'latency');
+  const label = subject === 'router' ? 'latency' : 'latency-floor';
+  const topic = `cdc-bench.${label}.${ctx.runId}`;
+  const group = `cdc-bench-${ctx.runId}-${label}`;
+  const targets = targetsFor(ctx.runId, label);
   const share = load === undefined ? 'BENCH_LATENCY_RATE' : `${Math.round(load * 100)}% of ${Math.round(basisPerSec ?? NaN)}`;
-  log(`latency: ${Math.round(rate)} events/s (${share}), ${s.latencyWarmupSeconds} s warm-up + ${s.latencySeconds} s measured`);
-  const message = messageSource(ctx.spec.seed + 1, ctx.spec.partitions, counted);
+  log(`${label}: ${Math.round(rate)} events/s (${share}), ${s.latencyWarmupSeconds} s warm-up + ${s.latencySeconds} s measured`);
+  const seed = ctx.spec.seed + 1;
+  const message = messageSource(seed, ctx.spec.partitions, counted);
   const producer = ctx.kafka.producer({ allowAutoTopicCreation: false });
   const cleanup = async () => {
     await producer.disconnect().catch(() => undefined);
@@ -177,7 +182,11 @@ export async function latencyRun(ctx: LatencyContext, basisPerSec: number | unde
   return withCleanup(cleanup, async () => {
     await ctx.admin.createTopics({ topics: [{ topic, numPartitions: ctx.spec.partitions }], waitForLeaders: true });
     await producer.connect();
-    const worker = startWorker({ kind: 'router', sinks: 'stores', servers: ctx.servers, topic, group, targets, latency: true });
+    const worker = startWorker(
+      subject === 'router'
+        ? { kind: 'router', sinks: 'stores', servers: ctx.servers, topic, group, targets, latency: true }
+        : { kind: 'floor', servers: ctx.servers, topic, group, targets, seed },
+    );
     try {
       await worker.next('ready', 120_000);
       worker.send({ type: 'start' });
@@ -210,7 +219,7 @@ export async function latencyRun(ctx: LatencyContext, basisPerSec: number | unde
       const stats: LatencyStats | undefined = stopped.latency;
       if (!covered) {
         return noFigure(
-          `the router fell behind: measured records were still not committed ${s.latencyTailSeconds} s after the measured part ended ` +
+          `the ${subject} fell behind: measured records were still not committed ${s.latencyTailSeconds} s after the measured part ended ` +
             `(committed so far: ${stats?.samples ?? 0}; p99 of those ${Math.round(stats?.p99Ms ?? NaN)} ms)`,
           { ...produced, partial: stats },
         );

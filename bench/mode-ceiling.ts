@@ -8,11 +8,16 @@
  * fixed set of partitions (partition % lanes), so each key's changes stay in order, as in the router.
  */
 import { COLUMNS, TABLES, createCorpusGenerator, rowFor, type CorpusRecord, type TableName } from './corpus.ts';
-import type { ModeRunner, WorkerTask } from './protocol.ts';
+import type { CeilingStore, ModeRunner, StoreTargets, WorkerTask } from './protocol.ts';
 import { PG_TYPES, createEsIndices, createPgTables, esIndex, openStoreClients, quote, redisKey, type StoreClients } from './stores.ts';
 
 type CeilingTask = Extract<WorkerTask, { kind: 'ceiling' }>;
-type Write = (batch: readonly CorpusRecord[]) => Promise<void>;
+export type Write = (batch: readonly CorpusRecord[]) => Promise<void>;
+/** Where a bare writer writes, and the corpus seed its rows come from. */
+export interface BareTarget {
+  readonly seed: number;
+  readonly targets: StoreTargets;
+}
 
 /** The last change per key of a batch, by table: rows to upsert and ids to delete. */
 function lastChanges(batch: readonly CorpusRecord[]): Map<TableName, { upserts: CorpusRecord[]; deletes: number[] }> {
@@ -28,7 +33,7 @@ function lastChanges(batch: readonly CorpusRecord[]): Map<TableName, { upserts: 
   return out;
 }
 
-function postgresWriter(task: CeilingTask, clients: StoreClients): Write {
+function postgresWriter(task: BareTarget, clients: StoreClients): Write {
   const schema = quote(task.targets.pgSchema);
   const upsertSql = new Map<TableName, string>(
     TABLES.map((table) => {
@@ -45,7 +50,7 @@ function postgresWriter(task: CeilingTask, clients: StoreClients): Write {
       await client.query('BEGIN');
       for (const [table, { upserts, deletes }] of lastChanges(batch)) {
         if (upserts.length > 0) {
-          const rows = upserts.map((r) => rowFor(task.corpus.seed, r.table, r.id, r.lsn));
+          const rows = upserts.map((r) => rowFor(task.seed, r.table, r.id, r.lsn));
           await client.query(upsertSql.get(table)!, COLUMNS[table].map(([n]) => rows.map((row) => row[n] ?? null)));
         }
         if (deletes.length > 0) await client.query(`DELETE FROM ${schema}.${quote(table)} WHERE id = ANY($1::bigint[])`, [deletes]);
@@ -60,11 +65,11 @@ function postgresWriter(task: CeilingTask, clients: StoreClients): Write {
   };
 }
 
-function redisWriter(task: CeilingTask, clients: StoreClients): Write {
+function redisWriter(task: BareTarget, clients: StoreClients): Write {
   return async (batch) => {
     const pipe = clients.redis.pipeline();
     for (const [table, { upserts, deletes }] of lastChanges(batch)) {
-      for (const r of upserts) pipe.set(redisKey(task.targets, table, r.id), JSON.stringify(rowFor(task.corpus.seed, table, r.id, r.lsn)));
+      for (const r of upserts) pipe.set(redisKey(task.targets, table, r.id), JSON.stringify(rowFor(task.seed, table, r.id, r.lsn)));
       for (const id of deletes) pipe.del(redisKey(task.targets, table, id));
     }
     const replies = await pipe.exec();
@@ -73,12 +78,12 @@ function redisWriter(task: CeilingTask, clients: StoreClients): Write {
   };
 }
 
-function elasticsearchWriter(task: CeilingTask, clients: StoreClients): Write {
+function elasticsearchWriter(task: BareTarget, clients: StoreClients): Write {
   return async (batch) => {
     const operations: object[] = [];
     for (const [table, { upserts, deletes }] of lastChanges(batch)) {
       const index = esIndex(task.targets, table);
-      for (const r of upserts) operations.push({ index: { _index: index, _id: String(r.id) } }, rowFor(task.corpus.seed, table, r.id, r.lsn));
+      for (const r of upserts) operations.push({ index: { _index: index, _id: String(r.id) } }, rowFor(task.seed, table, r.id, r.lsn));
       for (const id of deletes) operations.push({ delete: { _index: index, _id: String(id) } });
     }
     if (operations.length === 0) return;
@@ -86,6 +91,13 @@ function elasticsearchWriter(task: CeilingTask, clients: StoreClients): Write {
     const failed = res.items.find((item) => Object.values(item)[0]?.error);
     if (failed) throw new Error(`bulk item failed: ${JSON.stringify(failed)}`);
   };
+}
+
+/** The bare batched write of one store (also the latency floor's, bench/mode-floor.ts). */
+export function bareWriter(store: CeilingStore, target: BareTarget, clients: StoreClients): Write {
+  if (store === 'postgres') return postgresWriter(target, clients);
+  if (store === 'redis') return redisWriter(target, clients);
+  return elasticsearchWriter(target, clients);
 }
 
 export async function prepareCeiling(task: CeilingTask): Promise<ModeRunner> {
@@ -96,12 +108,7 @@ export async function prepareCeiling(task: CeilingTask): Promise<ModeRunner> {
   await Promise.all(Array.from({ length: task.lanes }, () => clients.pg.query('SELECT 1')));
   await clients.redis.ping();
   await clients.es.cluster.health({});
-  const write =
-    task.store === 'postgres'
-      ? postgresWriter(task, clients)
-      : task.store === 'redis'
-        ? redisWriter(task, clients)
-        : elasticsearchWriter(task, clients);
+  const write = bareWriter(task.store, { seed: task.corpus.seed, targets: task.targets }, clients);
 
   let processed = 0;
   async function run(): Promise<void> {

@@ -66,11 +66,12 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
-function latencyRecorder() {
+/** Append-to-commit latencies of records, kept with their append times to pick a window by. */
+export function latencyRecorder() {
   let appendMs = new Float64Array(1 << 16);
   let latencyMs = new Float64Array(1 << 16);
   let n = 0;
-  const tracker = createCommitLatencyTracker((_topic, fromAppendSeconds) => {
+  const record = (latency: number) => {
     if (n === appendMs.length) {
       const grow = (a: Float64Array) => {
         const b = new Float64Array(a.length * 2);
@@ -80,13 +81,14 @@ function latencyRecorder() {
       appendMs = grow(appendMs);
       latencyMs = grow(latencyMs);
     }
-    const latency = fromAppendSeconds * 1000;
     latencyMs[n] = latency;
     appendMs[n] = Date.now() - latency;
     n++;
-  });
+  };
   return {
-    tracker,
+    record,
+    /** The router's own commit-latency tracker, recording here. */
+    tracker: createCommitLatencyTracker((_topic, fromAppendSeconds) => record(fromAppendSeconds * 1000)),
     stats(window: LatencyWindow | undefined): LatencyStats {
       const picked: number[] = [];
       for (let i = 0; i < n; i++) {

@@ -46,6 +46,16 @@ export type WorkerTask =
     }
   | ViewsTask
   | {
+      /** The latency floor (bench/mode-floor.ts): bare kafkajs and drivers into the three stores. */
+      readonly kind: 'floor';
+      readonly servers: Servers;
+      readonly topic: string;
+      readonly group: string;
+      readonly targets: StoreTargets;
+      /** The corpus seed of the stream's records (the rows written are generated from it). */
+      readonly seed: number;
+    }
+  | {
       readonly kind: 'ceiling';
       readonly store: CeilingStore;
       readonly servers: Servers;

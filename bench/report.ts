@@ -110,6 +110,8 @@ export interface Report {
     readonly cpu: number | undefined;
   };
   readonly latency: LatencyResult | undefined;
+  /** The latency floor at the same rate (bench/mode-floor.ts): bare kafkajs and drivers, nothing the router guarantees. */
+  readonly latencyFloor?: LatencyResult | undefined;
   readonly targets: readonly Target[];
 }
 
@@ -221,6 +223,19 @@ export function markdown(report: Report): string {
       '',
     );
   } else lines.push('Latency: not measured (no figure for d).', '');
+  const f = report.latencyFloor;
+  if (f) {
+    lines.push(
+      f.stats
+        ? `Latency floor (bench/mode-floor.ts: bare kafkajs, one combined write to the three stores with the ceilings' writers, then one commit; ` +
+            `no guard, no type mapping) at ${num(f.offeredPerSec)} events/s, same warm-up and length: p50 ${num(f.stats.p50Ms)} ms, p90 ${num(f.stats.p90Ms)} ms, ` +
+            `p99 ${num(f.stats.p99Ms)} ms, max ${num(f.stats.maxMs)} ms over ${num(f.stats.samples)} records` +
+            (f.appendedAfter ? ` (appended p99 ${num(f.appendedAfter.p99Ms)} ms after due)` : '') +
+            (l?.stats ? `; the router's p99 is ${(l.stats.p99Ms / f.stats.p99Ms).toFixed(2)}× the floor's.` : '.')
+        : `Latency floor: no figure at ${num(f.offeredPerSec)} events/s: ${f.error ?? 'no samples'}.`,
+      '',
+    );
+  }
   lines.push('| target | value | wanted | result |', '| --- | ---: | --- | --- |');
   for (const t of report.targets) lines.push(`| ${t.name} | ${num(t.value, t.name.startsWith('R') || t.name.startsWith('CPU d') ? 2 : 1)} | ${t.target} | ${verdict(t)} |`);
   const failures = report.modes.flatMap((f) => f.runs.filter((r) => r.error || (r.gate && !r.gate.ok)));

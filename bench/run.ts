@@ -226,11 +226,16 @@ async function main(): Promise<void> {
     const modeFigures = figures(settings.modes, runs);
     const basis = median(runs.filter((r) => r.mode === 'stores' && r.eventsPerSec !== undefined).map((r) => r.eventsPerSec!));
     let latency: LatencyResult | undefined;
+    let latencyFloor: LatencyResult | undefined;
     if (settings.latencySeconds === 0) log('latency: skipped (BENCH_LATENCY_SECONDS=0)');
     else if (basis === undefined && settings.latencyRate === undefined) log('latency: skipped, no figure for d (cdc-router into the stores) to take 70% of');
     else {
       latency = await latencyRun({ ...ctx, kafka }, basis);
       log(latency.stats ? `  p50 ${latency.stats.p50Ms} ms, p99 ${latency.stats.p99Ms} ms (${latency.stats.samples} records)` : `  no figure: ${latency.error}`);
+      if (settings.latencyFloor) {
+        latencyFloor = await latencyRun({ ...ctx, kafka }, basis, 'floor');
+        log(latencyFloor.stats ? `  p50 ${latencyFloor.stats.p50Ms} ms, p99 ${latencyFloor.stats.p99Ms} ms (${latencyFloor.stats.samples} records)` : `  no figure: ${latencyFloor.error}`);
+      }
     }
 
     const views = settings.views ? await viewsBench({ settings, servers, kafka, admin, clients, runId: ctx.runId }) : undefined;
@@ -245,6 +250,7 @@ async function main(): Promise<void> {
       modes: modeFigures,
       ratios: ratioFigures,
       latency,
+      latencyFloor,
       targets: targetTable(ratioFigures, modeFigures, latency),
     };
     const text = markdown(report) + (views ? `\n${viewsMarkdown(views)}` : '');

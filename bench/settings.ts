@@ -23,6 +23,8 @@ export interface BenchSettings {
   readonly latencyLoad: number;
   /** An offered rate (events/s) for the latency run instead of latencyLoad × d's figure; d need not run then. */
   readonly latencyRate: number | undefined;
+  /** Also measure the latency floor (bench/mode-floor.ts) at the same rate, after the router's run. */
+  readonly latencyFloor: boolean;
   readonly runTimeoutSeconds: number;
   /** A run whose committed offsets stop moving this long short of the end fails (a stuck partition). */
   readonly stallSeconds: number;
@@ -78,6 +80,7 @@ export function readSettings(): BenchSettings {
     latencyTailSeconds: int('BENCH_LATENCY_TAIL_SECONDS', 60),
     latencyLoad: fraction('BENCH_LATENCY_LOAD', 0.7),
     latencyRate: process.env['BENCH_LATENCY_RATE'] ? int('BENCH_LATENCY_RATE', 1) : undefined,
+    latencyFloor: process.env['BENCH_LATENCY_FLOOR'] !== '0',
     runTimeoutSeconds: int('BENCH_RUN_TIMEOUT_SECONDS', 1_800),
     stallSeconds: int('BENCH_STALL_SECONDS', 60),
     ceilingBatch: int('BENCH_CEILING_BATCH', 5_000),

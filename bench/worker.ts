@@ -37,6 +37,8 @@ async function prepare(task: WorkerTask): Promise<ModeRunner> {
       return (await import('./mode-router.ts')).prepareRouter(task);
     case 'ceiling':
       return (await import('./mode-ceiling.ts')).prepareCeiling(task);
+    case 'floor':
+      return (await import('./mode-floor.ts')).prepareFloor(task);
     case 'views':
       return (await import('./mode-views.ts')).prepareViews(task);
   }
