@@ -9,10 +9,10 @@
  * tombstones, no dead-letter queue), then commits every partition it covered in one request.
  * Latency per record: from its Kafka timestamp (its due time) to that commit's acknowledgement.
  */
-import { Kafka, logLevel, type Batch } from 'kafkajs';
-import { kafkaSchema } from '../src/config/schema.ts';
+import type { Batch } from 'kafkajs';
 import { TABLES, type CorpusRecord, type TableName } from './corpus.ts';
 import { bareWriter, type Write } from './mode-ceiling.ts';
+import { bareConsumer } from './mode-raw.ts';
 import { latencyRecorder } from './mode-router.ts';
 import type { ModeRunner, WorkerTask } from './protocol.ts';
 import { createEsIndices, createPgTables, openStoreClients } from './stores.ts';
@@ -47,22 +47,12 @@ interface Pending {
 }
 
 export async function prepareFloor(task: FloorTask): Promise<ModeRunner> {
-  const defaults = kafkaSchema.parse({ brokers: [task.servers.broker], topics: [task.topic] });
+  const { consumer, defaults } = bareConsumer('floor', task);
   const clients = openStoreClients(task.servers, 2);
   await createPgTables(clients.pg, task.targets.pgSchema);
   await createEsIndices(clients.es, task.targets);
   const target = { seed: task.seed, targets: task.targets };
   const writers: readonly Write[] = (['postgres', 'redis', 'elasticsearch'] as const).map((s) => bareWriter(s, target, clients));
-  const kafka = new Kafka({ clientId: 'cdc-bench-floor', brokers: [task.servers.broker], logLevel: logLevel.WARN });
-  const consumer = kafka.consumer({
-    groupId: task.group,
-    sessionTimeout: defaults.session_timeout_ms,
-    heartbeatInterval: defaults.heartbeat_interval_ms,
-    rebalanceTimeout: defaults.rebalance_timeout_ms,
-    maxBytesPerPartition: defaults.max_bytes_per_partition,
-    maxWaitTimeInMs: defaults.fetch_max_wait_ms,
-    allowAutoTopicCreation: false,
-  });
   const latency = latencyRecorder();
   let processed = 0;
   let queue: Pending[] = [];
