@@ -201,15 +201,15 @@ async function tableDeltas(
 ): Promise<{ deltas: Delta[]; rows: Map<string, { row: RowWrite; index: number }>; stored: ReadonlyMap<string, StoredRow> }> {
   const written = new Map<string, { row: RowWrite; index: number }>();
   if (segment.length === 0) return { deltas: [], rows: written, stored: new Map() };
-  const tables = [...new Set(segment.map((s) => s.event.table.id))];
+  const scopes = new Map([...new Set(segment.map((s) => s.event.table.id))].map((table) => [table, truncateScope(plan, table)]));
   const locked = await store.lockRowsOf(
     client,
     plan.name,
     segment.map((s) => rowKeyOf(plan, s.event, keyString(s.event.key))),
-    tables.map((table) => truncateScope(plan, table)),
+    [...scopes.values()],
   );
   const rows = locked.rows;
-  const truncates = new Map<string, string | null>(tables.map((table) => [table, locked.truncates.get(truncateScope(plan, table)) ?? null]));
+  const truncates = new Map([...scopes].map(([table, scope]) => [table, locked.truncates.get(scope) ?? null]));
   const changed = (pk: string) => written.get(pk)?.row ?? rows.get(pk);
   const deltas: Delta[] = [];
   for (const { index, event } of segment) {

@@ -291,12 +291,7 @@ export class StateStore {
   }
 
   async saveOffsets(client: pg.PoolClient, view: string, next: ReadonlyMap<string, bigint>): Promise<void> {
-    const entries = [...next].map(([k, o]) => ({ ...splitPartitionKey(k), o: o.toString() }));
-    await client.query(
-      `UPDATE ${this.s}.view_offsets v SET next_offset = u.o FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u(t, p, o)
-       WHERE v.view = $1 AND v.topic = u.t AND v.kpartition = u.p AND v.next_offset < u.o`,
-      [view, entries.map((e) => e.topic), entries.map((e) => e.partition), entries.map((e) => e.o)],
-    );
+    await this.saveGroups(client, view, [], { offsets: next });
   }
 
   async truncatePosition(client: pg.PoolClient, view: string): Promise<string | null> {
@@ -314,15 +309,8 @@ export class StateStore {
 
   /**
    * Locks the stored images of these primary keys (sorted). A key not stored yet is not locked:
-   * saveRows inserts it, and finds out there when another transaction stored it first.
-   */
-  async lockRows(client: pg.PoolClient, view: string, pks: readonly string[]): Promise<Map<string, StoredRow>> {
-    return (await this.lockRowsOf(client, view, pks, [])).rows;
-  }
-
-  /**
-   * lockRows, and in the same statement the truncate positions of these scopes (see
-   * truncatePosition; a scope never truncated is absent).
+   * saveRows inserts it, and finds out there when another transaction stored it first. In the same
+   * statement: the truncate positions of these scopes (see truncatePosition; one never truncated is absent).
    */
   async lockRowsOf(
     client: pg.PoolClient,
@@ -615,7 +603,7 @@ export class StateStore {
          UPDATE ${this.s}.view_offsets v SET next_offset = o.o FROM unnest($11::text[], $12::int[], $13::bigint[]) AS o(t, p, o)
          WHERE v.view = $1 AND v.topic = o.t AND v.kpartition = o.p AND v.next_offset < o.o)
        SELECT txid_current()::text AS rev,
-         ARRAY(SELECT nextval('${this.s}.view_versions')::text FROM generate_series(1, $14::int)) AS versions`,
+         ARRAY(SELECT nextval('${this.s}.view_versions') FROM generate_series(1, $14::int) ORDER BY 1)::text[] AS versions`,
       [
         view,
         live.map((g) => g.gid),
@@ -642,8 +630,7 @@ export class StateStore {
       }));
       this.groupCache.saved(client, view, row.rev, saved);
     }
-    // nextval in generate_series order: ascending, as nextVersions gives them.
-    return row.versions.map((v) => BigInt(v)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    return row.versions.map((v) => BigInt(v));
   }
 
   /**

@@ -482,7 +482,7 @@ describe('view state in PostgreSQL', () => {
         await upgraded.ensureSchema(client);
         await client.query('BEGIN');
         expect(await upgraded.movedImage(client, 'v', 'p1')).toEqual({ amount: '5' });
-        expect(await upgraded.lockRows(client, 'v', ['1', '2'])).toEqual(
+        expect((await upgraded.lockRowsOf(client, 'v', ['1', '2'], [])).rows).toEqual(
           new Map([
             ['1', { pos: 'p1', image: null }],
             ['2', { pos: 'p2', image: { amount: '7' } }],
